@@ -1,0 +1,1 @@
+"""The one generic training loop and what it owns: state, steps, mesh, checkpoints, logging."""
