@@ -13,6 +13,7 @@ with `load_variables`; any experiment can start from them with `--config.init_fr
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -38,3 +39,71 @@ def load_variables(path: str) -> Any:
     raise FileNotFoundError(f"no saved variables at {path}: expected a directory written by "
                             "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision")
   return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+
+
+class CheckpointStore:
+  """A run's periodic checkpoints (the last `keep`) and its best one by a metric."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.best_directory = os.path.join(os.path.abspath(workdir), "checkpoints_best")
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._best = ocp.CheckpointManager(self.best_directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+  def save(self, step: int, state: Any, meta: dict, best: bool = False) -> None:
+    """Saves `state` and the JSON-able `meta` at `step` (and as the best, if `best`)."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if step not in self._manager.all_steps():
+      self._manager.save(step, args=args)
+    if best:
+      for old in self._best.all_steps():
+        if old != step:
+          self._best.delete(old)
+      if step not in self._best.all_steps():
+        self._best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def restore_latest(self, abstract_state: Any) -> tuple[Any, dict] | None:
+    """The newest checkpoint that restores, as (state, meta); None if there is none.
+
+    A step that fails to restore (truncated or corrupt files) is moved aside to
+    `checkpoints/corrupt-<step>` with a warning, and the previous one is tried. If every
+    checkpoint is unreadable this raises rather than start silently from scratch.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
+      return None
+    errors = []
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        return restored["state"], dict(restored["meta"])
+      except Exception as e:  # orbax raises many types for damaged files
+        errors.append(f"step {step}: {e.__class__.__name__}: {str(e)[:300]}")
+        logging.warning("checkpoint at step %d in %s does not restore (%s); moving it aside and "
+                        "falling back to the previous one", step, self.directory, e.__class__.__name__)
+        if jax.process_index() == 0:
+          os.replace(os.path.join(self.directory, str(step)), os.path.join(self.directory, f"corrupt-{step}"))
+        self._manager.reload()
+    raise RuntimeError(f"no checkpoint in {self.directory} restores; refusing to start from scratch "
+                       "over them. Move the directory away to start afresh.\n  " + "\n  ".join(errors))
+
+  def restore_best(self, abstract_state: Any) -> tuple[Any, dict] | None:
+    step = self._best.latest_step()
+    if step is None:
+      return None
+    restored = self._best.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["meta"])
+
+  def close(self) -> None:
+    self._manager.close()
+    self._best.close()

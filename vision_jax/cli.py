@@ -1,0 +1,98 @@
+"""The command line shared by every experiment: flags only; the work is the experiment's `run`.
+
+    python -m experiments.<name> --workdir DIR [--variant ARG] [--config.<key>=<value> ...]
+        [--coordinator_address HOST:PORT --num_processes N --process_id I]
+
+Writes DIR/result.json: {experiment, paper, metric, paper_value, value, steps, wall_s,
+hardware, command}, and prints a one-line result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+from vision_jax.config import ConfigError, apply_overrides, load_config
+
+
+def hardware() -> str:
+  """The devices this process computes on, in words: 'NVIDIA H200 x1', 'CPU (2 cores, AMD EPYC ...)'."""
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  if devices[0].platform == "cpu":
+    model = platform.processor() or ""
+    try:
+      with open("/proc/cpuinfo") as f:
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
+    except OSError:
+      pass
+    return f"CPU ({os.cpu_count()} cores{', ' + model if model else ''})"
+  return f"{devices[0].device_kind} x{len(devices)}"
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+  parser = argparse.ArgumentParser(
+      description="Run one experiment. Override any config key with --config.<key>=<value>.")
+  parser.add_argument("--workdir", required=True, help="where checkpoints, metrics and pictures go")
+  parser.add_argument("--variant", default=None, help="the config's get_config(arg), e.g. 'smoke'")
+  parser.add_argument("--coordinator_address", default=None, help="host:port of process 0 (multi-process)")
+  parser.add_argument("--num_processes", type=int, default=None)
+  parser.add_argument("--process_id", type=int, default=None)
+  parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() with auto-detection")
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  for item in rest:
+    if not item.startswith("--config."):
+      parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
+    overrides.append(item[len("--config."):])
+  return args, overrides
+
+
+def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, Any]], *, paper: str,
+         metric: str, paper_value: float | None, argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Parses flags, loads configs/<name>.py, runs `run(config, workdir)` and writes result.json.
+
+  `run` returns at least {"value": ..., "steps": ...}; other keys are kept in result.json.
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args, overrides = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+  try:
+    config = apply_overrides(load_config(name, args.variant), overrides)
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
+  if args.num_processes and args.num_processes > 1 or args.distributed:
+    from vision_jax.train.mesh import initialize_distributed  # pylint: disable=g-import-not-at-top
+    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  import jax  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  out = run(config, args.workdir)
+  result = {
+      "experiment": name, "paper": paper, "metric": metric, "paper_value": paper_value,
+      "value": out.pop("value"), "steps": out.pop("steps"), "wall_s": round(time.perf_counter() - t0, 1),
+      "hardware": hardware(),
+      "command": "python -m experiments." + name + " " + shlex.join(argv),
+      **out,
+  }
+  if jax.process_index() == 0:
+    os.makedirs(args.workdir, exist_ok=True)
+    path = os.path.join(args.workdir, "result.json")
+    with open(path + ".tmp", "w") as f:
+      json.dump(result, f, indent=2, default=float)
+    os.replace(path + ".tmp", path)
+    value = result["value"]
+    shown = f"{value:.4g}" if isinstance(value, float) else value
+    paper_part = f" (paper: {paper_value})" if paper_value is not None else ""
+    print(f"{name}: {metric} = {shown}{paper_part} after {result['steps']} steps in "
+          f"{result['wall_s']:.0f}s on {result['hardware']}; {path}")
+  return result

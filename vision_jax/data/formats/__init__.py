@@ -1,0 +1,10 @@
+"""Local dataset formats: the files users actually hold, prepared once into TFDS ArrayRecord.
+
+A format is one small file here: a `LocalFormat` subclass registered with `@register_format`.
+It says which splits a root path holds, what the examples look like, and yields them; the generic
+builder in `vision_jax.data.local` does the rest (validation, caching, atomic preparation).
+"""
+from vision_jax.data.formats.base import LocalFormat, DatasetError, get_format, list_formats, register_format
+from vision_jax.data.formats import idx, image_folder, sklearn_digits  # noqa: F401  (registration)
+
+__all__ = ["LocalFormat", "DatasetError", "get_format", "list_formats", "register_format"]

@@ -1,0 +1,77 @@
+"""The interface every local format implements."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Iterator
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+  """Bad input data: a missing path, a file of the wrong format, a corrupt image, a bad label."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """What a prepared dataset holds.
+
+  Attributes:
+    image_shape: (height, width, channels) of every image; None for a varying dimension.
+    class_names: the label names, index = label.
+    splits: the split names.
+  """
+  image_shape: tuple
+  class_names: tuple[str, ...]
+  splits: tuple[str, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+class LocalFormat:
+  """A format of files on disk. Subclasses implement `spec` and `examples`.
+
+  `root` is the path the user named: a file or folder. Errors name the offending file and what
+  was expected, as `DatasetError`.
+  """
+  name: str = ""
+  version: str = "1.0.0"  # bump when the prepared output of this format changes
+
+  def spec(self, root: str) -> DatasetSpec:
+    raise NotImplementedError
+
+  def examples(self, root: str, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yields (unique key, {"image": uint8 [h, w, c], "label": int}) for `split`."""
+    raise NotImplementedError
+
+  def fingerprint(self, root: str) -> str:
+    """Identifies the input files (paths, sizes, modification times) for the cache's name."""
+    h = hashlib.sha256(f"{self.name}-{self.version}".encode())
+    paths = [root] if os.path.isfile(root) else sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    for p in paths:
+      st = os.stat(p)
+      h.update(f"{os.path.relpath(p, root)}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]
+
+
+_FORMATS: dict[str, LocalFormat] = {}
+
+
+def register_format(cls: type[LocalFormat]) -> type[LocalFormat]:
+  _FORMATS[cls.name] = cls()
+  return cls
+
+
+def get_format(name: str) -> LocalFormat:
+  if name not in _FORMATS:
+    raise DatasetError(f"unknown dataset format {name!r}; known formats: {', '.join(sorted(_FORMATS))} "
+                       "(or tfds:<name> for a TFDS dataset)")
+  return _FORMATS[name]
+
+
+def list_formats() -> list[str]:
+  return sorted(_FORMATS)

@@ -1,0 +1,186 @@
+"""Input pipelines behind one interface, feeding batches sharded over the mesh.
+
+Both paths give the same batches for the same (seed, step): the examples of step `s` are
+`permutation(fold_in(seed, epoch))[i * batch : (i + 1) * batch]` with `epoch, i = divmod(s,
+steps_per_epoch)`, so a resumed run sees exactly the batches of an uninterrupted one.
+
+- `DeviceData`: a split that fits in device memory is put on the devices once (replicated),
+  and each step gathers its batch there, inside the jitted (scanned) step.
+- `StreamData`: a larger split streams from its random-access source through a grain
+  `MapDataset` indexed by step (read ahead by worker threads); each process reads only its share
+  of the global batch and hands it over with `jax.make_array_from_process_local_data`.
+
+The loop calls `xs(start, k)` for the scan inputs of steps [start, start + k) and, inside the
+scan, `get(data, x)` for one step's batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from vision_jax.data.formats import DatasetError
+from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.data.sources import get_source
+
+Batch = dict[str, Any]
+# Splits up to this size (bytes) live on the devices when `data.on_device` is "auto".
+ON_DEVICE_LIMIT = 4 << 30
+
+
+@dataclasses.dataclass
+class Split:
+  """A random-access split, optionally restricted to a subset of its indices."""
+  source: Any
+  indices: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def read(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """Examples at `positions` (into this split) as {"image": uint8 [n,h,w,c], "label": int32 [n]}."""
+    examples = self.source.__getitems__([int(i) for i in self.indices[positions]])
+    return {"image": np.stack([e["image"] for e in examples]),
+            "label": np.asarray([e["label"] for e in examples], np.int32)}
+
+  def arrays(self, chunk: int = 8192) -> dict[str, np.ndarray]:
+    parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, Split]]:
+  """The dataset's splits, with `validation_size` train examples held out as "validation"."""
+  source = get_source(data.dataset)
+  splits = {name: Split(source.split(name), np.arange(len(source.split(name)))) for name in source.spec.splits}
+  if data.get("validation_size", 0):
+    train = splits[data.train_split]
+    n = data.validation_size
+    if not 0 < n < len(train):
+      raise DatasetError(f"{data.dataset}: validation_size {n} must be between 0 and the "
+                         f"{len(train)} examples of split {data.train_split!r}")
+    # A fixed permutation (not the run's seed): every run holds out the same examples.
+    perm = np.random.default_rng(0).permutation(len(train))
+    splits["validation"] = Split(train.source, train.indices[np.sort(perm[-n:])])
+    splits[data.train_split] = Split(train.source, train.indices[np.sort(perm[:-n])])
+  if data.get("train_size", 0):
+    train = splits[data.train_split]
+    splits[data.train_split] = Split(train.source, train.indices[: data.train_size])
+  for name in [data.train_split, *data.eval_splits]:
+    if name not in splits:
+      raise DatasetError(f"{data.dataset}: no split {name!r}; it has {', '.join(splits)}")
+  return source.spec, splits
+
+
+def batch_indices(seed: int, step, num_examples: int, batch_size: int):
+  """Indices of step `step`'s examples: a jax function of (seed, step), usable under jit."""
+  steps_per_epoch = num_examples // batch_size
+  epoch, i = jnp.divmod(step, steps_per_epoch)
+  perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_examples)
+  return jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
+
+
+class DeviceData:
+  """A split resident on the devices; batches are gathered inside the jitted step."""
+
+  def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int):
+    _check_batch(batch_size, len(split), mesh)
+    self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
+    self.steps_per_epoch = len(split) // batch_size
+    self._batch_sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+    arrays = split.arrays()
+    self.data = {k: jax.make_array_from_callback(v.shape, replicated, lambda idx, v=v: v[idx])
+                 for k, v in arrays.items()}
+
+  def xs(self, start: int, k: int) -> jax.Array:
+    return jnp.arange(start, start + k, dtype=jnp.int32)
+
+  def get(self, data: Batch, step: jax.Array) -> Batch:
+    idx = batch_indices(self.seed, step, self.num_examples, self.batch_size)
+    batch = {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
+    return jax.lax.with_sharding_constraint(batch, self._batch_sharding)
+
+
+class StreamData:
+  """A split streamed from its source, each process reading its share of every global batch."""
+
+  def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int, threads: int = 4):
+    _check_batch(batch_size, len(split), mesh)
+    self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
+    self.steps_per_epoch = len(split) // batch_size
+    self.data = None
+    self._mesh, self._split, self._threads = mesh, split, threads
+    self._perm_cache: dict[int, np.ndarray] = {}
+    n_proc, pid = jax.process_count(), jax.process_index()
+    self._local = slice(pid * batch_size // n_proc, (pid + 1) * batch_size // n_proc)
+    self._iter: Iterator | None = None
+    self._next_step = -1
+
+  def _indices(self, step: int) -> np.ndarray:
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch not in self._perm_cache:
+      self._perm_cache = {epoch: np.asarray(jax.device_get(jax.random.permutation(
+          jax.random.fold_in(jax.random.key(self.seed), epoch), self.num_examples)))}
+    return self._perm_cache[epoch][i * self.batch_size:(i + 1) * self.batch_size]
+
+  def _local_batch(self, step: int) -> dict[str, np.ndarray]:
+    return self._split.read(self._indices(step)[self._local])
+
+  def xs(self, start: int, k: int) -> Batch:
+    if self._iter is None or start != self._next_step:
+      steps = grain.MapDataset.range(start, 1 << 62).map(self._local_batch)
+      self._iter = iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=self._threads, prefetch_buffer_size=2 * self._threads)))
+    local = [next(self._iter) for _ in range(k)]
+    self._next_step = start + k
+    stacked = {key: np.stack([b[key] for b in local]) for key in local[0]}
+    sharding = NamedSharding(self._mesh, P(None, "data"))
+    return {key: jax.make_array_from_process_local_data(sharding, v, (k, self.batch_size) + v.shape[2:])
+            for key, v in stacked.items()}
+
+  def get(self, data: None, x: Batch) -> Batch:
+    del data
+    return x
+
+
+def make_train_data(split: Split, data: ml_collections.ConfigDict, batch_size: int, mesh: Mesh, seed: int):
+  """DeviceData when the split fits (`data.on_device`: "auto", "yes" or "no"), else StreamData."""
+  mode = data.get("on_device", "auto")
+  if mode not in ("auto", "yes", "no"):
+    raise ValueError(f"data.on_device must be 'auto', 'yes' or 'no', got {mode!r}")
+  example = split.read(np.arange(1))
+  nbytes = len(split) * sum(v[0].nbytes for v in example.values())
+  if mode == "yes" or (mode == "auto" and nbytes <= ON_DEVICE_LIMIT):
+    return DeviceData(split, batch_size, mesh, seed)
+  return StreamData(split, batch_size, mesh, seed)
+
+
+def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[Batch]:
+  """The whole split in order, as global batches with a "mask" marking real (not padding) rows."""
+  n_dev = mesh.devices.size
+  batch_size = max(n_dev, batch_size // n_dev * n_dev)
+  n_proc, pid = jax.process_count(), jax.process_index()
+  local = slice(pid * batch_size // n_proc, (pid + 1) * batch_size // n_proc)
+  sharding = NamedSharding(mesh, P("data"))
+  for start in range(0, len(split), batch_size):
+    positions = np.arange(start, start + batch_size)
+    mask = positions < len(split)
+    batch = split.read(np.where(mask, positions, 0)[local])
+    batch["mask"] = mask[local]
+    yield {k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
+           for k, v in batch.items()}
+
+
+def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
+  n_dev = mesh.devices.size
+  if batch_size % n_dev:
+    raise ValueError(f"batch size {batch_size} must be a multiple of the {n_dev} devices")
+  if batch_size % jax.process_count():
+    raise ValueError(f"batch size {batch_size} must be a multiple of the {jax.process_count()} processes")
+  if batch_size > num_examples:
+    raise ValueError(f"batch size {batch_size} is larger than the {num_examples} training examples")

@@ -1,0 +1,173 @@
+"""Datasets by name: `tfds:<name>` for TFDS's catalogue, `<format>:<path or name>` for local files.
+
+    source = get_source("idx:mnist")          # $VISION_JAX_DATASETS/mnist, IDX files
+    source = get_source("image_folder:cifar10")
+    source = get_source("sklearn:digits")
+    source = get_source("tfds:cifar10")       # needs internet the first time (and tensorflow)
+
+Local files are prepared once into TFDS's ArrayRecord format under the cache directory
+(`$VISION_JAX_CACHE`, default `~/.cache/vision_jax`), keyed by a fingerprint of the input files.
+TFDS writes into a temporary `incomplete.*` directory and renames it when the preparation
+finished, so a killed or failed preparation leaves no partial cache; it is started afresh next
+time. Every split then reads as a random-access data source (`len`, `[i]`, `__getitems__`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import shutil
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from vision_jax.data.formats import DatasetError, LocalFormat, get_format
+from vision_jax.data.formats.base import DatasetSpec
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def datasets_dir() -> str:
+  """Where local datasets live: $VISION_JAX_DATASETS, default ../shared/datasets beside the repo."""
+  return os.environ.get("VISION_JAX_DATASETS") or os.path.join(os.path.dirname(_REPO_ROOT), "shared", "datasets")
+
+
+def cache_dir() -> str:
+  """Where prepared datasets are cached: $VISION_JAX_CACHE, default ~/.cache/vision_jax."""
+  return os.environ.get("VISION_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vision_jax")
+
+
+@dataclasses.dataclass
+class Source:
+  """A dataset whose splits are random-access data sources of {"image", "label"} examples."""
+  name: str
+  spec: DatasetSpec
+  _splits: dict[str, Any]
+
+  def split(self, name: str):
+    if name not in self._splits:
+      raise DatasetError(f"{self.name}: no split {name!r}; it has {', '.join(self._splits)}")
+    return self._splits[name]
+
+  def arrays(self, split: str, batch: int = 4096) -> dict[str, np.ndarray]:
+    """Reads a whole split into memory: {"image": uint8 [n, h, w, c], "label": int32 [n]}."""
+    src = self.split(split)
+    images, labels = [], []
+    for start in range(0, len(src), batch):
+      examples = src.__getitems__(list(range(start, min(start + batch, len(src)))))
+      images.extend(e["image"] for e in examples)
+      labels.extend(e["label"] for e in examples)
+    return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+
+
+def _local_builder(fmt: LocalFormat, root: str, spec: DatasetSpec, data_dir: str):
+  """A TFDS builder that prepares `root` (in format `fmt`) into ArrayRecord files."""
+
+  class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version(fmt.version)
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=fmt.fingerprint(root))]
+
+    def _info(self):
+      return tfds.core.DatasetInfo(
+          builder=self,
+          description=f"{fmt.name} dataset from {root}",
+          features=tfds.features.FeaturesDict({
+              "image": tfds.features.Tensor(shape=tuple(spec.image_shape), dtype=np.uint8),
+              "label": tfds.features.ClassLabel(names=list(spec.class_names)),
+          }),
+          supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {s: self._generate_examples(s) for s in spec.splits}
+
+    def _generate_examples(self, split):
+      for key, ex in fmt.examples(root, split):
+        source = ex.pop("_source", root)
+        label = ex["label"]
+        if not 0 <= label < spec.num_classes:
+          raise DatasetError(f"{source}: label {label} of example {key} is outside the class range "
+                             f"[0, {spec.num_classes})")
+        yield key, ex
+
+  slug = re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(root)).lower()).strip("_") or "data"
+  Builder.name = f"{fmt.name}_{slug}"
+  return Builder(data_dir=data_dir, file_format="array_record")
+
+
+def resolve_path(path: str) -> str:
+  """A path as given if it exists, else relative to the datasets directory."""
+  if os.path.isabs(path) or os.path.exists(path):
+    return os.path.abspath(path)
+  return os.path.join(datasets_dir(), path)
+
+
+@functools.lru_cache(maxsize=None)
+def get_source(name: str) -> Source:
+  """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...)."""
+  kind, sep, rest = name.partition(":")
+  if not sep or not rest:
+    raise DatasetError(f"dataset {name!r}: expected '<format>:<path or name>' or 'tfds:<name>'")
+  if kind == "tfds":
+    return _tfds_source(rest)
+  fmt = get_format(kind)
+  root = rest if kind == "sklearn" else resolve_path(rest)
+  if kind != "sklearn" and not os.path.exists(root):
+    raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
+                       f"holding it (now {datasets_dir()}) or name an existing path")
+  spec = fmt.spec(root)
+  builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
+  if not builder.is_prepared():
+    _clear_incomplete(builder.data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  splits = {s: builder.as_data_source(split=s) for s in spec.splits}
+  return Source(name=name, spec=spec, _splits=splits)
+
+
+def _clear_incomplete(data_dir: str) -> None:
+  """Removes temporary directories that a killed preparation left beside `data_dir`."""
+  parent = os.path.dirname(data_dir)
+  if os.path.isdir(parent):
+    for entry in os.listdir(parent):
+      if entry.startswith("incomplete."):
+        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _tfds_source(name: str) -> Source:
+  """A TFDS catalogue dataset, prepared as ArrayRecord (downloads need internet)."""
+  data_dir = os.path.join(cache_dir(), "tfds")
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare()
+    except Exception as e:
+      raise DatasetError(f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
+                         "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10") from e
+  info = builder.info
+  image_key, label_key = info.supervised_keys or ("image", "label")
+  shape = tuple(info.features[image_key].shape)
+  names = tuple(info.features[label_key].names)
+  splits = {s: _Renamed(builder.as_data_source(split=s), image_key, label_key) for s in info.splits}
+  return Source(name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(info.splits)), _splits=splits)
+
+
+class _Renamed:
+  """A data source whose examples are renamed to {"image", "label"}."""
+
+  def __init__(self, src, image_key: str, label_key: str):
+    self._src, self._keys = src, (image_key, label_key)
+
+  def __len__(self) -> int:
+    return len(self._src)
+
+  def _rename(self, ex):
+    return {"image": ex[self._keys[0]], "label": ex[self._keys[1]]}
+
+  def __getitem__(self, i):
+    return self._rename(self._src[i])
+
+  def __getitems__(self, indices: Sequence[int]):
+    return [self._rename(e) for e in self._src.__getitems__(indices)]

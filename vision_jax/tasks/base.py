@@ -1,0 +1,58 @@
+"""The interface between a task and the one training loop."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.train.state import TrainState
+
+Batch = dict[str, jnp.ndarray]
+Metrics = dict[str, jnp.ndarray]
+
+
+class Task:
+  """What the loop needs from a model family.
+
+  `train_step` is traced once inside the loop's jitted, scanned step. A task may update several
+  parameter groups in one step (a GAN's n critic updates and one generator update), and may
+  return several named losses (a detector); the loop never looks inside.
+
+  `eval_step` returns (sum, count) pairs per metric so that they average correctly across
+  batches, padding and devices; `batch["mask"]` marks the real examples.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, spec: DatasetSpec):
+    self.config, self.spec = config, spec
+
+  def init_state(self, rng: jax.Array, batch: Batch, total_steps: int) -> TrainState:
+    raise NotImplementedError
+
+  def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+    raise NotImplementedError
+
+  def eval_step(self, state: TrainState, batch: Batch) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+    raise NotImplementedError
+
+  def visuals(self, state: TrainState, batch: Batch, directory: str, prefix: str) -> dict[str, str]:
+    """Writes pictures for one eval batch as PNG files under `directory`; returns name -> path."""
+    return {}
+
+  @property
+  def primary_metric(self) -> str:
+    """The eval metric that the result reports (e.g. "error")."""
+    raise NotImplementedError
+
+
+def masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(sum over real examples, their count): one eval metric's contribution from a batch."""
+  mask = mask.astype(jnp.float32)
+  return jnp.sum(values.astype(jnp.float32) * mask), jnp.sum(mask)
+
+
+def to_host_images(images: Any) -> np.ndarray:
+  return np.asarray(jax.device_get(images))

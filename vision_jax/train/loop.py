@@ -1,0 +1,260 @@
+"""The one training loop. A task says what a step computes; the loop owns the rest.
+
+    summary = train_and_evaluate(config, workdir, ClassificationTask)
+
+Steps are jitted once, with the train state donated, data parallel over a 1-D mesh of every
+device of every process. When the training split lives on the devices, `config.train.log_every`
+steps run inside one call (`lax.scan`), gathering and augmenting their batches on the device;
+metrics reach the host only at those logging steps. Each step's rng is `fold_in(seed, step)`
+and its batch a function of (seed, step), so running the same command again after a crash
+resumes from the last checkpoint and ends with the parameters of an uninterrupted run.
+
+config.train: steps, batch_size, log_every, eval_every, checkpoint_every, seed, eval_batch_size,
+  early_stopping.{metric, mode, patience, min_delta}, best_metric, best_mode, visuals_every
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vision_jax import plotting
+from vision_jax.data.augment import make_preprocess
+from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
+from vision_jax.tasks.base import Task
+from vision_jax.train import mesh as mesh_lib
+from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.metric_writers import MetricWriter, Progress, read_metrics
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+  """Stops when `metric` has not improved by `min_delta` for `patience` evaluations."""
+  metric: str = ""
+  mode: str = "min"
+  patience: int = 0
+  min_delta: float = 0.0
+  best: float | None = None
+  bad_evals: int = 0
+  stopped: bool = False
+
+  def update(self, value: float) -> bool:
+    """Records one evaluation; returns True when training should stop."""
+    better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
+                                   else value > self.best + self.min_delta)
+    if better:
+      self.best, self.bad_evals = value, 0
+    else:
+      self.bad_evals += 1
+    self.stopped = bool(self.patience) and self.bad_evals >= self.patience
+    return self.stopped
+
+  def to_json(self) -> dict:
+    return {"best": self.best, "bad_evals": self.bad_evals, "stopped": self.stopped}
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+  return best is None or (value < best if mode == "min" else value > best)
+
+
+def _boundaries(step: int, total: int, every: list[int]) -> int:
+  """The next step after `step` at which the host must act (log, eval, checkpoint, end)."""
+  nxt = total
+  for e in every:
+    if e > 0:
+      nxt = min(nxt, (step // e + 1) * e)
+  return nxt
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       task_cls: Callable[..., Task]) -> dict[str, Any]:
+  """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
+
+  The summary: {"step", "train_wall_s", "eval": {split/metric: value}, "best_step",
+  "early_stopped", "task": the task}. Files in `workdir`: metrics.jsonl, config.json,
+  checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
+  """
+  tc = config.train
+  mesh = mesh_lib.make_mesh()
+  spec, splits = get_splits(config.data)
+  task = task_cls(config, spec)
+  train_fn, eval_fn = make_preprocess(config.data)
+  train_data = make_train_data(splits[config.data.train_split], config.data, tc.batch_size, mesh, tc.seed)
+  init_rng, rng = jax.random.split(jax.random.key(tc.seed))
+
+  # Initialise from a preprocessed example batch; every leaf replicated over the mesh.
+  example = eval_fn({k: jnp.asarray(v) for k, v in splits[config.data.train_split].read(np.arange(2)).items()})
+  replicated = mesh_lib.replicated(mesh)
+  init = functools.partial(task.init_state, batch=example, total_steps=tc.steps)
+  state_shape = jax.eval_shape(init, init_rng)
+  state_sharding = jax.tree.map(lambda _: replicated, state_shape)
+  state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+  if config.get("init_from", ""):
+    state = _init_from(task, state, config.init_from, replicated)
+
+  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
+  early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
+  best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
+  meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None}
+  restored = store.restore_latest(jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding))
+  if restored is not None:
+    state, meta = restored
+    for k, v in meta["early_stopping"].items():
+      setattr(early, k, v)
+    logging.info("resumed from step %d in %s", int(state.step), store.directory)
+  start = int(jax.device_get(state.step))
+  writer = MetricWriter(workdir, config, start)
+
+  def train_chunk(state, data, xs):
+    def body(state, x):
+      step_rng = jax.random.fold_in(rng, state.step)
+      aug_rng, task_rng = jax.random.split(step_rng)
+      batch = train_fn(train_data.get(data, x), aug_rng)
+      state, metrics = task.train_step(state, batch, task_rng)
+      return state.replace(step=state.step + 1), metrics
+    return jax.lax.scan(body, state, xs)
+
+  train_chunk = jax.jit(train_chunk, donate_argnums=(0,), out_shardings=(state_sharding, replicated))
+
+  @jax.jit
+  def eval_first(state, batch):
+    return task.eval_step(state, eval_fn(batch))
+
+  @jax.jit
+  def eval_accumulate(state, batch, sums):
+    return jax.tree.map(jnp.add, sums, task.eval_step(state, eval_fn(batch)))
+
+  def evaluate(state) -> dict[str, float]:
+    """Every eval split's metrics: (sum, count) pairs summed on the device, read once."""
+    results = {}
+    for split_name in config.data.eval_splits:
+      sums = None
+      for batch in eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh):
+        sums = eval_first(state, batch) if sums is None else eval_accumulate(state, batch, sums)
+      for metric, (total, count) in jax.device_get(sums).items():
+        results[f"{split_name}/{metric}"] = float(total) / max(float(count), 1.0)
+    return results
+
+  def write_visuals(state, step: int, final: bool = False) -> None:
+    split = splits[config.data.eval_splits[0]]
+    batch = next(eval_batches(split, 64, mesh))
+    batch = {**eval_fn(batch), "raw_image": batch["image"]}
+    directory = os.path.join(workdir, "pictures")
+    prefix = "final_" if final else f"step{step:07d}_"
+    if jax.process_index() == 0:
+      writer.write_images(step, task.visuals(state, batch, directory, prefix))
+
+  total = tc.steps
+  log_every = tc.log_every if tc.get("scan_steps", True) else 1
+  progress = Progress(total, start, tc.batch_size)
+  t_train, step = 0.0, start
+  try:
+    while step < total and not early.stopped:
+      end = _boundaries(step, total, [log_every, tc.eval_every, tc.checkpoint_every])
+      t0 = time.perf_counter()
+      state, metrics = train_chunk(state, train_data.data, train_data.xs(step, end - step))
+      metrics = jax.device_get(metrics)  # the only host transfer of train metrics: at logging steps
+      t_train += time.perf_counter() - t0
+      if not all(np.all(np.isfinite(v)) for v in metrics.values()):
+        bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
+        first = step + 1 + int(np.argmin(np.all([np.isfinite(metrics[k]) for k in bad], axis=0)))
+        last = store.latest_step()
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(bad)} at step {first} (steps {step + 1}-{end}); stopped without saving. "
+            f"The last good checkpoint is " + (f"step {last} in {store.directory}" if last is not None else "none")
+            + ". Lower the learning rate or enable optim.grad_clip_norm.")
+      chunk, step = end - step, end
+      record = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}
+      writer.write(step, record)
+      progress.update(chunk, loss=record["train/loss"])
+      is_best = False
+      if (tc.eval_every and step % tc.eval_every == 0) or step == total:
+        results = evaluate(state)
+        writer.write(step, results)
+        if early.metric:
+          if early.metric not in results:
+            raise KeyError(f"early_stopping.metric {early.metric!r} is not an eval metric; have {sorted(results)}")
+          early.update(results[early.metric])
+        if best_metric:
+          if best_metric not in results:
+            raise KeyError(f"train.best_metric {best_metric!r} is not an eval metric; have {sorted(results)}")
+          if _is_better(results[best_metric], meta["best_value"], best_mode):
+            meta["best_value"], meta["best_step"], is_best = results[best_metric], step, True
+        if tc.get("visuals_every", 0) and step % tc.visuals_every == 0:
+          write_visuals(state, step)
+      meta["early_stopping"] = early.to_json()
+      if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == total or early.stopped or is_best:
+        store.save(step, state, meta, best=is_best)
+      progress.reset_clock()
+  finally:
+    progress.close()
+    store.wait()
+
+  final = evaluate(state)
+  if step != start:
+    writer.write(step, {f"final_{k}": v for k, v in final.items()})
+  write_visuals(state, step, final=True)
+  if jax.process_index() == 0:
+    records = read_metrics(workdir)
+    if records:
+      try:
+        writer.write_images(step, {"curves": plotting.plot_curves(records, os.path.join(workdir, "curves.png"),
+                                                                  title=config.get("name", ""))})
+      except ValueError:
+        pass
+  writer.close()
+  store.close()
+  return {"step": step, "train_wall_s": t_train, "eval": final, "best_step": meta["best_step"],
+          "best_value": meta["best_value"], "early_stopped": early.stopped, "state": state, "task": task}
+
+
+def _init_from(task: Task, state, path: str, sharding):
+  """Starts from saved variables (`save_variables`): same shapes, or a new head for new classes."""
+  from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
+  loaded = load_variables(path)
+  params = loaded.get("params", loaded)
+  merged, mismatched, reinit = _merge(state.params, params)
+  if mismatched:
+    raise ValueError(f"init_from {path}: parameter shapes do not match the model:\n  " + "\n  ".join(mismatched))
+  if reinit:
+    logging.warning("init_from %s: re-initialising %s for a different number of classes", path, ", ".join(reinit))
+  model_state = state.model_state
+  if "batch_stats" in loaded and "batch_stats" in model_state:
+    model_state = {**model_state, "batch_stats": _merge(model_state["batch_stats"], loaded["batch_stats"])[0]}
+  put = lambda t: jax.device_put(t, sharding)
+  return state.replace(params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged)))
+
+
+def _merge(target, loaded, path=""):
+  """Copies `loaded` into `target`'s structure. Returns (merged, shape mismatches, reinitialised heads)."""
+  mismatched, reinit = [], []
+  if isinstance(target, dict):
+    out = {}
+    for k, v in target.items():
+      if k not in loaded:
+        mismatched.append(f"{path}/{k}: missing in the checkpoint")
+        out[k] = v
+        continue
+      out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
+      mismatched += m
+      reinit += r
+    return out, mismatched, reinit
+  if tuple(np.shape(target)) == tuple(np.shape(loaded)):
+    return jnp.asarray(loaded, target.dtype), [], []
+  if path.startswith("/head") or "/head/" in path:
+    return target, [], [path]
+  return target, [f"{path}: checkpoint {np.shape(loaded)} vs model {np.shape(target)}"], []
