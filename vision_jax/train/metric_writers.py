@@ -12,6 +12,7 @@ import logging
 import math
 import netrc
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -77,7 +78,7 @@ class MetricWriter:
       if os.path.exists(id_path):
         run_id = open(id_path).read().strip()
       else:
-        run_id = wandb.util.generate_id()
+        run_id = secrets.token_hex(4)
         with open(id_path, "w") as f:
           f.write(run_id)
       self._wandb = wandb.init(

@@ -1,0 +1,26 @@
+"""Shared test set-up: quiet progress bars, the real datasets (skip only where they are absent)."""
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("VISION_JAX_NO_PROGRESS", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from vision_jax.data.sources import datasets_dir  # noqa: E402
+
+
+def require_dataset(name: str) -> str:
+  """The path of a real dataset under $VISION_JAX_DATASETS, or skip saying why."""
+  path = os.path.join(datasets_dir(), name)
+  if not os.path.exists(path):
+    pytest.skip(f"real dataset {name!r} not found at {path} (set $VISION_JAX_DATASETS to ../shared/datasets)")
+  return path
+
+
+def run_env(**extra) -> dict:
+  """The environment for a subprocess running the project's commands."""
+  env = {**os.environ, "PYTHONPATH": REPO, "VISION_JAX_NO_PROGRESS": "1", **extra}
+  return env

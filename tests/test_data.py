@@ -1,0 +1,213 @@
+"""The data layer: local formats, preparation into the cache, bad input, batch order."""
+import gzip
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import require_dataset
+from vision_jax.data import augment
+from vision_jax.data.formats import DatasetError
+from vision_jax.data.formats.idx import read_idx
+from vision_jax.data.pipeline import DeviceData, Split, StreamData, batch_indices, get_splits
+from vision_jax.data.sources import get_source
+from vision_jax.train.mesh import make_mesh
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path / "cache"))
+  get_source.cache_clear()
+  yield
+  get_source.cache_clear()
+
+
+def _write_idx(path, array, magic_type=0x08):
+  header = bytes([0, 0, magic_type, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _idx_dataset(root, n=40, test_labels=None):
+  os.makedirs(root, exist_ok=True)
+  rng = np.random.default_rng(0)
+  _write_idx(os.path.join(root, "train-images-idx3-ubyte.gz"), rng.integers(0, 255, (n, 28, 28)))
+  _write_idx(os.path.join(root, "train-labels-idx1-ubyte.gz"), np.arange(n) % 10)
+  _write_idx(os.path.join(root, "t10k-images-idx3-ubyte.gz"), rng.integers(0, 255, (10, 28, 28)))
+  _write_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"), np.arange(10) if test_labels is None else test_labels)
+
+
+def _image_tree(root, sizes=None, n=3):
+  for split in ("train", "test"):
+    for cls in ("cat", "dog"):
+      d = os.path.join(root, split, cls)
+      os.makedirs(d, exist_ok=True)
+      for i in range(n):
+        size = (sizes or {}).get((split, cls, i), (8, 8))
+        Image.fromarray(np.full(size + (3,), 40 * i, np.uint8)).save(os.path.join(d, f"{i}.png"))
+
+
+def test_mnist_is_bit_exact_and_complete():
+  root = require_dataset("mnist")
+  expected = {"train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+              "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637"}
+  for name, md5 in expected.items():
+    with gzip.open(os.path.join(root, name), "rb") as f:
+      assert hashlib.md5(f.read()).hexdigest() == md5
+  source = get_source("idx:mnist")
+  assert source.spec.image_shape == (28, 28, 1) and source.spec.num_classes == 10
+  assert len(source.split("train")) == 60000 and len(source.split("test")) == 10000
+  test = source.arrays("test")
+  assert np.bincount(test["label"]).tolist() == np.bincount(read_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"))).tolist()
+
+
+def test_idx_roundtrip(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  source = get_source(f"idx:{tmp_path / 'toy'}")
+  arrays = source.arrays("train")
+  assert arrays["image"].shape == (40, 28, 28, 1) and sorted(arrays["label"].tolist()) == sorted(np.arange(40) % 10)
+
+
+def test_truncated_idx_names_the_file(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  path = tmp_path / "toy" / "train-images-idx3-ubyte.gz"
+  data = gzip.open(path).read()
+  with gzip.open(path, "wb") as f:
+    f.write(data[:-100])
+  with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz.*truncated"):
+    get_source(f"idx:{tmp_path / 'toy'}")
+
+
+def test_not_an_idx_file(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  with gzip.open(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(b"PK\x03\x04 this is a zip")
+  with pytest.raises(DatasetError, match="train-labels-idx1-ubyte.gz: not an IDX file"):
+    get_source(f"idx:{tmp_path / 'toy'}")
+
+
+def test_label_outside_class_range_names_file_and_leaves_no_cache(tmp_path):
+  _idx_dataset(tmp_path / "toy", test_labels=np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 12]))
+  with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: label 12 .* \[0, 10\)"):
+    get_source(f"idx:{tmp_path / 'toy'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def _assert_no_partial_cache(cache):
+  leftovers = [os.path.join(d, n) for d, ds, fs in os.walk(cache) for n in ds + fs
+               if n.startswith("incomplete") or n.endswith(".array_record-00000-of-00001")]
+  assert not leftovers, leftovers
+
+
+def test_missing_path():
+  with pytest.raises(DatasetError, match="does not exist"):
+    get_source("idx:/nonexistent/mnist")
+
+
+def test_unknown_format():
+  with pytest.raises(DatasetError, match="unknown dataset format 'csv'.*image_folder"):
+    get_source("csv:whatever")
+
+
+def test_image_folder_tree_and_tarball(tmp_path):
+  import tarfile
+  _image_tree(tmp_path / "pics")
+  folder = get_source(f"image_folder:{tmp_path / 'pics'}")
+  assert folder.spec.class_names == ("cat", "dog") and folder.spec.image_shape == (8, 8, 3)
+  with tarfile.open(tmp_path / "pics.tar.gz", "w:gz") as tar:
+    tar.add(tmp_path / "pics", arcname="pics")
+  packed = get_source(f"image_folder:{tmp_path / 'pics.tar.gz'}")
+  a, b = folder.arrays("test"), packed.arrays("test")
+  order_a, order_b = np.lexsort((a["image"].sum((1, 2, 3)), a["label"])), np.lexsort((b["image"].sum((1, 2, 3)), b["label"]))
+  np.testing.assert_array_equal(a["image"][order_a], b["image"][order_b])
+  assert len(packed.split("train")) == 6
+
+
+def test_corrupt_image_names_the_file_and_leaves_no_cache(tmp_path):
+  _image_tree(tmp_path / "pics")
+  bad = tmp_path / "pics" / "train" / "dog" / "1.png"
+  bad.write_bytes(bad.read_bytes()[:30])
+  with pytest.raises(DatasetError, match="train/dog/1.png: corrupt or unreadable image"):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+  _image_tree(tmp_path / "pics")  # repaired: prepares cleanly
+  get_source.cache_clear()
+  assert len(get_source(f"image_folder:{tmp_path / 'pics'}").split("train")) == 6
+
+
+def test_image_of_the_wrong_size_names_the_file(tmp_path):
+  _image_tree(tmp_path / "pics", sizes={("train", "dog", 2): (9, 8)})
+  with pytest.raises(DatasetError, match=r"train/dog/2.png: image of shape \(9, 8, 3\), expected \(8, 8, 3\)"):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+
+
+def test_sklearn_digits_split_is_fixed():
+  source = get_source("sklearn:digits")
+  train, test = source.arrays("train"), source.arrays("test")
+  assert train["image"].shape[1:] == (32, 32, 1) and train["image"].dtype == np.uint8
+  assert len(train["label"]) + len(test["label"]) == 1797
+  assert 355 <= len(test["label"]) <= 362 and set(np.unique(test["label"])) == set(range(10))
+
+
+def _data_config(**kw):
+  c = ml_collections.ConfigDict({"dataset": "sklearn:digits", "train_split": "train", "eval_splits": ("test",),
+                                 "validation_size": 0, "train_size": 0})
+  c.update(kw)
+  return c
+
+
+def test_validation_split_is_disjoint_and_fixed():
+  _, splits = get_splits(_data_config(validation_size=100, eval_splits=("validation", "test")))
+  assert len(splits["validation"]) == 100
+  assert not set(splits["validation"].indices) & set(splits["train"].indices)
+  _, again = get_splits(_data_config(validation_size=100))
+  np.testing.assert_array_equal(again["validation"].indices, splits["validation"].indices)
+
+
+def test_batch_order_is_a_function_of_seed_and_step():
+  n, b = 100, 16
+  first = np.asarray(batch_indices(3, 7, n, b))
+  np.testing.assert_array_equal(first, np.asarray(batch_indices(3, 7, n, b)))
+  assert not np.array_equal(first, np.asarray(batch_indices(4, 7, n, b)))
+  epoch = np.concatenate([np.asarray(batch_indices(3, s, n, b)) for s in range(n // b)])
+  assert len(set(epoch.tolist())) == len(epoch)  # no repeats within an epoch
+  next_epoch = np.concatenate([np.asarray(batch_indices(3, s, n, b)) for s in range(n // b, 2 * (n // b))])
+  assert not np.array_equal(epoch, next_epoch)  # reshuffled
+
+
+def test_device_and_stream_paths_give_the_same_batches():
+  _, splits = get_splits(_data_config())
+  mesh = make_mesh()
+  device = DeviceData(splits["train"], 32, mesh, seed=5)
+  stream = StreamData(splits["train"], 32, mesh, seed=5)
+  xs_stream = stream.xs(43, 3)  # crosses an epoch boundary (44 steps per epoch)
+  for k, step in enumerate(range(43, 46)):
+    from_device = jax.jit(device.get)(device.data, jnp.int32(step))
+    for key in ("image", "label"):
+      np.testing.assert_array_equal(np.asarray(from_device[key]), np.asarray(xs_stream[key][k]))
+
+
+def test_batch_larger_than_data():
+  _, splits = get_splits(_data_config(train_size=10))
+  with pytest.raises(ValueError, match="larger than the 10 training examples"):
+    DeviceData(splits["train"], 32, make_mesh(), 0)
+
+
+def test_augmentations_keep_shapes_and_vary_by_rng():
+  images = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1)
+  a = augment.random_crop(jax.random.key(0), images, 2)
+  assert a.shape == images.shape
+  b = augment.random_crop(jax.random.key(1), images, 2)
+  assert not np.array_equal(np.asarray(a), np.asarray(b))
+  flipped = augment.random_flip(jax.random.key(0), images)
+  for i in range(2):
+    assert np.array_equal(flipped[i], images[i]) or np.array_equal(flipped[i], images[i, :, ::-1])
+  shifted = augment.shift(images, 2, 0)
+  np.testing.assert_array_equal(shifted[:, 2:], images[:, :-2])
+  assert float(jnp.abs(shifted[:, :2]).sum()) == 0.0
+  assert augment.pad_to(jnp.zeros((1, 28, 28, 1)), 32).shape == (1, 32, 32, 1)
