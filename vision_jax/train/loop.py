@@ -150,13 +150,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return results
 
   def write_visuals(state, step: int, final: bool = False) -> None:
+    """Pictures of the first eval examples, drawn by process 0 alone from its local copy of the
+    (replicated) state, so that the other processes need not take part."""
+    if jax.process_index() != 0:
+      return
     split = splits[config.data.eval_splits[0]]
-    batch = next(eval_batches(split, 64, mesh))
-    batch = {**eval_fn(batch), "raw_image": batch["image"]}
-    directory = os.path.join(workdir, "pictures")
+    host = split.read(np.arange(min(64, len(split))))
+    local_state = jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
+    batch = {k: jnp.asarray(v) for k, v in host.items()}
+    batch = {**eval_fn(batch), "raw_image": batch["image"], "mask": jnp.ones(len(host["label"]), bool)}
     prefix = "final_" if final else f"step{step:07d}_"
-    if jax.process_index() == 0:
-      writer.write_images(step, task.visuals(state, batch, directory, prefix))
+    writer.write_images(step, task.visuals(local_state, batch, os.path.join(workdir, "pictures"), prefix))
 
   total = tc.steps
   log_every = tc.log_every if tc.get("scan_steps", True) else 1

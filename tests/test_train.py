@@ -1,0 +1,234 @@
+"""The loop: overfitting, resume after a crash or a kill, corrupt checkpoints, non-finite losses,
+W&B offline, and the same result on 1 device, 8 devices and 2 processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import REPO, run_env
+from vision_jax import losses
+from vision_jax.config import load_config, apply_overrides
+from vision_jax.models import get_model
+from vision_jax.tasks import ClassificationTask
+from vision_jax.train import loop as loop_lib
+from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
+from vision_jax.train.metric_writers import read_metrics
+from vision_jax.train.optimizers import OPTIMIZERS, make_optimizer
+
+
+def digits_config(*overrides, variant="smoke"):
+  c = load_config("lenet5_digits", variant)
+  return apply_overrides(c, list(overrides))
+
+
+def final_params(workdir):
+  """The parameters of a run's latest checkpoint, as numpy."""
+  ckpt = os.path.join(workdir, "checkpoints")
+  step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
+  restored = ocp.StandardCheckpointer().restore(os.path.join(ckpt, str(step), "state"))
+  return step, jax.tree.map(np.asarray, restored["params"])
+
+
+def assert_trees_equal(a, b, **tol):
+  flat_a, flat_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
+  assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
+  for (path, x), (_, y) in zip(flat_a, flat_b):
+    if tol:
+      np.testing.assert_allclose(x, y, err_msg=jax.tree_util.keystr(path), **tol)
+    else:
+      np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mlp"])
+def test_model_overfits_one_batch(name):
+  model = get_model(name, num_classes=10)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(16, 32, 32, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, 16))
+  params = model.init(jax.random.key(0), x)["params"]
+  tx = optax.adam(3e-3)
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, opt):
+    loss, g = jax.value_and_grad(lambda p: losses.softmax_cross_entropy(model.apply({"params": p}, x)[0], y).mean())(params)
+    updates, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, updates), opt, loss
+
+  for _ in range(150):
+    params, opt, loss = step(params, opt)
+  assert float(loss) < 0.05
+  assert float(jnp.mean(jnp.argmax(model.apply({"params": params}, x)[0], -1) == y)) == 1.0
+
+
+def test_losses():
+  logits = jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+  labels = jnp.array([0, 2])
+  ce = losses.softmax_cross_entropy(logits, labels)
+  np.testing.assert_allclose(losses.focal_loss(logits, labels, gamma=0.0), ce, rtol=1e-6)
+  assert np.all(np.asarray(losses.focal_loss(logits, labels, gamma=2.0)) < np.asarray(ce))  # down-weights easy examples
+  p = jax.nn.softmax(logits)
+  np.testing.assert_allclose(losses.softmax_mse(logits, labels), ((p - jax.nn.one_hot(labels, 3)) ** 2).sum(-1), rtol=1e-6)
+  assert np.all(np.asarray(losses.softmax_cross_entropy(logits, labels, 0.1)) > np.asarray(ce))
+  with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+    losses.classification_loss("hinge", logits, labels)
+
+
+def test_every_optimizer_and_schedule_builds_and_steps():
+  c = load_config("lenet5_digits")
+  params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
+  for name in OPTIMIZERS:
+    for schedule in ("constant", "step", "cosine"):
+      c.optim.name, c.optim.schedule, c.optim.boundaries, c.optim.weight_decay = name, schedule, (5, 8), 1e-4
+      tx = make_optimizer(c.optim, 10)
+      updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+      assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+  c.optim.name = "lion"
+  with pytest.raises(ValueError, match="unknown optimizer 'lion'.*rmsprop"):
+    make_optimizer(c.optim, 10)
+
+
+def test_step_schedule_decays_at_boundaries():
+  c = load_config("lenet5_digits")
+  c.optim.schedule, c.optim.boundaries, c.optim.learning_rate = "step", (32000, 48000), 0.1
+  from vision_jax.train.optimizers import make_schedule
+  lr = make_schedule(c.optim, 64000)
+  np.testing.assert_allclose([lr(31999), lr(32000), lr(47999), lr(48000)], [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+
+
+def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
+  overrides = ["train.steps=40", "train.checkpoint_every=10", "train.eval_every=20", "data.augment.crop_padding=2"]
+  train_and_evaluate(digits_config(*overrides), str(tmp_path / "straight"), ClassificationTask)
+
+  real_save = CheckpointStore.save
+
+  def crash_after_20(self, step, *a, **kw):
+    real_save(self, step, *a, **kw)
+    if step == 20:
+      self.wait()
+      raise KeyboardInterrupt("simulated crash")
+
+  monkeypatch.setattr(CheckpointStore, "save", crash_after_20)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(digits_config(*overrides), str(tmp_path / "resumed"), ClassificationTask)
+  monkeypatch.setattr(CheckpointStore, "save", real_save)
+  summary = train_and_evaluate(digits_config(*overrides), str(tmp_path / "resumed"), ClassificationTask)
+  assert summary["step"] == 40
+  assert_trees_equal(final_params(tmp_path / "straight")[1], final_params(tmp_path / "resumed")[1])
+  steps = [r["step"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
+  assert steps == [10, 20, 30, 40]  # no duplicated records after the resume
+  straight = [r["train/loss"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
+  resumed = [r["train/loss"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
+  assert straight == resumed
+
+
+def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
+  # Truncate every data file of the latest checkpoint.
+  latest = os.path.join(workdir, "checkpoints", "20")
+  for d, _, files in os.walk(latest):
+    for f in files:
+      if "ocdbt" in d or f.startswith("d") or f.endswith(".data"):
+        with open(os.path.join(d, f), "r+b") as fh:
+          fh.truncate(3)
+  with caplog.at_level("WARNING"):
+    summary = train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
+  assert "does not restore" in caplog.text
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "corrupt-20"))
+  assert summary["step"] == 20  # resumed from step 10 and trained again to 20
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / "run")
+  c = digits_config("train.steps=40", "train.checkpoint_every=10", "optim.name=sgd", "optim.learning_rate=1e6",
+                    "model.activation=tanh")
+  with pytest.raises(NonFiniteLossError, match="non-finite loss at step"):
+    train_and_evaluate(c, workdir, ClassificationTask)
+  ckpts = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+  for step in ckpts:
+    restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+
+
+def test_wandb_offline_run_is_written_without_network(tmp_path, monkeypatch):
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+  monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: any network use would fail
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(digits_config("train.steps=10", "wandb.mode=auto"), workdir, ClassificationTask)
+  runs = [d for d in os.listdir(os.path.join(workdir, "wandb")) if d.startswith("offline-run-")]
+  assert len(runs) == 1
+  assert any(f.endswith(".wandb") for f in os.listdir(os.path.join(workdir, "wandb", runs[0])))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _run_digits(workdir, devices, *extra, processes=1):
+  args = [sys.executable, "-m", "experiments.lenet5_digits", "--workdir", str(workdir), "--variant", "smoke",
+          "--config.optim.name=momentum", "--config.optim.learning_rate=0.05", "--config.train.steps=10",
+          "--config.train.batch_size=64", *extra]
+  env = run_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", VISION_JAX_CACHE=os.environ.get("VISION_JAX_CACHE", ""))
+  if processes == 1:
+    subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True, timeout=900)
+    return
+  port = _free_port()
+  procs = [subprocess.Popen(args + ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", str(processes),
+                                    "--process_id", str(i)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT) for i in range(processes)]
+  outs = [p.communicate(timeout=900)[0].decode() for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+
+
+def test_one_device_eight_devices_and_two_processes_agree(tmp_path):
+  _run_digits(tmp_path / "d1", 1)
+  _run_digits(tmp_path / "d8", 8)
+  _run_digits(tmp_path / "p2", 2, processes=2)
+  runs = {k: tmp_path / k for k in ("d1", "d8", "p2")}
+  base_losses = [r["train/loss"] for r in read_metrics(runs["d1"]) if "train/loss" in r]
+  _, base = final_params(runs["d1"])
+  for name in ("d8", "p2"):
+    other = [r["train/loss"] for r in read_metrics(runs[name]) if "train/loss" in r]
+    np.testing.assert_allclose(other, base_losses, rtol=1e-5)
+    assert_trees_equal(final_params(runs[name])[1], base, rtol=1e-4, atol=1e-6)
+  result = json.load(open(runs["p2"] / "result.json"))
+  assert result["steps"] == 10
+
+
+def test_killed_run_resumes_to_the_uninterrupted_parameters(tmp_path):
+  extra = ["--config.train.steps=60", "--config.train.checkpoint_every=10", "--config.train.log_every=10"]
+  _run_digits(tmp_path / "straight", 1, *extra)
+  args = [sys.executable, "-m", "experiments.lenet5_digits", "--workdir", str(tmp_path / "killed"), "--variant", "smoke",
+          "--config.optim.name=momentum", "--config.optim.learning_rate=0.05", "--config.train.steps=10",
+          "--config.train.batch_size=64", *extra]
+  env = run_env(VISION_JAX_CACHE=os.environ.get("VISION_JAX_CACHE", ""))
+  proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpt = tmp_path / "killed" / "checkpoints"
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None:
+    done = [int(s) for s in os.listdir(ckpt) if s.isdigit()] if ckpt.exists() else []
+    if any(s >= 20 for s in done):
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = sorted(int(s) for s in os.listdir(ckpt) if s.isdigit())
+  assert done and done[-1] < 60, f"the run was not killed mid-way: {done}"
+  subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True, timeout=900)
+  assert_trees_equal(final_params(tmp_path / "straight")[1], final_params(tmp_path / "killed")[1])
