@@ -1,0 +1,27 @@
+"""ResNets on CIFAR-10: He, Zhang, Ren & Sun 2015, "Deep Residual Learning for Image
+Recognition", Table 6: test error 8.75% (ResNet-20), 7.51 (32), 7.17 (44), 6.97 (56), 6.43 (110).
+
+    python -m experiments.resnet_cifar10 --workdir runs/resnet20_cifar10 --variant model=resnet20
+    python -m scripts.sweep resnet_cifar10 --sweep degradation   # Figure 6: plain vs residual
+
+Data: CIFAR-10 from JPEGs (quality 75), so expect errors slightly above the paper's.
+"""
+from __future__ import annotations
+
+from vision_jax import cli
+from vision_jax.tasks import ClassificationTask
+from vision_jax.train.loop import train_and_evaluate
+
+PAPER_ERRORS = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
+
+
+def run(config, workdir: str) -> dict:
+  summary = train_and_evaluate(config, workdir, ClassificationTask)
+  return {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
+          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"],
+          "model": config.model.name, "paper_value": PAPER_ERRORS.get(config.model.name)}
+
+
+if __name__ == "__main__":
+  cli.main("resnet_cifar10", run, paper="He et al. 2015, Table 6 (CIFAR-10)", metric="test error (%)",
+           paper_value=None)

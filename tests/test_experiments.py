@@ -1,0 +1,54 @@
+"""Each experiment's command runs end to end (smoke variants), writing result.json and its files."""
+import json
+import os
+
+import pytest
+
+from conftest import require_dataset
+from vision_jax import cli
+
+RESULT_KEYS = {"experiment", "paper", "metric", "paper_value", "value", "steps", "wall_s", "hardware", "command"}
+
+
+def run_experiment(name, workdir, *argv):
+  module = __import__(f"experiments.{name}", fromlist=["run"])
+  return cli.main(name, module.run, paper="p", metric="m", paper_value=None,
+                  argv=["--workdir", str(workdir), *argv])
+
+
+def test_demo_job_end_to_end(tmp_path, monkeypatch, capsys):
+  """`make demo`'s job, shortened: data, training, held-out eval, checkpoint, W&B offline, pictures."""
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  monkeypatch.setenv("HOME", str(tmp_path))
+  workdir = tmp_path / "demo"
+  result = run_experiment("lenet5_digits", workdir, "--config.train.steps=40", "--config.train.eval_every=20",
+                          "--config.train.checkpoint_every=20", "--config.train.visuals_every=20",
+                          "--config.train.log_every=10")
+  assert "lenet5_digits: test error (%) = " in capsys.readouterr().out
+  on_disk = json.load(open(workdir / "result.json"))
+  assert RESULT_KEYS <= set(on_disk) and on_disk["steps"] == 40 and 0 <= on_disk["value"] < 90
+  assert on_disk["command"].startswith("python -m experiments.lenet5_digits --workdir")
+  for f in ("metrics.jsonl", "config.json", "curves.png", "pictures/final_predictions.png",
+            "pictures/step0000020_predictions.png", "checkpoints/40"):
+    assert (workdir / f).exists(), f
+  assert any(d.startswith("offline-run-") for d in os.listdir(workdir / "wandb"))
+  assert result["value"] == on_disk["value"]
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+  with pytest.raises(SystemExit, match="unknown config key 'train.stepz'"):
+    run_experiment("lenet5_digits", tmp_path, "--config.train.stepz=3")
+
+
+def test_lenet5_mnist_smoke(tmp_path):
+  require_dataset("mnist")
+  result = run_experiment("lenet5_mnist", tmp_path / "run", "--variant", "smoke")
+  assert result["steps"] == 20 and 0 < result["value"] < 90
+
+
+def test_mlp_vs_cnn_smoke(tmp_path):
+  require_dataset("mnist")
+  result = run_experiment("mlp_vs_cnn", tmp_path / "run", "--variant", "smoke")
+  table = result["table"]
+  assert table["mlp"]["params"] == 60040 and table["lenet5"]["params"] == 60806
+  assert (tmp_path / "run" / "table.md").exists() and (tmp_path / "run" / "shift_errors.png").exists()
