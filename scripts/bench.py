@@ -158,7 +158,7 @@ def bench_torch(model: str, batch: int, image_size: int, channels: int, num_clas
   wall_s = time.perf_counter() - t0
   return {"model": name, "device": device, "mode": "compiled" if compile_model else "eager",
           "torch_version": torch.__version__, "first_step_s": warmup_s, "timed_steps": steps,
-          "steps_per_s": steps / wall_s, "images_per_s": steps * batch / wall_s, "final_loss": float(loss)}
+          "steps_per_s": steps / wall_s, "images_per_s": steps * batch / wall_s, "final_loss": float(loss.detach())}
 
 
 def describe(result: dict[str, Any]) -> str:
