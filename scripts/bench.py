@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   try:
     result = bench(args.model, args.batch, args.image_size, args.channels, args.num_classes, args.dtype,
                    args.steps_per_call, args.steps, parse_kwargs(args.kw))
-  except (KeyError, ValueError) as e:
+  except (KeyError, ValueError, TypeError) as e:  # unknown model, bad settings, unknown model argument
     parser.exit(2, f"error: {e}\n")
   if args.compare_torch:
     try:

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vision_jax.tasks.classification import build_model
+
 Row = dict[str, Any]
 
 # Layers whose multiplications follow from their kernel's shape.
@@ -82,7 +84,7 @@ def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[Row]:
     params = {k: v for k, v in module.variables.get("params", {}).items() if not isinstance(v, Mapping)}
     mults = None
     if x_shape is not None and y_shape is not None:
-      if hasattr(module, "multiplications"):
+      if callable(getattr(module, "multiplications", None)):
         mults = int(module.multiplications(x_shape[1:], y_shape[1:]))
       else:
         mults = _builtin_multiplications(module, x_shape[1:], y_shape[1:], params)
@@ -243,7 +245,6 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
 
 def build(name: str, num_classes: int, kwargs: Mapping[str, Any]) -> nn.Module:
   """The registered model as an experiment config would build it (`config.model` = name + kwargs)."""
-  from vision_jax.tasks.classification import build_model  # pylint: disable=g-import-not-at-top
   return build_model(ml_collections.ConfigDict({"name": name, **kwargs}), num_classes)
 
 
