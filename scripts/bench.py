@@ -2,7 +2,7 @@
 
     python -m scripts.bench lenet5 --batch 128 --channels 1
     python -m scripts.bench lecture_convnet --batch 32 --image-size 256 --dtype bfloat16 --json -
-    python -m scripts.bench resnet18 --batch 64 --image-size 224 --compare-torch
+    python -m scripts.bench resnet18 --batch 64 --image-size 224 --compare-torch  # once resnet18 is registered
 
 It times the project's own step, not a copy: a ClassificationTask built from
 `configs.common.base_config()` with the model set, its TrainState, and the loop's jitted chunk
@@ -84,6 +84,7 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
   replicated = mesh_lib.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, init_rng))
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+  # The loop gathers step x's batch from the resident split; here the one batch is every step's.
   chunk = make_train_chunk(task, train_fn, lambda data, x: data, rng, state_sharding, replicated)
   xs = jnp.arange(steps_per_call, dtype=jnp.int32)
 
