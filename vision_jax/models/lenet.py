@@ -62,6 +62,17 @@ class PartialConv(nn.Module):
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias.astype(self.dtype)
 
+  def multiplications(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+    """Per output value, its connected weights and a bias (the paper's 151,600 "connections" for C3).
+
+    The summary cannot see this from the packed kernel's shape (`vision_jax.summary`).
+    `output_shape`: [height, width, maps], without the batch.
+    """
+    del input_shape
+    out_h, out_w, out_maps = output_shape
+    connections = sum(len(inputs) for inputs in self.table)
+    return out_h * out_w * (connections * self.kernel_size ** 2 + out_maps)
+
 
 class Subsampling(nn.Module):
   """The paper's S-layer: 2x2 average, times a trainable coefficient, plus a trainable bias."""
@@ -72,6 +83,11 @@ class Subsampling(nn.Module):
     coeff = self.param("coeff", nn.initializers.ones, (c,))
     bias = self.param("bias", nn.initializers.zeros, (c,))
     return nn.avg_pool(x, (2, 2), strides=(2, 2)) * coeff + bias
+
+  def multiplications(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+    """Per output value, its 4 inputs and a bias: the paper's 5,880 "connections" for S2."""
+    del input_shape
+    return int(np.prod(output_shape)) * (4 + 1)
 
 
 @register("lenet5")

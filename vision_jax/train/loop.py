@@ -79,6 +79,27 @@ def _boundaries(step: int, total: int, every: list[int]) -> int:
   return nxt
 
 
+def make_train_chunk(task: Task, train_fn: Callable, get_batch: Callable, rng: jax.Array,
+                     state_sharding: Any, metrics_sharding: Any) -> Callable:
+  """The jitted training call: `chunk(state, data, xs) -> (state, metrics stacked over steps)`.
+
+  One scan step per element of `xs`: its batch is `train_fn(get_batch(data, x), aug_rng)` and
+  its rngs come from `fold_in(rng, state.step)`. The state is donated. `scripts/bench.py` times
+  this same function.
+  """
+
+  def train_chunk(state, data, xs):
+    def body(state, x):
+      step_rng = jax.random.fold_in(rng, state.step)
+      aug_rng, task_rng = jax.random.split(step_rng)
+      batch = train_fn(get_batch(data, x), aug_rng)
+      state, metrics = task.train_step(state, batch, task_rng)
+      return state.replace(step=state.step + 1), metrics
+    return jax.lax.scan(body, state, xs)
+
+  return jax.jit(train_chunk, donate_argnums=(0,), out_shardings=(state_sharding, metrics_sharding))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        task_cls: Callable[..., Task]) -> dict[str, Any]:
   """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
@@ -119,16 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start = int(jax.device_get(state.step))
   writer = MetricWriter(workdir, config, start)
 
-  def train_chunk(state, data, xs):
-    def body(state, x):
-      step_rng = jax.random.fold_in(rng, state.step)
-      aug_rng, task_rng = jax.random.split(step_rng)
-      batch = train_fn(train_data.get(data, x), aug_rng)
-      state, metrics = task.train_step(state, batch, task_rng)
-      return state.replace(step=state.step + 1), metrics
-    return jax.lax.scan(body, state, xs)
-
-  train_chunk = jax.jit(train_chunk, donate_argnums=(0,), out_shardings=(state_sharding, replicated))
+  train_chunk = make_train_chunk(task, train_fn, train_data.get, rng, state_sharding, replicated)
 
   @jax.jit
   def eval_first(state, batch):
