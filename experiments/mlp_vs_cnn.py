@@ -59,7 +59,7 @@ def run(config, workdir: str) -> dict:
     rows[arm] = {"params": n_params, "test_error": 100 * summary["eval"]["test/error"],
                  "shifted_error": 100 * shifted_error(task, state, test["image"], test["label"], eval_fn, config.shift)}
     steps += summary["step"]
-  lines = ["| model | parameters | test error (%) | test error, shifted by %d px (%%) |" % config.shift,
+  lines = [f"| model | parameters | test error (%) | test error, shifted by {config.shift} px (%) |",
            "|---|---:|---:|---:|"]
   lines += [f"| {arm} | {r['params']:,} | {r['test_error']:.2f} | {r['shifted_error']:.2f} |" for arm, r in rows.items()]
   if jax.process_index() == 0:

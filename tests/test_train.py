@@ -152,14 +152,25 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / "run")
-  c = digits_config("train.steps=40", "train.checkpoint_every=10", "optim.name=sgd", "optim.learning_rate=1e6",
-                    "model.activation=tanh")
-  with pytest.raises(NonFiniteLossError, match="non-finite loss at step"):
+  # A learning rate that turns infinite after step 15: the parameters, then the loss, become NaN.
+  c = digits_config("train.steps=40", "train.checkpoint_every=10", "optim.name=sgd", "optim.schedule=step",
+                    "optim.boundaries=(15,)", "optim.decay_factor=inf")
+  with pytest.raises(NonFiniteLossError, match=r"non-finite .*loss.* at step (1[6-9]|20).*last good checkpoint is step 10"):
     train_and_evaluate(c, workdir, ClassificationTask)
   ckpts = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
-  for step in ckpts:
-    restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
-    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+  assert ckpts == [10]
+  restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", "10", "state"))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+
+
+def test_early_stopping_stops_and_survives_resume(tmp_path):
+  workdir = str(tmp_path / "run")
+  overrides = ["train.steps=60", "train.eval_every=10", "train.checkpoint_every=10", "optim.learning_rate=0.0",
+               "train.early_stopping.metric=test/error", "train.early_stopping.patience=2"]
+  summary = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
+  assert summary["early_stopped"] and summary["step"] == 30  # no improvement at 20 and 30
+  again = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
+  assert again["early_stopped"] and again["step"] == 30  # the resumed run stays stopped
 
 
 def test_wandb_offline_run_is_written_without_network(tmp_path, monkeypatch):
