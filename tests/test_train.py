@@ -21,7 +21,7 @@ from vision_jax.config import load_config, apply_overrides
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
-from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.checkpoint import CheckpointStore, read_state
 from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import OPTIMIZERS, make_optimizer
@@ -36,8 +36,7 @@ def final_params(workdir):
   """The parameters of a run's latest checkpoint, as numpy."""
   ckpt = os.path.join(workdir, "checkpoints")
   step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
-  restored = ocp.StandardCheckpointer().restore(os.path.join(ckpt, str(step), "state"))
-  return step, jax.tree.map(np.asarray, restored["params"])
+  return step, read_state(os.path.join(ckpt, str(step), "state"))["params"]
 
 
 def assert_trees_equal(a, b, **tol):

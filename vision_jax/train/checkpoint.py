@@ -107,3 +107,18 @@ class CheckpointStore:
   def close(self) -> None:
     self._manager.close()
     self._best.close()
+
+
+def read_state(step_dir: str) -> Any:
+  """A run's saved train state (`checkpoints/<step>/state`) as numpy arrays, on any topology.
+
+  Orbax restores arrays onto the devices they were saved from; this reads them onto this
+  process's first device instead, so a checkpoint of an 8-device or multi-process run can be
+  inspected (or compared) from a 1-device process.
+  """
+  ckptr = ocp.StandardCheckpointer()
+  metadata = ckptr.metadata(step_dir)
+  metadata = getattr(metadata, "item_metadata", metadata)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
+  return jax.tree.map(np.asarray, ckptr.restore(step_dir, target))
