@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       continue
     if diffs:
       shutil.rmtree(point_dir)
-    os.makedirs(point_dir, exist_ok=True)
+    sweeps.save_point(point_dir, point, config)
     # A result.json left by an earlier run must not make a crash of this one look finished.
     if os.path.exists(os.path.join(point_dir, "result.json")):
       os.remove(os.path.join(point_dir, "result.json"))

@@ -72,6 +72,21 @@ def test_lenet5_sweeps_apply_to_the_config():
         assert config[section][leaf] == value
 
 
+def test_point_is_finished_only_with_its_result_and_its_config(tmp_path):
+  config = sweeps.point_config("lenet5_mnist", "smoke", [], {"optim.name": "sgd"})
+  workdir = str(tmp_path / "point")
+  assert sweeps.point_finished(workdir, config) == (False, [])
+  sweeps.save_point(workdir, {"optim.name": "sgd"}, config)
+  assert sweeps.point_finished(workdir, config) == (False, [])  # started, not finished: resume it
+  (tmp_path / "point" / "result.json").write_text("{}")
+  assert sweeps.point_finished(workdir, config) == (True, [])
+  config.wandb.mode = "offline"  # where a run is logged does not make it another run
+  assert sweeps.point_finished(workdir, config) == (True, [])
+  config.optim.learning_rate = 0.5
+  finished, diffs = sweeps.point_finished(workdir, config)
+  assert not finished and diffs == ["optim.learning_rate: 0.002 -> 0.5"]
+
+
 def test_unknown_sweep_lists_the_configs_sweeps(capsys, tmp_path):
   assert sweep_script.main(["lenet5_mnist", "--sweep", "nope", "--workdir", str(tmp_path)]) == 2
   err = capsys.readouterr().err

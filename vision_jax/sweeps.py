@@ -109,8 +109,21 @@ def point_config(experiment: str, variant: str | None, common: Sequence[str],
   return apply_overrides(load_config(experiment, variant), [*common, *point_overrides(overrides)])
 
 
+POINT_FILE = "sweep_point.json"  # in a point's directory: the overrides and config it runs with
+
+
+def save_point(workdir: str, overrides: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+  """Records in `workdir` which point and config its run is, before the run starts."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, POINT_FILE)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"overrides": dict(overrides), "config": json.loads(config.to_json_best_effort(sort_keys=True))},
+              f, indent=2, default=str)
+  os.replace(path + ".tmp", path)
+
+
 def config_differences(saved: Mapping[str, Any], expected: ml_collections.ConfigDict) -> list[str]:
-  """The keys whose values differ between a run's saved config.json and `expected`, as "key: a -> b".
+  """The keys whose values differ between a saved config (as JSON) and `expected`, as "key: a -> b".
 
   W&B settings are left out: they change where a run is logged, not what it computes.
   """
@@ -122,7 +135,7 @@ def config_differences(saved: Mapping[str, Any], expected: ml_collections.Config
       for k in sorted(set(a) | set(b)):
         if not path and k == "wandb":
           continue
-        walk(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{path}{k}" if not path else f"{path}.{k}")
+        walk(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{path}.{k}" if path else k)
     elif a != b:
       diffs.append(f"{path}: {a!r} -> {b!r}")
 
@@ -131,14 +144,15 @@ def config_differences(saved: Mapping[str, Any], expected: ml_collections.Config
 
 
 def point_finished(workdir: str, expected: ml_collections.ConfigDict) -> tuple[bool, list[str]]:
-  """Whether `workdir` holds a finished run of `expected` (result.json, and config.json equal to it).
+  """Whether `workdir` holds a finished run of `expected`: its result.json, and `save_point`'s record.
 
   Returns (finished, differences): the differences are non-empty when the workdir holds a run
-  (finished or not) of another config, which must not be resumed as this point.
+  (finished or not) of another config, which must not be resumed as this point. The sweep's own
+  record is compared rather than the loop's config.json, which an experiment may have completed.
   """
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
+  path = os.path.join(workdir, POINT_FILE)
+  if not os.path.exists(path):
     return False, []
-  with open(config_path) as f:
-    diffs = config_differences(json.load(f), expected)
+  with open(path) as f:
+    diffs = config_differences(json.load(f)["config"], expected)
   return not diffs and os.path.exists(os.path.join(workdir, "result.json")), diffs
