@@ -17,6 +17,7 @@ turns it into a table and plots. The exit status is non-zero when a point failed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Sequence
+
+import ml_collections
 
 from vision_jax import sweeps
 from vision_jax.config import ConfigError
@@ -65,111 +68,123 @@ def _log_tail(path: str, lines: int = 15) -> str:
     return ""
 
 
+@dataclasses.dataclass
+class Point:
+  """One run of the sweep: its overrides, directory, config and command line."""
+  name: str
+  overrides: dict[str, Any]
+  workdir: str
+  config: ml_collections.ConfigDict
+  flags: list[str]  # the experiment's flags after --workdir
+
+  def command(self, experiment: str, python: str = sys.executable, workdir: str | None = None) -> list[str]:
+    return [python, "-m", f"experiments.{experiment}", "--workdir", workdir or self.workdir, *self.flags]
+
+
+def plan_sweep(experiment: str, sweep: str, workdir: str, variant: str | None, common: Sequence[str]) -> list[Point]:
+  """The sweep's points, each config checked (keys and values) before the first point runs."""
+  available = sweeps.get_sweeps(experiment)
+  if sweep not in available:
+    listed = ", ".join(sorted(available)) if available else f"none (configs/{experiment}.py has no get_sweeps())"
+    raise ConfigError(f"unknown sweep {sweep!r} for {experiment}; its sweeps: {listed}")
+  if not os.path.exists(os.path.join(REPO_ROOT, "experiments", f"{experiment}.py")):
+    raise ConfigError(f"no experiment file experiments/{experiment}.py to run the points with")
+  overrides = sweeps.expand_sweep(available[sweep])
+  swept = {key for point in overrides for key in point}
+  for item in common:
+    key = item.partition("=")[0]
+    if key in swept or key in sweeps.SWEEP_KEYS:
+      raise ConfigError(f"--config.{key} is set by the sweep {sweep!r} for each point; drop it from the command line")
+  sweep_dir = os.path.abspath(os.path.join(workdir, experiment, sweep))
+  points = []
+  for point in overrides:
+    name = sweeps.point_name(point)
+    extra = [*common, *sweeps.point_overrides(point), f"wandb.group={experiment}/{sweep}", f"wandb.name={name}"]
+    flags = [*(["--variant", variant] if variant else []), *(f"--config.{o}" for o in extra)]
+    config = sweeps.point_config(experiment, variant, common, point)
+    points.append(Point(name, point, os.path.join(sweep_dir, name), config, flags))
+  return points
+
+
+def run_point(point: Point, experiment: str, label: str) -> dict[str, Any]:
+  """Runs one point as its own process, its output appended to log.txt; returns its status."""
+  log_path = os.path.join(point.workdir, "log.txt")
+  command = point.command(experiment)
+  print(f"{label}: running (log: {log_path})", flush=True)
+  t0 = time.perf_counter()
+  with open(log_path, "a") as log:
+    log.write(f"$ {shlex.join(command)}\n")
+    log.flush()
+    returncode = subprocess.call(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+  wall_s = round(time.perf_counter() - t0, 1)
+  result_path = os.path.join(point.workdir, "result.json")
+  if returncode == 0 and os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    print(f"{label}: done in {wall_s:.0f}s: {result.get('metric', 'value')} = {result.get('value')}", flush=True)
+    return {"status": "done", "wall_s": wall_s}
+  print(f"{label}: failed (exit status {returncode}) after {wall_s:.0f}s; the end of {log_path}:\n"
+        + _log_tail(log_path), flush=True)
+  return {"status": "failed", "wall_s": wall_s, "returncode": returncode}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  args, common = parse_args(sys.argv[1:] if argv is None else argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args, common = parse_args(argv)
   try:
-    available = sweeps.get_sweeps(args.experiment)
-    if args.sweep not in available:
-      listed = ", ".join(sorted(available)) if available else "none (configs/{}.py has no get_sweeps())".format(args.experiment)
-      raise ConfigError(f"unknown sweep {args.sweep!r} for {args.experiment}; its sweeps: {listed}")
-    if not os.path.exists(os.path.join(REPO_ROOT, "experiments", f"{args.experiment}.py")):
-      raise ConfigError(f"no experiment file experiments/{args.experiment}.py to run the points with")
-    points = sweeps.expand_sweep(available[args.sweep])
-    swept = {key for point in points for key in point}
-    for item in common:
-      key = item.partition("=")[0]
-      if key in swept:
-        raise ConfigError(f"--config.{key} is set by the sweep {args.sweep!r}; drop it from the command line")
-      if key in sweeps.SWEEP_KEYS:
-        raise ConfigError(f"--config.{key} is set by the sweep for each point; drop it from the command line")
-    group = f"{args.experiment}/{args.sweep}"
-    sweep_dir = os.path.abspath(os.path.join(args.workdir, args.experiment, args.sweep))
-    plan = []
-    for point in points:
-      name = sweeps.point_name(point)
-      extra = [*common, *sweeps.point_overrides(point), f"wandb.group={group}", f"wandb.name={name}"]
-      # Validates every key and value before the first point starts.
-      config = sweeps.point_config(args.experiment, args.variant, common, point)
-      plan.append((name, point, extra, config))
+    points = plan_sweep(args.experiment, args.sweep, args.workdir, args.variant, common)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-
-  print(f"sweep {group}: {len(plan)} points in {sweep_dir}")
+  sweep_dir = os.path.dirname(points[0].workdir)
+  record_path = os.path.join(sweep_dir, "sweep.json")
+  print(f"sweep {args.experiment}/{args.sweep}: {len(points)} points in {sweep_dir}")
+  entries = [{"name": p.name, "overrides": p.overrides, "workdir": p.name, "status": "pending",
+              "command": shlex.join(p.command(args.experiment, "python", os.path.join(args.workdir, args.experiment, args.sweep, p.name)))} for p in points]
   record = {"experiment": args.experiment, "sweep": args.sweep, "variant": args.variant,
-            "common_overrides": common, "wandb_group": group,
-            "command": "python -m scripts.sweep " + shlex.join(sys.argv[1:] if argv is None else argv), "points": []}
-  if not args.dry_run:
-    os.makedirs(sweep_dir, exist_ok=True)
+            "common_overrides": common, "wandb_group": f"{args.experiment}/{args.sweep}",
+            "command": "python -m scripts.sweep " + shlex.join(argv), "points": entries}
   counts = {"done": 0, "skipped": 0, "failed": 0}
-  for i, (name, point, extra, config) in enumerate(plan):
-    point_dir = os.path.join(sweep_dir, name)
-    flags = [*(["--variant", args.variant] if args.variant else []), *(f"--config.{o}" for o in extra)]
-    command = [sys.executable, "-m", f"experiments.{args.experiment}", "--workdir", point_dir, *flags]
-    shown = shlex.join(["python", "-m", f"experiments.{args.experiment}", "--workdir", os.path.relpath(point_dir), *flags])
-    entry = {"name": name, "overrides": point, "workdir": name, "command": shown}
-    record["points"].append(entry)
-    finished, diffs = sweeps.point_finished(point_dir, config)
-    label = f"[{i + 1}/{len(plan)}] {name}"
+  for i, (point, entry) in enumerate(zip(points, entries)):
+    label = f"[{i + 1}/{len(points)}] {point.name}"
+    finished, diffs = sweeps.point_finished(point.workdir, point.config)
     if diffs and not args.fresh:
-      entry["status"] = "failed"
-      entry["error"] = "its directory holds a run of a different config: " + "; ".join(diffs)
-      print(f"{label}: failed: {point_dir} holds a run of a different config ({'; '.join(diffs[:5])}"
+      entry.update(status="failed", error="its directory holds a run of a different config: " + "; ".join(diffs))
+      print(f"{label}: failed: {point.workdir} holds a run of a different config ({'; '.join(diffs[:5])}"
             f"{' ...' if len(diffs) > 5 else ''}); rerun with --fresh to delete it, or use another --workdir", flush=True)
-      counts["failed"] += 1
-      continue
-    if finished:
+    elif finished:
       entry["status"] = "skipped"
-      print(f"{label}: skipped (finished: {os.path.join(point_dir, 'result.json')})", flush=True)
-      counts["skipped"] += 1
+      print(f"{label}: skipped (finished: {os.path.join(point.workdir, 'result.json')})", flush=True)
+    elif args.dry_run:
+      print(f"{label}: would {'rerun from scratch' if diffs else 'run'}: {entry['command']}", flush=True)
       continue
-    if args.dry_run:
-      entry["status"] = "would rerun from scratch" if diffs else "would run"
-      print(f"{label}: {entry['status']}: {shown}", flush=True)
-      continue
-    if diffs:
-      shutil.rmtree(point_dir)
-    sweeps.save_point(point_dir, point, config)
-    # A result.json left by an earlier run must not make a crash of this one look finished.
-    if os.path.exists(os.path.join(point_dir, "result.json")):
-      os.remove(os.path.join(point_dir, "result.json"))
-    log_path = os.path.join(point_dir, "log.txt")
-    entry["status"] = "running"
-    _write_json(os.path.join(sweep_dir, "sweep.json"), record)
-    print(f"{label}: running (log: {log_path})", flush=True)
-    t0 = time.perf_counter()
-    try:
-      with open(log_path, "a") as log:
-        log.write(f"$ {shlex.join(command)}\n")
-        log.flush()
-        returncode = subprocess.call(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    except KeyboardInterrupt:
-      entry["status"] = "interrupted"
-      _write_json(os.path.join(sweep_dir, "sweep.json"), record)
-      print(f"\n{label}: interrupted; rerun the same command to resume", file=sys.stderr)
-      return 130
-    entry["wall_s"] = round(time.perf_counter() - t0, 1)
-    entry["returncode"] = returncode
-    if returncode == 0 and os.path.exists(os.path.join(point_dir, "result.json")):
-      entry["status"] = "done"
-      with open(os.path.join(point_dir, "result.json")) as f:
-        result = json.load(f)
-      print(f"{label}: done in {entry['wall_s']:.0f}s: {result.get('metric', 'value')} = {result.get('value')}", flush=True)
-      counts["done"] += 1
     else:
-      entry["status"] = "failed"
-      print(f"{label}: failed (exit status {returncode}) after {entry['wall_s']:.0f}s; the end of {log_path}:\n"
-            + _log_tail(log_path), flush=True)
-      counts["failed"] += 1
-    _write_json(os.path.join(sweep_dir, "sweep.json"), record)
+      if diffs:
+        shutil.rmtree(point.workdir)
+      sweeps.save_point(point.workdir, point.overrides, point.config)
+      # A result.json left by an earlier run must not make a crash of this one look finished.
+      if os.path.exists(os.path.join(point.workdir, "result.json")):
+        os.remove(os.path.join(point.workdir, "result.json"))
+      entry["status"] = "running"
+      _write_json(record_path, record)
+      try:
+        entry.update(run_point(point, args.experiment, label))
+      except KeyboardInterrupt:
+        entry["status"] = "interrupted"
+        _write_json(record_path, record)
+        print(f"\n{label}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    counts[entry["status"]] += 1
+    if not args.dry_run:
+      _write_json(record_path, record)
 
-  summary = ", ".join(f"{n} {k}" for k, n in counts.items())
   if args.dry_run:
-    print(f"dry run: {len(plan)} points ({counts['skipped']} finished); nothing was run")
-    return 0
-  _write_json(os.path.join(sweep_dir, "sweep.json"), record)
-  print(f"sweep {group}: {summary}; {os.path.join(sweep_dir, 'sweep.json')}\n"
-        f"report: python -m scripts.report {shlex.quote(os.path.relpath(sweep_dir))}")
+    print(f"dry run: {len(points)} points, {counts['skipped']} finished, {counts['failed']} in conflict; nothing was run")
+    return 1 if counts["failed"] else 0
+  _write_json(record_path, record)
+  print(f"sweep {args.experiment}/{args.sweep}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f"; {record_path}\nreport: python -m scripts.report "
+        + shlex.quote(os.path.join(args.workdir, args.experiment, args.sweep)))
   return 1 if counts["failed"] else 0
 
 
