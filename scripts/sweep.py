@@ -1,11 +1,12 @@
 """Runs one of a config's sweeps (`get_sweeps()` in configs/<experiment>.py), one run per point.
 
     python -m scripts.sweep lenet5_mnist --sweep optimizers [--workdir runs/sweeps] [--variant ARG]
-        [--config.<key>=<value> ...] [--dry-run] [--fresh]
+        [--config.<key>=<value> ...] [--jobs N] [--dry-run] [--fresh]
 
 Each point runs as its own process, `python -m experiments.<experiment> --workdir
 <workdir>/<experiment>/<sweep>/<point> --config.<key>=<value> ...`, so that one point's crash does
 not end the sweep and each point starts with free memory. Its output goes to <point>/log.txt.
+--jobs N runs N points at once (by default one after another).
 The points of one sweep share the W&B group "<experiment>/<sweep>" and are named by their point.
 
 Running the same command again skips the finished points (result.json, with the same config)
@@ -17,6 +18,7 @@ turns it into a table and plots. The exit status is non-zero when a point failed
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -24,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -43,6 +46,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--workdir", default="runs/sweeps", help="points go to WORKDIR/<experiment>/<sweep>/<point>")
   parser.add_argument("--variant", default=None, help="the config's get_config(arg), e.g. 'smoke'")
   parser.add_argument("--dry-run", action="store_true", help="print each point's command and whether it would run")
+  parser.add_argument("--jobs", type=int, default=1,
+                      help="points run at once (default 1); more only where the devices or cores have room for them")
   parser.add_argument("--fresh", action="store_true",
                       help="delete a point's directory when it holds a run of a different config, and rerun it")
   args, rest = parser.parse_known_args(argv)
@@ -55,6 +60,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _write_json(path: str, data: Any) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(data, f, indent=2, default=str)
   os.replace(path + ".tmp", path)
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args, common = parse_args(argv)
   try:
+    if args.jobs < 1:
+      raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     points = plan_sweep(args.experiment, args.sweep, args.workdir, args.variant, common)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -140,11 +148,22 @@ def main(argv: Sequence[str] | None = None) -> int:
   record_path = os.path.join(sweep_dir, "sweep.json")
   print(f"sweep {args.experiment}/{args.sweep}: {len(points)} points in {sweep_dir}")
   entries = [{"name": p.name, "overrides": p.overrides, "workdir": p.name, "status": "pending",
-              "command": shlex.join(p.command(args.experiment, "python", os.path.join(args.workdir, args.experiment, args.sweep, p.name)))} for p in points]
+              "command": shlex.join(p.command(args.experiment, "python", os.path.join(args.workdir, args.experiment,
+                                                                                    args.sweep, p.name)))}
+             for p in points]
   record = {"experiment": args.experiment, "sweep": args.sweep, "variant": args.variant,
             "common_overrides": common, "wandb_group": f"{args.experiment}/{args.sweep}",
             "command": "python -m scripts.sweep " + shlex.join(argv), "points": entries}
-  counts = {"done": 0, "skipped": 0, "failed": 0}
+  record_lock = threading.Lock()
+
+  def update(entry: dict[str, Any], **values: Any) -> None:
+    """Sets a point's entry and rewrites sweep.json; points running at once take turns."""
+    with record_lock:
+      entry.update(values)
+      if not args.dry_run:
+        _write_json(record_path, record)
+
+  to_run = []
   for i, (point, entry) in enumerate(zip(points, entries)):
     label = f"[{i + 1}/{len(points)}] {point.name}"
     finished, diffs = sweeps.point_finished(point.workdir, point.config)
@@ -157,31 +176,38 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f"{label}: skipped (finished: {os.path.join(point.workdir, 'result.json')})", flush=True)
     elif args.dry_run:
       print(f"{label}: would {'rerun from scratch' if diffs else 'run'}: {entry['command']}", flush=True)
-      continue
     else:
       if diffs:
         shutil.rmtree(point.workdir)
-      sweeps.save_point(point.workdir, point.overrides, point.config)
-      # A result.json left by an earlier run must not make a crash of this one look finished.
-      if os.path.exists(os.path.join(point.workdir, "result.json")):
-        os.remove(os.path.join(point.workdir, "result.json"))
-      entry["status"] = "running"
-      _write_json(record_path, record)
-      try:
-        entry.update(run_point(point, args.experiment, label))
-      except KeyboardInterrupt:
-        entry["status"] = "interrupted"
-        _write_json(record_path, record)
-        print(f"\n{label}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    counts[entry["status"]] += 1
-    if not args.dry_run:
-      _write_json(record_path, record)
+      to_run.append((point, entry, label))
+  update(record)  # writes sweep.json with every point's status before the first one runs
 
+  def start(point: Point, entry: dict, label: str) -> dict:
+    sweeps.save_point(point.workdir, point.overrides, point.config)
+    # A result.json left by an earlier run must not make a crash of this one look finished.
+    if os.path.exists(os.path.join(point.workdir, "result.json")):
+      os.remove(os.path.join(point.workdir, "result.json"))
+    update(entry, status="running")
+    update(entry, **run_point(point, args.experiment, label))
+    return entry
+
+  executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+  try:
+    for future in [executor.submit(start, *item) for item in to_run]:
+      future.result()
+  except KeyboardInterrupt:
+    executor.shutdown(wait=False, cancel_futures=True)
+    for entry in entries:
+      if entry["status"] == "running":
+        update(entry, status="interrupted")
+    print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+  executor.shutdown()
+
+  counts = {status: sum(e["status"] == status for e in entries) for status in ("done", "skipped", "failed")}
   if args.dry_run:
     print(f"dry run: {len(points)} points, {counts['skipped']} finished, {counts['failed']} in conflict; nothing was run")
     return 1 if counts["failed"] else 0
-  _write_json(record_path, record)
   print(f"sweep {args.experiment}/{args.sweep}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
         + f"; {record_path}\nreport: python -m scripts.report "
         + shlex.quote(os.path.join(args.workdir, args.experiment, args.sweep)))

@@ -5,6 +5,8 @@ import json
 import os
 import re
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -120,6 +122,30 @@ def test_failed_point_does_not_stop_the_sweep(monkeypatch, tmp_path, capsys):
   record = json.load(open(tmp_path / "lenet5_mnist" / "losses" / "sweep.json"))
   assert [p["status"] for p in record["points"]] == ["failed", "done"]
   assert len(calls) == 2 and all("--config.wandb.group=lenet5_mnist/losses" in c for c in calls)
+
+
+def test_jobs_run_points_at_once(monkeypatch, tmp_path):
+  running, most = [], []
+  lock = threading.Lock()
+
+  def fake_call(command, **kwargs):
+    with lock:
+      running.append(command)
+      most.append(len(running))
+    time.sleep(0.3)
+    workdir = command[command.index("--workdir") + 1]
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+      json.dump({"value": 1.0, "steps": 4, "wall_s": 2.0, "eval": {"test/error": 0.01}}, f)
+    with lock:
+      running.remove(command)
+    return 0
+
+  monkeypatch.setattr(subprocess, "call", fake_call)
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "optimizers", "--workdir", str(tmp_path), "--jobs", "2",
+                            *TINY]) == 0
+  assert max(most) == 2 and len(most) == 5
+  record = json.load(open(tmp_path / "lenet5_mnist" / "optimizers" / "sweep.json"))
+  assert [p["status"] for p in record["points"]] == ["done"] * 5
 
 
 def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys):
