@@ -4,7 +4,9 @@
         [--image-prefix docs/ablations/optimizers/]
 
 Writes into the sweep directory (or --out): report.md, a table with one row per point (its
-overrides, the final eval metrics, steps and wall time, from the point's result.json), and
+overrides, the final eval metrics, steps, the seconds spent in training steps and the process's
+whole wall time with start-up, compilation and evaluation, from the point's result.json; a
+resumed point's times are those of its last process), and
 curves.png (train loss and the metric against the step, the points overlaid) and
 final_<metric>.png (a bar per point). The images are linked relative to report.md, or with
 --image-prefix prepended, so that the markdown can be pasted into the README as it is.
@@ -111,8 +113,8 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
       + (f"; every point with `{common}`" if common else "") + ".",
       "",
       "| point | " + " | ".join(keys) + " | " + " | ".join(header(m) for m in metrics)
-      + f" | final {TRAIN_LOSS} | steps | wall (s) |",
-      "|" + "---|" * (1 + len(keys)) + "---:|" * (len(metrics) + 3),
+      + f" | final {TRAIN_LOSS} | steps | train (s) | wall (s) |",
+      "|" + "---|" * (1 + len(keys)) + "---:|" * (len(metrics) + 4),
   ]
   for p in points:
     r = p["result"]
@@ -120,9 +122,11 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
     if r:
       losses = [rec[TRAIN_LOSS] for rec in p["records"] if TRAIN_LOSS in rec]
       cells += [show(m, r.get("eval", {}).get(m)) for m in metrics]
-      cells += [show(TRAIN_LOSS, losses[-1] if losses else None), str(r.get("steps", "—")), f"{r.get('wall_s', 0):.0f}"]
+      train_s = r.get("train_wall_s")
+      cells += [show(TRAIN_LOSS, losses[-1] if losses else None), str(r.get("steps", "—")),
+                f"{train_s:.0f}" if isinstance(train_s, (int, float)) else "—", f"{r.get('wall_s', 0):.0f}"]
     else:
-      cells += [p["status"]] + ["—"] * (len(metrics) + 2)
+      cells += [p["status"]] + ["—"] * (len(metrics) + 3)
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
   for alt, path in images:

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -77,7 +78,11 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
     ax.set_title(key + (" (%)" if scales.get(key) == 100 else ""))
     ax.set_xlabel("step")
     if ax.lines and positive and (key.endswith("loss") or scales.get(key) == 100):
-      ax.set_yscale("log")
+      ax.set_yscale("log")  # the differences between good runs are small fractions of the first steps' values
+      plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+      ax.yaxis.set_major_formatter(plain)
+      ax.yaxis.set_minor_formatter(plain)
+      ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
       ax.legend(fontsize=7)
