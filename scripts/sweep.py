@@ -11,7 +11,8 @@ The points of one sweep share the W&B group "<experiment>/<sweep>" and are named
 
 Running the same command again skips the finished points (result.json, with the same config)
 and resumes the others from their last checkpoint. A point whose directory holds a run of a
-different config (say, other --config.train.steps) is an error unless --fresh, which deletes it.
+different config (say, other --config.train.steps) stops the sweep before it runs anything, unless
+--fresh, which deletes such runs.
 The sweep's state goes to <workdir>/<experiment>/<sweep>/sweep.json; `python -m scripts.report`
 turns it into a table and plots. The exit status is non-zero when a point failed.
 """
@@ -163,19 +164,24 @@ def main(argv: Sequence[str] | None = None) -> int:
       if not args.dry_run:
         _write_json(record_path, record)
 
+  state = [sweeps.point_finished(point.workdir, point.config) for point in points]
+  conflicts = [(point, diffs) for point, (_, diffs) in zip(points, state) if diffs]
+  if conflicts and not args.fresh:
+    # Another configuration's runs are in the way: nothing runs, and their sweep.json stays as it is.
+    for point, diffs in conflicts:
+      print(f"{point.name}: failed: {point.workdir} holds a run of a different config ({'; '.join(diffs[:5])}"
+            f"{' ...' if len(diffs) > 5 else ''})", flush=True)
+    print(f"sweep {args.experiment}/{args.sweep}: {len(conflicts)} failed, nothing run; rerun with --fresh to "
+          "delete those runs, or use another --workdir")
+    return 1
   to_run = []
-  for i, (point, entry) in enumerate(zip(points, entries)):
+  for i, (point, entry, (finished, diffs)) in enumerate(zip(points, entries, state)):
     label = f"[{i + 1}/{len(points)}] {point.name}"
-    finished, diffs = sweeps.point_finished(point.workdir, point.config)
-    if diffs and not args.fresh:
-      entry.update(status="failed", error="its directory holds a run of a different config: " + "; ".join(diffs))
-      print(f"{label}: failed: {point.workdir} holds a run of a different config ({'; '.join(diffs[:5])}"
-            f"{' ...' if len(diffs) > 5 else ''}); rerun with --fresh to delete it, or use another --workdir", flush=True)
-    elif finished:
+    if finished:
       entry["status"] = "skipped"
       print(f"{label}: skipped (finished: {os.path.join(point.workdir, 'result.json')})", flush=True)
     elif args.dry_run:
-      print(f"{label}: would {'rerun from scratch' if diffs else 'run'}: {entry['command']}", flush=True)
+      print(f"{label}: would {'delete the other run and run' if diffs else 'run'}: {entry['command']}", flush=True)
     else:
       if diffs:
         shutil.rmtree(point.workdir)
@@ -206,8 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   counts = {status: sum(e["status"] == status for e in entries) for status in ("done", "skipped", "failed")}
   if args.dry_run:
-    print(f"dry run: {len(points)} points, {counts['skipped']} finished, {counts['failed']} in conflict; nothing was run")
-    return 1 if counts["failed"] else 0
+    print(f"dry run: {len(points)} points, {counts['skipped']} finished; nothing was run")
+    return 0
   print(f"sweep {args.experiment}/{args.sweep}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
         + f"; {record_path}\nreport: python -m scripts.report "
         + shlex.quote(os.path.join(args.workdir, args.experiment, args.sweep)))

@@ -170,15 +170,18 @@ def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys):
   out = capsys.readouterr().out
   assert out.count(": skipped") == 2 and "0 done, 2 skipped, 0 failed" in out
   # Another budget in the same directory is not mistaken for these runs, nor resumed from them.
+  before = open(sweep_dir / "sweep.json").read()
   assert sweep_script.main([*argv, "--config.train.steps=6"]) == 1
-  assert "train.steps: 4 -> 6" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert out.count("train.steps: 4 -> 6") == 2 and "nothing run" in out
+  assert open(sweep_dir / "sweep.json").read() == before
 
   out_dir = tmp_path / "report"
   path = report_script.write_report(str(sweep_dir), "test/error", str(out_dir), image_prefix="docs/x/")
   text = open(path).read()
   rows = [line for line in text.splitlines() if line.startswith("| `")]
   assert [row.split(" | ")[1] for row in rows] == ["cross_entropy", "mse"]
-  assert all(row.split(" | ")[-2] == "4" for row in rows)  # steps
+  assert all(row.split(" | ")[-3] == "4" for row in rows)  # steps
   assert "test/error (%)" in text and "![curves](docs/x/curves.png)" in text
   for png in ("curves.png", "final_test_error.png"):
     assert open(out_dir / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
