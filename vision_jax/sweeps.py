@@ -26,7 +26,7 @@ import ml_collections
 from vision_jax.config import ConfigError, apply_overrides, load_config
 
 # Characters a point's directory name keeps; "," and "=" separate the overrides in it.
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]+")
 _MAX_NAME = 150  # well under the 255-byte file name limit, and still readable
 # Keys the sweep sets for every point: the W&B group and run name.
 SWEEP_KEYS = ("wandb.group", "wandb.name")
@@ -83,19 +83,22 @@ def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[
 def point_name(overrides: Mapping[str, Any]) -> str:
   """A readable, filesystem-safe directory name for one point: "optim.name=sgd,optim.learning_rate=0.1".
 
-  Characters other than letters, digits and "._+-" in a key or value become "_"; when that
-  changes the text, or the name would be long, a hash of the exact overrides is appended so
-  that different points keep different names. The empty point (the config as it is) is "base".
+  Runs of characters other than letters, digits and "._+-" in a value become one "_"; a name
+  over 150 characters keeps only the last part of each key, and then is cut. Whenever the name
+  is not the exact overrides, a hash of them is appended, so that different points keep
+  different names. The empty point (the config as it is) is "base".
   """
   if not overrides:
     return "base"
-  parts = [f"{key}={override_text(value)}" for key, value in overrides.items()]
-  exact = ",".join(parts)
-  safe = ",".join(f"{_UNSAFE.sub('_', k)}={_UNSAFE.sub('_', override_text(v))}" for k, v in overrides.items())
-  if safe == exact and len(safe) <= _MAX_NAME:
-    return safe
-  digest = hashlib.sha1(exact.encode()).hexdigest()[:8]
-  return f"{safe[:_MAX_NAME - 9]}-{digest}"
+  exact = ",".join(f"{key}={override_text(value)}" for key, value in overrides.items())
+  safe = {_UNSAFE.sub("_", key): _UNSAFE.sub("_", override_text(value)).strip("_") or "_"
+          for key, value in overrides.items()}
+  name = ",".join(f"{key}={value}" for key, value in safe.items())
+  if name == exact and len(name) <= _MAX_NAME:
+    return name
+  if len(name) > _MAX_NAME:
+    name = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in safe.items())
+  return f"{name[:_MAX_NAME - 9]}-{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
 
 
 def point_overrides(overrides: Mapping[str, Any]) -> list[str]:
