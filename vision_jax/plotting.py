@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -48,6 +49,52 @@ def plot_curves(records: Sequence[dict], path: str, title: str = "") -> str:
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
+  if title:
+    fig.suptitle(title)
+  return _save(fig, path)
+
+
+def _log_minor_label(value: float, _) -> str:
+  """Labels 2, 3 and 5 times a power of ten on a log axis: enough to read it, few enough not to overlap."""
+  mantissa = round(value / 10 ** np.floor(np.log10(value)))
+  return f"{value:g}" if mantissa in (2, 3, 5) else ""
+
+
+def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str, title: str = "",
+              scales: Mapping[str, float] | None = None) -> str:
+  """Several runs overlaid: one panel per metric key, one line per run, against the step.
+
+  runs: run label -> its metrics.jsonl rows ({"step": int, key: float, ...}); a run without a
+  key is left out of that panel. scales: key -> factor for the plotted values (100 for percent).
+  """
+  scales = scales or {}
+  fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+  plotted = False
+  for ax, key in zip(axes[0], keys):
+    values = []
+    for label, records in runs.items():
+      points = [(r["step"], r[key] * scales.get(key, 1.0)) for r in records
+                if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+      if not points:
+        continue
+      xs, ys = zip(*points)
+      values.extend(ys)
+      ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, ms=3)
+      plotted = True
+    ax.set_title(key + (" (%)" if scales.get(key) == 100 else ""))
+    ax.set_xlabel("step")
+    if values and min(values) > 0 and max(values) / min(values) > 10:
+      # Curves spanning decades: the late differences between runs would be flat lines otherwise.
+      ax.set_yscale("log")
+      ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+      ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_log_minor_label))
+      ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+      ax.legend(fontsize=7)
+  if not plotted:
+    plt.close(fig)
+    raise ValueError(f"none of the runs has any of {list(keys)}")
   if title:
     fig.suptitle(title)
   return _save(fig, path)

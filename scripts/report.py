@@ -1,0 +1,160 @@
+"""Turns a sweep's runs into a markdown table and plots (written by `python -m scripts.sweep`).
+
+    python -m scripts.report runs/sweeps/lenet5_mnist/optimizers [--metric test/error] [--out DIR]
+        [--image-prefix docs/ablations/optimizers/]
+
+Writes into the sweep directory (or --out): report.md, a table with one row per point (its
+overrides, the final eval metrics, steps, the seconds spent in training steps and the process's
+whole wall time with start-up, compilation and evaluation, from the point's result.json; a
+resumed point's times are those of its last process), and
+curves.png (train loss and the metric against the step, the points overlaid) and
+final_<metric>.png (a bar per point). The images are linked relative to report.md, or with
+--image-prefix prepended, so that the markdown can be pasted into the README as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+from vision_jax import plotting
+from vision_jax.sweeps import override_text
+from vision_jax.train.metric_writers import read_metrics
+
+TRAIN_LOSS = "train/loss"
+
+
+def is_fraction(metric: str) -> bool:
+  """Errors and accuracies are fractions in the metrics, and read best as percentages."""
+  return metric.rsplit("/", 1)[-1].endswith(("error", "accuracy"))
+
+
+def show(metric: str, value: Any) -> str:
+  if not isinstance(value, (int, float)):
+    return "—"
+  return f"{100 * value:.2f}" if is_fraction(metric) else f"{value:.4g}"
+
+
+def header(metric: str) -> str:
+  return f"{metric} (%)" if is_fraction(metric) else metric
+
+
+def load_sweep(sweep_dir: str) -> tuple[dict, list[dict]]:
+  """sweep.json, and per point: {name, overrides, status, result (or None), records}."""
+  path = os.path.join(sweep_dir, "sweep.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: give the directory of a sweep run by scripts.sweep "
+                            "(<workdir>/<experiment>/<sweep>)")
+  with open(path) as f:
+    sweep = json.load(f)
+  points = []
+  for entry in sweep["points"]:
+    point_dir = os.path.join(sweep_dir, entry["workdir"])
+    result_path = os.path.join(point_dir, "result.json")
+    result = None
+    if os.path.exists(result_path):
+      with open(result_path) as f:
+        result = json.load(f)
+    points.append({"name": entry["name"], "overrides": entry["overrides"], "result": result,
+                   "status": "finished" if result else entry.get("status", "not run"),
+                   "records": read_metrics(point_dir)})
+  return sweep, points
+
+
+def short_labels(points: Sequence[dict]) -> list[str]:
+  """Plot labels: each override as "<last part of its key>=<value>" ("learning_rate=0.1")."""
+  labels = []
+  for p in points:
+    parts = [f"{key.rsplit('.', 1)[-1]}={override_text(v)}" for key, v in p["overrides"].items()]
+    labels.append(", ".join(parts) or p["name"])
+  return labels if len(set(labels)) == len(labels) else [p["name"] for p in points]
+
+
+def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = None,
+                 image_prefix: str = "") -> str:
+  """Writes report.md and its plots into `out` (default: the sweep directory); returns report.md's path."""
+  out = out or sweep_dir
+  sweep, points = load_sweep(sweep_dir)
+  finished = [p for p in points if p["result"]]
+  eval_keys = sorted({k for p in finished for k in p["result"].get("eval", {})})
+  if finished and metric not in eval_keys:
+    raise KeyError(f"metric {metric!r} is not in the points' results; they have: {', '.join(eval_keys)}")
+  metrics = [metric] + [k for k in eval_keys if k != metric]
+  keys = list(dict.fromkeys(k for p in points for k in p["overrides"]))
+  labels = short_labels(points)
+  title = f"{sweep['experiment']} / {sweep['sweep']}"
+
+  images = []
+  if finished:
+    runs = {label: p["records"] for label, p in zip(labels, points) if p["result"]}
+    scales = {metric: 100.0} if is_fraction(metric) else {}
+    images.append(("curves", plotting.plot_runs(runs, [TRAIN_LOSS, metric], os.path.join(out, "curves.png"),
+                                                title=title, scales=scales)))
+    bar_labels = [label for label, p in zip(labels, points) if p["result"]]
+    values = [p["result"]["eval"][metric] * (100 if is_fraction(metric) else 1) for p in finished]
+    bar_name = "final_" + re.sub(r"[^A-Za-z0-9]+", "_", metric) + ".png"
+    images.append((f"final {metric}", plotting.bar_chart(bar_labels, values, os.path.join(out, bar_name),
+                                                         ylabel=header(metric), title=title)))
+
+  hardware = sorted({p["result"].get("hardware", "?") for p in finished})
+  total_wall = sum(p["result"].get("wall_s", 0.0) for p in finished)
+  common = " ".join(f"--config.{o}" for o in sweep.get("common_overrides", []))
+  lines = [
+      f"### Sweep `{sweep['sweep']}` of `{sweep['experiment']}`",
+      "",
+      f"`{sweep['command']}`" if sweep.get("command") else "",
+      "",
+      f"{len(finished)} of {len(points)} points finished"
+      + (f" on {', '.join(hardware)}, {total_wall / 60:.1f} min of runs in all" if finished else "")
+      + (f"; variant `{sweep['variant']}`" if sweep.get("variant") else "")
+      + (f"; every point with `{common}`" if common else "") + ".",
+      "",
+      "| point | " + " | ".join(keys) + " | " + " | ".join(header(m) for m in metrics)
+      + f" | final {TRAIN_LOSS} | steps | train (s) | wall (s) |",
+      "|" + "---|" * (1 + len(keys)) + "---:|" * (len(metrics) + 4),
+  ]
+  for p in points:
+    r = p["result"]
+    cells = [f"`{p['name']}`"] + [override_text(p["overrides"][k]) if k in p["overrides"] else "" for k in keys]
+    if r:
+      losses = [rec[TRAIN_LOSS] for rec in p["records"] if TRAIN_LOSS in rec]
+      cells += [show(m, r.get("eval", {}).get(m)) for m in metrics]
+      train_s = r.get("train_wall_s")
+      cells += [show(TRAIN_LOSS, losses[-1] if losses else None), str(r.get("steps", "—")),
+                f"{train_s:.0f}" if isinstance(train_s, (int, float)) else "—", f"{r.get('wall_s', 0):.0f}"]
+    else:
+      cells += [p["status"]] + ["—"] * (len(metrics) + 3)
+    lines.append("| " + " | ".join(cells) + " |")
+  lines.append("")
+  for alt, path in images:
+    lines.append(f"![{alt}]({image_prefix}{os.path.relpath(path, out)})")
+  os.makedirs(out, exist_ok=True)
+  report_path = os.path.join(out, "report.md")
+  with open(report_path, "w") as f:
+    f.write("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
+  return report_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description="Write report.md and plots for a sweep run by scripts.sweep.")
+  parser.add_argument("sweep_dir", help="<workdir>/<experiment>/<sweep>, holding sweep.json")
+  parser.add_argument("--metric", default="test/error", help="the eval metric to compare (default: test/error)")
+  parser.add_argument("--out", default=None, help="where report.md and the PNGs go (default: the sweep directory)")
+  parser.add_argument("--image-prefix", default="",
+                      help="prepended to the image links, e.g. docs/ablations/optimizers/ for the README")
+  args = parser.parse_args(argv)
+  try:
+    path = write_report(args.sweep_dir, args.metric, args.out, args.image_prefix)
+  except (FileNotFoundError, KeyError) as e:
+    print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+    return 2
+  print(open(path).read())
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

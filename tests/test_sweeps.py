@@ -1,0 +1,189 @@
+"""Sweeps: expanding get_sweeps(), naming points, running them as processes, and the report."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from scripts import report as report_script
+from scripts import sweep as sweep_script
+from vision_jax import sweeps
+from vision_jax.config import ConfigError
+
+# The smallest real run: LeNet-5 on scikit-learn's digits (no files needed), a few steps.
+TINY = ["--variant", "smoke", "--config.data.dataset=sklearn:digits", "--config.data.pad_to=0",
+        "--config.train.steps=4", "--config.train.log_every=2", "--config.train.eval_every=2",
+        "--config.train.checkpoint_every=0", "--config.wandb.mode=disabled"]
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._+\-=,]+$")
+
+
+def test_expand_list_keeps_points_in_order():
+  spec = [{"optim.name": "sgd", "optim.learning_rate": 0.1}, {"optim.name": "adam"}, {}]
+  assert sweeps.expand_sweep(spec) == [{"optim.name": "sgd", "optim.learning_rate": 0.1}, {"optim.name": "adam"}, {}]
+
+
+def test_expand_grid_is_the_product_first_key_slowest():
+  points = sweeps.expand_sweep({"grid": {"optim.name": ["adam", "sgd"], "optim.learning_rate": [1e-3, 1e-2, 0.1]}})
+  assert len(points) == 6
+  assert points[:3] == [{"optim.name": "adam", "optim.learning_rate": lr} for lr in (1e-3, 1e-2, 0.1)]
+  assert points[3] == {"optim.name": "sgd", "optim.learning_rate": 1e-3}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"grid": {"optim.name": "adam"}}, "non-empty list"),
+    ({"grid": {"optim.name": []}}, "non-empty list"),
+    ({"points": [{}]}, "list of override dicts"),
+    (["optim.name=sgd"], "must be a dict"),
+    ([], "no points"),
+    ([{"optim.name": "sgd"}, {"optim.name": "sgd"}], "same run"),
+    ([{"wandb.name": "x"}], "cannot be swept"),
+])
+def test_expand_rejects_malformed_sweeps(spec, message):
+  with pytest.raises(ConfigError, match=message):
+    sweeps.expand_sweep(spec)
+
+
+def test_point_names_are_readable_safe_and_unique():
+  assert sweeps.point_name({"optim.name": "sgd", "optim.learning_rate": 0.1}) == "optim.name=sgd,optim.learning_rate=0.1"
+  assert sweeps.point_name({}) == "base"
+  points = [{"data.dataset": "sklearn:digits"}, {"data.dataset": "sklearn_digits"},
+            {"data.dataset": "image_folder:a/b"}, {"data.mean": (0.5, 0.5)}, {"data.mean": (0.5, 0.25)},
+            {"loss.name": "a,b=c"}, {"loss.name": "a_b_c"}, {"loss.name": "x" * 400}, {"loss.name": "x" * 401},
+            {"train.scan_steps": True}, {"optim.learning_rate": 1e-5}]
+  names = [sweeps.point_name(p) for p in points]
+  assert len(set(names)) == len(names), names
+  for name in names:
+    assert SAFE_NAME.match(name) and len(name) <= 150 and name not in (".", ".."), name
+  assert names[0].startswith("data.dataset=sklearn_digits-")  # readable, with a hash for the changed ":"
+
+
+def test_lenet5_sweeps_apply_to_the_config():
+  available = sweeps.get_sweeps("lenet5_mnist")
+  assert {"optimizers", "losses"} <= set(available)
+  for spec in available.values():
+    for point in sweeps.expand_sweep(spec):
+      config = sweeps.point_config("lenet5_mnist", "smoke", ["train.steps=3"], point)
+      assert config.train.steps == 3
+      for key, value in point.items():
+        section, leaf = key.split(".")
+        assert config[section][leaf] == value
+
+
+def test_point_is_finished_only_with_its_result_and_its_config(tmp_path):
+  config = sweeps.point_config("lenet5_mnist", "smoke", [], {"optim.name": "sgd"})
+  workdir = str(tmp_path / "point")
+  assert sweeps.point_finished(workdir, config) == (False, [])
+  sweeps.save_point(workdir, {"optim.name": "sgd"}, config)
+  assert sweeps.point_finished(workdir, config) == (False, [])  # started, not finished: resume it
+  (tmp_path / "point" / "result.json").write_text("{}")
+  assert sweeps.point_finished(workdir, config) == (True, [])
+  config.wandb.mode = "offline"  # where a run is logged does not make it another run
+  assert sweeps.point_finished(workdir, config) == (True, [])
+  config.optim.learning_rate = 0.5
+  finished, diffs = sweeps.point_finished(workdir, config)
+  assert not finished and diffs == ["optim.learning_rate: 0.002 -> 0.5"]
+
+
+def test_unknown_sweep_lists_the_configs_sweeps(capsys, tmp_path):
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "nope", "--workdir", str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert "unknown sweep 'nope'" in err and "losses, optimizers" in err
+
+
+def test_swept_key_on_the_command_line_is_an_error(capsys, tmp_path):
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "losses", "--workdir", str(tmp_path),
+                            "--config.loss.name=mse"]) == 2
+  assert "set by the sweep" in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
+
+
+def test_failed_point_does_not_stop_the_sweep(monkeypatch, tmp_path, capsys):
+  calls = []
+
+  def fake_call(command, **kwargs):
+    calls.append(command)
+    if len(calls) == 1:
+      return 1  # the first point crashes
+    workdir = command[command.index("--workdir") + 1]
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+      json.dump({"value": 1.0, "steps": 4, "wall_s": 2.0, "eval": {"test/error": 0.01}}, f)
+    return 0
+
+  monkeypatch.setattr(subprocess, "call", fake_call)
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "losses", "--workdir", str(tmp_path), *TINY]) == 1
+  out = capsys.readouterr().out
+  assert "loss.name=cross_entropy: failed (exit status 1)" in out
+  assert "loss.name=mse: done" in out and "1 done, 0 skipped, 1 failed" in out
+  record = json.load(open(tmp_path / "lenet5_mnist" / "losses" / "sweep.json"))
+  assert [p["status"] for p in record["points"]] == ["failed", "done"]
+  assert len(calls) == 2 and all("--config.wandb.group=lenet5_mnist/losses" in c for c in calls)
+
+
+def test_jobs_run_points_at_once(monkeypatch, tmp_path):
+  running, most = [], []
+  lock = threading.Lock()
+
+  def fake_call(command, **kwargs):
+    with lock:
+      running.append(command)
+      most.append(len(running))
+    time.sleep(0.3)
+    workdir = command[command.index("--workdir") + 1]
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+      json.dump({"value": 1.0, "steps": 4, "wall_s": 2.0, "eval": {"test/error": 0.01}}, f)
+    with lock:
+      running.remove(command)
+    return 0
+
+  monkeypatch.setattr(subprocess, "call", fake_call)
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "optimizers", "--workdir", str(tmp_path), "--jobs", "2",
+                            *TINY]) == 0
+  assert max(most) == 2 and len(most) == 5
+  record = json.load(open(tmp_path / "lenet5_mnist" / "optimizers" / "sweep.json"))
+  assert [p["status"] for p in record["points"]] == ["done"] * 5
+
+
+def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys):
+  """Two real points (cross-entropy and MSE) as processes; a rerun skips both; the report."""
+  monkeypatch.setenv("VISION_JAX_NO_PROGRESS", "1")
+  argv = ["lenet5_mnist", "--sweep", "losses", "--workdir", str(tmp_path), *TINY]
+  assert sweep_script.main(argv) == 0, capsys.readouterr().out
+  sweep_dir = tmp_path / "lenet5_mnist" / "losses"
+  names = ["loss.name=cross_entropy", "loss.name=mse"]
+  record = json.load(open(sweep_dir / "sweep.json"))
+  assert [(p["name"], p["status"]) for p in record["points"]] == [(n, "done") for n in names]
+  for name, loss in zip(names, ("cross_entropy", "mse")):
+    config = json.load(open(sweep_dir / name / "config.json"))
+    assert config["loss"]["name"] == loss and config["train"]["steps"] == 4
+    assert config["wandb"]["group"] == "lenet5_mnist/losses" and config["wandb"]["name"] == name
+    assert json.load(open(sweep_dir / name / "result.json"))["steps"] == 4
+
+  # A rerun starts no process: both points are finished with the same config.
+  monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("a finished point was run again"))
+  capsys.readouterr()
+  assert sweep_script.main(argv) == 0
+  out = capsys.readouterr().out
+  assert out.count(": skipped") == 2 and "0 done, 2 skipped, 0 failed" in out
+  # Another budget in the same directory is not mistaken for these runs, nor resumed from them.
+  before = open(sweep_dir / "sweep.json").read()
+  assert sweep_script.main([*argv, "--config.train.steps=6"]) == 1
+  out = capsys.readouterr().out
+  assert out.count("train.steps: 4 -> 6") == 2 and "nothing run" in out
+  assert open(sweep_dir / "sweep.json").read() == before
+
+  out_dir = tmp_path / "report"
+  path = report_script.write_report(str(sweep_dir), "test/error", str(out_dir), image_prefix="docs/x/")
+  text = open(path).read()
+  rows = [line for line in text.splitlines() if line.startswith("| `")]
+  assert [row.split(" | ")[1] for row in rows] == ["cross_entropy", "mse"]
+  assert all(row.split(" | ")[-3] == "4" for row in rows)  # steps
+  assert "test/error (%)" in text and "![curves](docs/x/curves.png)" in text
+  for png in ("curves.png", "final_test_error.png"):
+    assert open(out_dir / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(KeyError, match="test/error"):
+    report_script.write_report(str(sweep_dir), "test/nope", str(out_dir))

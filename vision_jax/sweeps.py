@@ -1,0 +1,161 @@
+"""Sweeps are code next to the config: `configs/<name>.py` may define `get_sweeps()`.
+
+    def get_sweeps():
+      return {
+          "optimizers": [{"optim.name": "sgd", "optim.learning_rate": 0.1},
+                         {"optim.name": "adam", "optim.learning_rate": 2e-3}],
+          "lr_grid": {"grid": {"optim.name": ["adam", "sgd"], "optim.learning_rate": [1e-3, 1e-2]}},
+      }
+
+A sweep is a list of points (each a dict of config overrides, `{}` being the config as it is) or a
+grid, whose points are the product of its value lists (the first key varies slowest). Each point
+runs as its own run (`python -m scripts.sweep`) in a directory named by `point_name`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+from vision_jax.config import ConfigError, apply_overrides, load_config
+
+# Characters a point's directory name keeps; "," and "=" separate the overrides in it.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]+")
+_MAX_NAME = 150  # well under the 255-byte file name limit, and still readable
+# Keys the sweep sets for every point: the W&B group and run name.
+SWEEP_KEYS = ("wandb.group", "wandb.name")
+
+
+def get_sweeps(experiment: str) -> dict[str, Any]:
+  """The sweeps `configs/<experiment>.py` defines with `get_sweeps()` ({} when it defines none)."""
+  load_config(experiment, None)  # the same clear error as a run when there is no config file
+  module = importlib.import_module(f"configs.{experiment}")
+  return dict(module.get_sweeps()) if hasattr(module, "get_sweeps") else {}
+
+
+def override_text(value: Any) -> str:
+  """A value as written on the command line (`--config.key=TEXT`), which `apply_overrides` reads back."""
+  return value if isinstance(value, str) else repr(value)
+
+
+def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[dict[str, Any]]:
+  """The points of a sweep: a list of override dicts, or {"grid": {key: [values, ...]}}.
+
+  Returns a list of override dicts ({config key: value}), in order. Raises ConfigError for a
+  malformed spec and for two points that would be the same run (the same command line).
+  """
+  if isinstance(spec, Mapping):
+    if set(spec) != {"grid"} or not isinstance(spec["grid"], Mapping) or not spec["grid"]:
+      raise ConfigError(f"a sweep is a list of override dicts or {{'grid': {{key: [values]}}}}, got {spec!r}")
+    grid = spec["grid"]
+    for key, values in grid.items():
+      if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ConfigError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+  elif isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
+    points = []
+    for i, point in enumerate(spec):
+      if not isinstance(point, Mapping):
+        raise ConfigError(f"sweep point {i} must be a dict of config overrides, got {point!r}")
+      points.append(dict(point))
+  else:
+    raise ConfigError(f"a sweep is a list of override dicts or {{'grid': {{key: [values]}}}}, got {spec!r}")
+  if not points:
+    raise ConfigError("the sweep has no points")
+  seen: dict[str, int] = {}
+  for i, point in enumerate(points):
+    for key in point:
+      if not isinstance(key, str) or key in SWEEP_KEYS:
+        raise ConfigError(f"sweep point {i}: {key!r} cannot be swept ({', '.join(SWEEP_KEYS)} name the sweep's runs)")
+    name = point_name(point)
+    if name in seen:
+      raise ConfigError(f"sweep points {seen[name]} and {i} are the same run: {point!r}")
+    seen[name] = i
+  return points
+
+
+def point_name(overrides: Mapping[str, Any]) -> str:
+  """A readable, filesystem-safe directory name for one point: "optim.name=sgd,optim.learning_rate=0.1".
+
+  Runs of characters other than letters, digits and "._+-" in a value become one "_"; a name
+  over 150 characters keeps only the last part of each key, and then is cut. Whenever the name
+  is not the exact overrides, a hash of them is appended, so that different points keep
+  different names. The empty point (the config as it is) is "base".
+  """
+  if not overrides:
+    return "base"
+  exact = ",".join(f"{key}={override_text(value)}" for key, value in overrides.items())
+  safe = {_UNSAFE.sub("_", key): _UNSAFE.sub("_", override_text(value)).strip("_") or "_"
+          for key, value in overrides.items()}
+  name = ",".join(f"{key}={value}" for key, value in safe.items())
+  if name == exact and len(name) <= _MAX_NAME:
+    return name
+  if len(name) > _MAX_NAME:
+    name = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in safe.items())
+  return f"{name[:_MAX_NAME - 9]}-{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
+
+
+def point_overrides(overrides: Mapping[str, Any]) -> list[str]:
+  """A point's overrides as "key=text" items for `apply_overrides` and `--config.` flags."""
+  return [f"{key}={override_text(value)}" for key, value in overrides.items()]
+
+
+def point_config(experiment: str, variant: str | None, common: Sequence[str],
+                 overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """The config one point runs with: the variant, then the common overrides, then the point's."""
+  return apply_overrides(load_config(experiment, variant), [*common, *point_overrides(overrides)])
+
+
+POINT_FILE = "sweep_point.json"  # in a point's directory: the overrides and config it runs with
+
+
+def save_point(workdir: str, overrides: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+  """Records in `workdir` which point and config its run is, before the run starts."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, POINT_FILE)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"overrides": dict(overrides), "config": json.loads(config.to_json_best_effort(sort_keys=True))},
+              f, indent=2, default=str)
+  os.replace(path + ".tmp", path)
+
+
+def config_differences(saved: Mapping[str, Any], expected: ml_collections.ConfigDict) -> list[str]:
+  """The keys whose values differ between a saved config (as JSON) and `expected`, as "key: a -> b".
+
+  W&B settings are left out: they change where a run is logged, not what it computes.
+  """
+  want = json.loads(expected.to_json_best_effort(sort_keys=True))
+  diffs = []
+
+  def walk(a: Any, b: Any, path: str) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+      for k in sorted(set(a) | set(b)):
+        if not path and k == "wandb":
+          continue
+        walk(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{path}.{k}" if path else k)
+    elif a != b:
+      diffs.append(f"{path}: {a!r} -> {b!r}")
+
+  walk(dict(saved), want, "")
+  return diffs
+
+
+def point_finished(workdir: str, expected: ml_collections.ConfigDict) -> tuple[bool, list[str]]:
+  """Whether `workdir` holds a finished run of `expected`: its result.json, and `save_point`'s record.
+
+  Returns (finished, differences): the differences are non-empty when the workdir holds a run
+  (finished or not) of another config, which must not be resumed as this point. The sweep's own
+  record is compared rather than the loop's config.json, which an experiment may have completed.
+  """
+  path = os.path.join(workdir, POINT_FILE)
+  if not os.path.exists(path):
+    return False, []
+  with open(path) as f:
+    diffs = config_differences(json.load(f)["config"], expected)
+  return not diffs and os.path.exists(os.path.join(workdir, "result.json")), diffs
