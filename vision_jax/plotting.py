@@ -97,3 +97,19 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
     ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
   return _save(fig, path)
+
+
+def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str, xlabel: str, ylabel: str,
+              title: str = "", xscale: str = "linear") -> str:
+  """Several named curves over the same x values (e.g. train and test log-likelihood against k)."""
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  for name, ys in series.items():
+    ax.plot(list(xs)[:len(ys)], ys, marker="o" if len(ys) < 30 else None, ms=3, label=name)
+  ax.set_xscale(xscale)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
