@@ -113,3 +113,23 @@ def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def twin_axis_panels(curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], path: str,
+                     left_label: str, right_label: str, titles: dict[str, str] | None = None) -> str:
+  """One panel per name: two curves over the same steps on their own y axes (a loss and a quality).
+
+  curves: name -> (steps, left values, right values).
+  """
+  fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
+  for ax, (name, (steps, left, right)) in zip(axes[0], curves.items()):
+    ax.plot(steps, left, color="tab:blue", marker="o", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(left_label, color="tab:blue")
+    other = ax.twinx()
+    other.plot(steps, right, color="tab:red", marker="s", ms=3)
+    other.set_ylabel(right_label, color="tab:red")
+    ax.set_title((titles or {}).get(name, name), fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return _save(fig, path)
