@@ -62,9 +62,11 @@ def run(config, workdir: str) -> dict:
     evals = {r["step"]: r[quality] for r in records if quality in r}
     steps = sorted(set(signal) & set(evals))
     xs, ys = [signal[s] for s in steps], [evals[s] for s in steps]
+    # Needs at least 3 evaluations, and a signal that varies; None otherwise (JSON has no NaN).
     rho = float(scipy.stats.spearmanr(xs, ys)[0]) if len(steps) > 2 else float("nan")
+    rho = None if not np.isfinite(rho) else round(rho, 3)
     curves[method] = (steps, xs, ys)
-    by_method[method] = {"final": out["value"], "signal": SIGNALS[method], "spearman_signal_vs_quality": round(rho, 3),
+    by_method[method] = {"final": out["value"], "signal": SIGNALS[method], "spearman_signal_vs_quality": rho,
                          "train_wall_s": out["train_wall_s"], "steps": out["steps"]}
 
   path = os.path.join(workdir, "loss_vs_quality.png")
