@@ -108,6 +108,9 @@ class AdversarialTask(Task):
     if config.train.batch_size % gc.n_critic:
       raise ValueError(f"train.batch_size {config.train.batch_size} must be a multiple of gan.n_critic "
                        f"{gc.n_critic}: each of the n critic updates takes its own slice of real images")
+    if config.get("init_from", ""):
+      raise ValueError("init_from loads one classifier's variables; a GAN has two players. Resume a GAN "
+                       "from its workdir's checkpoints instead (run the same command again).")
     if any(d is None for d in spec.image_shape):
       raise ValueError(f"a GAN needs images of one size; {config.data.dataset} has {spec.image_shape}")
     size = config.data.get("pad_to", 0)
