@@ -144,3 +144,39 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
     ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
   return _save(fig, path)
+
+
+def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str, xlabel: str, ylabel: str,
+              title: str = "", xscale: str = "linear") -> str:
+  """Several named curves over the same x values (e.g. train and test log-likelihood against k)."""
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  for name, ys in series.items():
+    ax.plot(list(xs)[:len(ys)], ys, marker="o" if len(ys) < 30 else None, ms=3, label=name)
+  ax.set_xscale(xscale)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def twin_axis_panels(curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], path: str,
+                     left_label: str, right_label: str, titles: dict[str, str] | None = None) -> str:
+  """One panel per name: two curves over the same steps on their own y axes (a loss and a quality).
+
+  curves: name -> (steps, left values, right values).
+  """
+  fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
+  for ax, (name, (steps, left, right)) in zip(axes[0], curves.items()):
+    ax.plot(steps, left, color="tab:blue", marker="o", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(left_label, color="tab:blue")
+    other = ax.twinx()
+    other.plot(steps, right, color="tab:red", marker="s", ms=3)
+    other.set_ylabel(right_label, color="tab:red")
+    ax.set_title((titles or {}).get(name, name), fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return _save(fig, path)

@@ -38,6 +38,15 @@ class Task:
   def eval_step(self, state: TrainState, batch: Batch) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
     raise NotImplementedError
 
+  def eval_metrics(self, sums: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """A split's metrics from its summed (sum, count) pairs, on the host.
+
+    Each metric is its sum over its count by default. A metric that is not a mean overrides
+    this: a Fréchet distance sums feature vectors and outer products (arrays) in `eval_step`
+    and computes the distance from them here.
+    """
+    return {k: float(total) / max(float(count), 1.0) for k, (total, count) in sums.items()}
+
   def visuals(self, state: TrainState, batch: Batch, directory: str, prefix: str) -> dict[str, str]:
     """Writes pictures for one eval batch as PNG files under `directory`; returns name -> path."""
     return {}

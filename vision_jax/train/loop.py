@@ -157,8 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       sums = None
       for batch in eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh):
         sums = eval_first(state, batch) if sums is None else eval_accumulate(state, batch, sums)
-      for metric, (total, count) in jax.device_get(sums).items():
-        results[f"{split_name}/{metric}"] = float(total) / max(float(count), 1.0)
+      for metric, value in task.eval_metrics(jax.device_get(sums)).items():
+        results[f"{split_name}/{metric}"] = value
     return results
 
   def write_visuals(state, step: int, final: bool = False) -> None:

@@ -1,0 +1,1 @@
+"""Metrics that need more than a mean of per-example values, each tested against a reference."""
