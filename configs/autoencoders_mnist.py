@@ -43,10 +43,10 @@ def get_config(arg=None):
   c.optim.learning_rate = 1e-3
   c.optim.schedule = "cosine"
   c.train.batch_size = 128
-  c.train.steps = 3000  # 6.4 epochs
+  c.train.steps = 2000  # 4.3 epochs
   c.train.log_every = 250
-  c.train.eval_every = 3000
-  c.train.checkpoint_every = 3000
+  c.train.eval_every = 2000
+  c.train.checkpoint_every = 2000
   c.wandb.group = "autoencoders_mnist"
   if arg.smoke:
     c.data.train_size = 1024

@@ -362,7 +362,7 @@ class AutoencodingTask(Task):
         f"{prefix}reconstructions": plotting.image_rows(
             [x, recon], ["input", "reconstruction"], os.path.join(directory, f"{prefix}reconstructions.png"), title=name),
         f"{prefix}denoising": plotting.image_rows(
-            [noisy, denoised, x], [f"noisy ({kind})", "denoised", "clean"],
+            [noisy, denoised, x], [f"noisy\n({kind})", "denoised", "clean"],
             os.path.join(directory, f"{prefix}denoising.png"), title=name),
     }
     if self.is_vae:
@@ -396,9 +396,14 @@ class AutoencodingTask(Task):
 
   def codes(self, state, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Codes of uint8 images (the VAE's means), [n, h, w, c] -> [n, latent], in batches on the device."""
-    _, eval_fn = make_preprocess(self.config.data)
-    encode = jax.jit(lambda params, images: self.encode(params, self.eval_targets(eval_fn({"image": images})["image"])[0]))
+    if not hasattr(self, "_encode_raw"):
+      _, eval_fn = make_preprocess(self.config.data)
+      self._encode_raw = jax.jit(lambda params, raw: self.encode(params, self.eval_targets(eval_fn({"image": raw})["image"])[0]))
+    batch_size = min(batch_size, len(images))
     parts = []
     for start in range(0, len(images), batch_size):
-      parts.append(np.asarray(jax.device_get(encode(state.params, jnp.asarray(images[start:start + batch_size])))))
+      batch = images[start:start + batch_size]
+      pad = batch_size - len(batch)  # one compiled shape: pad the last batch, then drop the padding
+      padded = np.concatenate([batch, np.repeat(batch[:1], pad, 0)]) if pad else batch
+      parts.append(np.asarray(jax.device_get(self._encode_raw(state.params, jnp.asarray(padded))))[: len(batch)])
     return np.concatenate(parts).astype(np.float32)
