@@ -182,14 +182,22 @@ class AutoencodingTask(Task):
     self.loss_name = config.loss.name
     check_options(self.options, self.loss_name)
     self.model_config = config.model
-    self.model = None  # built in init_state, when the image shape is known
+    self.model = None
+    # Build now where the image shape is known, so that bad model settings fail before any data
+    # is read; init_state builds again if the batch's shape differs.
+    shape = tuple(spec.image_shape)
+    if data.pad_to and len(shape) == 3:
+      shape = (data.pad_to, data.pad_to, shape[2])
+    if len(shape) == 3 and all(isinstance(d, int) for d in shape):
+      self.build(shape)
 
   # -- model --------------------------------------------------------------------------------------
 
   def build(self, image_shape: tuple[int, int, int]):
+    """The model for images of `image_shape` (height, width, channels); checks it against the options."""
     self.model = get_model(self.model_config.name, image_shape=tuple(int(d) for d in image_shape),
                            **model_kwargs(self.model_config))
-    self.is_vae = isinstance(self.model, VariationalAutoencoder) or self.model_config.name.startswith("vae")
+    self.is_vae = isinstance(self.model, VariationalAutoencoder)
     o = self.options
     if o.sparsity_weight and o.sparsity_target and getattr(self.model, "latent_activation", "") != "sigmoid":
       raise ValueError("the KL sparsity target (autoencoder.sparsity_target > 0) needs codes in (0, 1): "
@@ -199,7 +207,9 @@ class AutoencodingTask(Task):
     return self.model
 
   def init_state(self, rng, batch, total_steps):
-    self.build(batch["image"].shape[1:])
+    shape = tuple(int(d) for d in batch["image"].shape[1:])
+    if self.model is None or tuple(self.model.image_shape) != shape:
+      self.build(shape)
     self.tx = make_optimizer(self.config.optim, total_steps)
     variables = self.model.init({"params": rng, "latent": rng}, batch["image"], train=False)
     params = variables.pop("params")
