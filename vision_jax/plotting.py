@@ -180,3 +180,65 @@ def twin_axis_panels(curves: dict[str, tuple[Sequence[float], Sequence[float], S
     ax.grid(alpha=0.3)
   fig.tight_layout()
   return _save(fig, path)
+
+
+def image_rows(rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, title: str = "") -> str:
+  """Rows of images compared column by column (input / reconstruction; noisy / denoised / clean).
+
+  rows: one array per row, uint8 or float in [0, 1], each [n, h, w, c] with the same n.
+  """
+  if len(rows) != len(row_names):
+    raise ValueError(f"{len(rows)} rows but {len(row_names)} row names")
+  n = len(rows[0])
+  fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95), squeeze=False)
+  for r, (images, name) in enumerate(zip(rows, row_names)):
+    for i, ax in enumerate(axes[r]):
+      ax.set_xticks([])
+      ax.set_yticks([])
+      img = np.clip(images[i], 0, 255 if images.dtype == np.uint8 else 1)
+      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
+      if i == 0:
+        ax.set_ylabel(name, fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str,
+                   title: str = "", axis_names: tuple[str, str] = ("z1", "z2")) -> str:
+  """A 2-D latent space, one colour per class. points: [n, 2]; labels: int [n]."""
+  points = np.asarray(points)
+  if points.ndim != 2 or points.shape[1] != 2:
+    raise ValueError(f"latent_scatter needs [n, 2] points, got shape {points.shape}")
+  fig, ax = plt.subplots(figsize=(5.2, 4.6))
+  cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+  for c, name in enumerate(class_names):
+    sel = labels == c
+    if np.any(sel):
+      ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name)
+  ax.set_xlabel(axis_names[0])
+  ax.set_ylabel(axis_names[1])
+  ax.legend(markerscale=4, fontsize=7, loc="best", ncol=2)
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)
+
+
+def manifold_grid(images: np.ndarray, values: np.ndarray, path: str, title: str = "") -> str:
+  """Decoded images of a 2-D latent grid (Kingma & Welling 2013, Fig. 4), tiled into one picture.
+
+  images: [n, n, h, w, c] in [0, 1], images[i, j] decoded at z = (values[j], values[-1 - i]) so
+  that z2 grows upwards; values: [n], the grid's coordinates.
+  """
+  n, m, h, w, c = images.shape
+  tiled = images.transpose(0, 2, 1, 3, 4).reshape(n * h, m * w, c)
+  fig, ax = plt.subplots(figsize=(6, 6))
+  ax.imshow(np.clip(tiled[..., 0] if c == 1 else tiled, 0, 1), cmap="gray" if c == 1 else None)
+  ax.set_xticks(np.arange(m) * w + w / 2, [f"{v:.2g}" for v in values], fontsize=6)
+  ax.set_yticks(np.arange(n) * h + h / 2, [f"{v:.2g}" for v in values[::-1]], fontsize=6)
+  ax.set_xlabel("z1")
+  ax.set_ylabel("z2")
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save(fig, path)

@@ -1,7 +1,8 @@
 """Tasks: what a model family trains on. The loss, its metrics, evaluation and pictures, as pure
 functions over (state, batch); the loop in `vision_jax.train.loop` owns everything else."""
 from vision_jax.tasks.adversarial import AdversarialTask
+from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.tasks.base import Task
 from vision_jax.tasks.classification import ClassificationTask
 
-__all__ = ["Task", "AdversarialTask", "ClassificationTask"]
+__all__ = ["Task", "AdversarialTask", "AutoencodingTask", "ClassificationTask"]

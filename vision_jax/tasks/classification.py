@@ -17,8 +17,8 @@ from vision_jax.train.state import TrainState
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def build_model(model_config: ml_collections.ConfigDict, num_classes: int):
-  """The registered model named `model_config.name`, with the other keys as its arguments."""
+def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
+  """`model_config`'s keys but "name", as constructor arguments: dtype names to dtypes, lists to tuples."""
   kwargs = {k: v for k, v in model_config.items() if k != "name"}
   if "dtype" in kwargs:
     if kwargs["dtype"] not in DTYPES:
@@ -27,7 +27,12 @@ def build_model(model_config: ml_collections.ConfigDict, num_classes: int):
   for k, v in kwargs.items():
     if isinstance(v, list):
       kwargs[k] = tuple(v)
-  return get_model(model_config.name, num_classes=num_classes, **kwargs)
+  return kwargs
+
+
+def build_model(model_config: ml_collections.ConfigDict, num_classes: int):
+  """The registered model named `model_config.name`, with the other keys as its arguments."""
+  return get_model(model_config.name, num_classes=num_classes, **model_kwargs(model_config))
 
 
 class ClassificationTask(Task):
