@@ -97,3 +97,57 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
     ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
   return _save(fig, path)
+
+
+def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str, xlabel: str, ylabel: str,
+              title: str = "", errors: dict[str, Sequence[float]] | None = None, logx: bool = False) -> str:
+  """One line per named series over shared `xs`, with optional +-error bands."""
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  for name, ys in series.items():
+    ax.plot(xs, ys, marker="o", ms=3, label=name)
+    if errors and name in errors:
+      lo = np.asarray(ys) - np.asarray(errors[name])
+      hi = np.asarray(ys) + np.asarray(errors[name])
+      ax.fill_between(xs, lo, hi, alpha=0.2)
+  if logx:
+    ax.set_xscale("log")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  if len(series) > 1:
+    ax.legend()
+  return _save(fig, path)
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "",
+               far: float | None = None) -> str:
+  """ROC curves {name: (false accept rate [t], true accept rate [t])}, FAR on a log axis.
+
+  `far` marks an operating point (e.g. 0.01 for TAR at FAR = 1%) with a vertical line.
+  """
+  fig, ax = plt.subplots(figsize=(5.2, 4.2))
+  smallest = min(float(np.min(f[f > 0])) for f, _ in curves.values() if np.any(f > 0))
+  for name, (fpr, tpr) in curves.items():
+    ax.step(np.maximum(fpr, smallest / 2), tpr, where="post", label=name)
+  if far is not None:
+    ax.axvline(far, color="grey", ls="--", lw=0.8)
+  ax.set_xscale("log")
+  ax.set_xlim(smallest / 2, 1.0)
+  ax.set_ylim(0.0, 1.01)
+  ax.set_xlabel("false accept rate")
+  ax.set_ylabel("true accept rate")
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8, loc="lower right")
+  return _save(fig, path)
+
+
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+  """Rescales each image [n, ...] to [0, 1] by its own minimum and maximum (for eigenfaces)."""
+  images = np.asarray(images, np.float64)
+  axes = tuple(range(1, images.ndim))
+  lo, hi = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+  return (images - lo) / np.maximum(hi - lo, 1e-12)

@@ -2,5 +2,6 @@
 functions over (state, batch); the loop in `vision_jax.train.loop` owns everything else."""
 from vision_jax.tasks.base import Task
 from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.tasks.embedding import EmbeddingTask
 
-__all__ = ["Task", "ClassificationTask"]
+__all__ = ["Task", "ClassificationTask", "EmbeddingTask"]

@@ -1,0 +1,1 @@
+"""Evaluation metrics, each tested against a reference implementation."""
