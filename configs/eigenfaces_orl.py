@@ -14,7 +14,8 @@ from vision_jax.config import parse_arg
 
 def face_protocol(name: str = "identification") -> ml_collections.ConfigDict:
   """`config.data.protocol` for ORL (see vision_jax/data/face_protocols.py)."""
-  return ml_collections.ConfigDict({"name": name, "seed": 0, "test_per_person": 5, "fold": 0, "num_unseen": 10})
+  return ml_collections.ConfigDict({"name": name, "seed": 0, "test_per_person": 5, "fold": 0,
+                                  "num_unseen": 10, "seen_test_per_person": 0})
 
 
 def get_config(arg=None):

@@ -88,6 +88,7 @@ def run(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   baseline, baseline_curve = _eigenfaces_row(config)
   rows, curves, steps, train_wall = [baseline], {}, 0, 0.0
+  eval_fn = make_preprocess(config.data)[1]  # the same for every run: one compiled embedding per task
   if baseline_curve is not None:
     curves[f"eigenfaces (AUC {baseline['auc']:.3f})"] = baseline_curve
   for loss in fc.losses:
@@ -98,7 +99,6 @@ def run(config, workdir: str) -> dict:
       summary = train_and_evaluate(c, os.path.join(workdir, f"{loss}_{protocol}"), EmbeddingTask)
       steps, train_wall = steps + summary["step"], train_wall + summary["train_wall_s"]
       _, splits = get_splits(c.data)
-      eval_fn = make_preprocess(c.data)[1]
       task, state = summary["task"], summary["state"]
       features = {name: task.embed_split(state, split, eval_fn) for name, split in splits.items()}
       scores = _scores(protocol, features, fc.far, "cosine")

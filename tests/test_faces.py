@@ -38,8 +38,8 @@ def test_contrastive_loss_zero_for_ideal_embedding_larger_for_bad():
   bad = metric_learning.contrastive_loss(_bad_embeddings(), LABELS, margin=1.0)
   assert float(ideal) == pytest.approx(0.0, abs=1e-6)
   assert float(bad) > 1.0
-  # Same pairs cost d^2 (here 2), different pairs (here 1/6 of them coincide) (margin - d)^2.
-  assert float(bad) == pytest.approx(2.0 + 2 / 12, rel=1e-5)
+  # Same pairs cost d^2 (here 2 each); different pairs (margin - d)^2: 3 of the 12 coincide (1 each).
+  assert float(bad) == pytest.approx(2.0 + 3 / 12, rel=1e-5)
 
 
 def test_triplet_loss_zero_for_ideal_embedding_margin_for_collapsed():
@@ -141,7 +141,7 @@ def test_pairs_scores_and_nearest_neighbour():
   np.testing.assert_allclose(verification.pair_scores(embeddings, first, second), [0.0, 1 / np.sqrt(2), 1 / np.sqrt(2)],
                              atol=1e-6)
   np.testing.assert_allclose(verification.pair_scores(embeddings, first, second, "euclidean"),
-                             [-np.sqrt(5), -1.0, -1.0], atol=1e-6)
+                             [-np.sqrt(5), -1.0, -np.sqrt(2)], atol=1e-6)
   gallery = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 3.0]])
   queries = np.array([[9.0, 1.0], [0.2, 2.0], [1.0, 0.0]])
   assert list(identification.nearest_neighbour(gallery, queries)) == [1, 2, 0]
@@ -197,7 +197,7 @@ def test_brightness_augmentation_keeps_other_augmentations_and_shifts_whole_imag
   data.augment.brightness = 0.2
   bright = make_preprocess(data)[0]({"image": images}, rng)["image"]
   offsets = np.asarray(bright - plain)  # one offset per image, in standardised units (/ std)
-  np.testing.assert_allclose(offsets, offsets[:, :1, :1], atol=1e-4)
+  np.testing.assert_allclose(offsets, np.broadcast_to(offsets[:, :1, :1], offsets.shape), atol=1e-4)
   assert np.all(np.abs(offsets[:, 0, 0]) <= 0.2 / 0.25 + 1e-5) and np.ptp(offsets[:, 0, 0]) > 0
 
 
@@ -247,6 +247,7 @@ def test_orl_protocol_splits_through_the_data_pipeline():
   from vision_jax.data.pipeline import get_splits  # pylint: disable=g-import-not-at-top
   config = get_config("smoke")
   config.data.protocol.name = "verification"
+  config.data.eval_splits = ("unseen",)
   spec, splits = get_splits(config.data)
   assert spec.num_classes == 40 and spec.image_shape == (112, 92, 1)
   train, unseen = splits["train"].arrays()["label"], splits["unseen"].arrays()["label"]

@@ -84,8 +84,9 @@ def verification_split(labels: np.ndarray, *, num_unseen: int = 10, test_per_per
 def apply_protocol(protocol: ml_collections.ConfigDict, labels: np.ndarray) -> dict[str, np.ndarray]:
   """The splits of `config.data.protocol` as positions into `labels` (the source's train split).
 
-  protocol: name ("identification" | "verification"), seed, test_per_person, fold
-  (identification), num_unseen (verification).
+  protocol: name ("identification" | "verification"), seed, test_per_person and fold
+  (identification), num_unseen and seen_test_per_person (verification; default 0: the seen
+  people's images all train).
   """
   name = protocol.name
   if name == "identification":
@@ -93,5 +94,5 @@ def apply_protocol(protocol: ml_collections.ConfigDict, labels: np.ndarray) -> d
                                 seed=protocol.seed)
   if name == "verification":
     return verification_split(labels, num_unseen=protocol.num_unseen,
-                              test_per_person=protocol.get("test_per_person", 0), seed=protocol.seed)
+                              test_per_person=protocol.get("seen_test_per_person", 0), seed=protocol.seed)
   raise ValueError(f"unknown data.protocol.name {name!r}; valid: {', '.join(PROTOCOLS)}")

@@ -111,12 +111,21 @@ class EmbeddingTask(Task):
     return embedding
 
   def embed_split(self, state: TrainState, split: Split, preprocess: Callable[[Batch], Batch],
-                  batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings [n, d], labels [n]) of a whole split, on the host; `preprocess` is the eval one."""
-    embed = jax.jit(lambda state, images: self.embed(state, preprocess({"image": images})["image"]))
+                  batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings [n, d], labels [n]) of a whole split, on the host; `preprocess` is the eval one.
+
+    Batches are padded to `batch_size`, so that one compilation serves every split.
+    """
+    if getattr(self, "_embed_jit", (None,))[0] is not preprocess:
+      self._embed_jit = (preprocess, jax.jit(lambda state, images: self.embed(
+          state, preprocess({"image": images})["image"])))
+    embed = self._embed_jit[1]
     arrays = split.arrays()
-    embeddings = [np.asarray(embed(state, arrays["image"][s:s + batch_size]))
-                  for s in range(0, len(split), batch_size)]
+    embeddings = []
+    for start in range(0, len(split), batch_size):
+      images = arrays["image"][start:start + batch_size]
+      padded = np.concatenate([images, np.zeros((batch_size - len(images), *images.shape[1:]), images.dtype)])
+      embeddings.append(np.asarray(embed(state, padded))[:len(images)])
     return np.concatenate(embeddings), arrays["label"]
 
   def eval_step(self, state, batch):
