@@ -147,11 +147,14 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
 
 
 def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str, xlabel: str, ylabel: str,
-              title: str = "", xscale: str = "linear") -> str:
-  """Several named curves over the same x values (e.g. train and test log-likelihood against k)."""
+              title: str = "", xscale: str = "linear", errors: dict[str, Sequence[float]] | None = None) -> str:
+  """Several named curves over the same x values, with optional +-error bands (`errors`)."""
   fig, ax = plt.subplots(figsize=(5.2, 3.6))
   for name, ys in series.items():
-    ax.plot(list(xs)[:len(ys)], ys, marker="o" if len(ys) < 30 else None, ms=3, label=name)
+    x = list(xs)[:len(ys)]
+    ax.plot(x, ys, marker="o" if len(ys) < 30 else None, ms=3, label=name)
+    if errors and name in errors:
+      ax.fill_between(x, np.asarray(ys) - np.asarray(errors[name]), np.asarray(ys) + np.asarray(errors[name]), alpha=0.2)
   ax.set_xscale(xscale)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
@@ -242,3 +245,35 @@ def manifold_grid(images: np.ndarray, values: np.ndarray, path: str, title: str 
   if title:
     ax.set_title(title, fontsize=9)
   return _save(fig, path)
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "",
+               far: float | None = None) -> str:
+  """ROC curves {name: (false accept rate [t], true accept rate [t])}, FAR on a log axis.
+
+  `far` marks an operating point (e.g. 0.01 for TAR at FAR = 1%) with a vertical line.
+  """
+  fig, ax = plt.subplots(figsize=(5.2, 4.2))
+  smallest = min(float(np.min(f[f > 0])) for f, _ in curves.values() if np.any(f > 0))
+  for name, (fpr, tpr) in curves.items():
+    ax.step(np.maximum(fpr, smallest / 2), tpr, where="post", label=name)
+  if far is not None:
+    ax.axvline(far, color="grey", ls="--", lw=0.8)
+  ax.set_xscale("log")
+  ax.set_xlim(smallest / 2, 1.0)
+  ax.set_ylim(0.0, 1.01)
+  ax.set_xlabel("false accept rate")
+  ax.set_ylabel("true accept rate")
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8, loc="lower right")
+  return _save(fig, path)
+
+
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+  """Rescales each image [n, ...] to [0, 1] by its own minimum and maximum (for eigenfaces)."""
+  images = np.asarray(images, np.float64)
+  axes = tuple(range(1, images.ndim))
+  lo, hi = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+  return (images - lo) / np.maximum(hi - lo, 1e-12)

@@ -54,6 +54,12 @@ def gaussian_noise(rng: jax.Array, images: jnp.ndarray, std: float) -> jnp.ndarr
   return images + std * jax.random.normal(rng, images.shape, images.dtype)
 
 
+def random_brightness(rng: jax.Array, images: jnp.ndarray, max_delta: float) -> jnp.ndarray:
+  """Adds one offset drawn from U[-max_delta, max_delta] to each image (float, in [0, 1] units)."""
+  delta = jax.random.uniform(rng, (images.shape[0], 1, 1, 1), images.dtype, -max_delta, max_delta)
+  return images + delta
+
+
 def shift(images: jnp.ndarray, dy: int, dx: int) -> jnp.ndarray:
   """Shifts every image by (dy, dx) pixels, filling with zeros (the lecture's shifted test set)."""
   out = jnp.roll(images, (dy, dx), axis=(1, 2))
@@ -68,7 +74,7 @@ def make_preprocess(data: ml_collections.ConfigDict) -> tuple[Callable[[Batch, j
   """The train (augmenting) and eval preprocessing functions for a `config.data`.
 
   Reads: `pad_to` (0 = off), `mean`, `std`, `augment.crop_padding` (0 = off),
-  `augment.flip`, `augment.noise_std` (0 = off).
+  `augment.flip`, `augment.noise_std` (0 = off), `augment.brightness` (0 or absent = off).
   """
   aug = data.augment
 
@@ -84,6 +90,10 @@ def make_preprocess(data: ml_collections.ConfigDict) -> tuple[Callable[[Batch, j
       images = random_crop(crop_rng, images, aug.crop_padding)
     if aug.flip:
       images = random_flip(flip_rng, images)
+    if aug.get("brightness", 0.0):
+      # Its own stream (fold_in, not a 4th split), so the other augmentations draw as before.
+      brightness_rng = jax.random.fold_in(rng, 3)
+      images = random_brightness(brightness_rng, images.astype(jnp.float32) / 255.0, aug.brightness) * 255.0
     images = to_float(images, data.mean, data.std)
     if aug.noise_std:
       images = gaussian_noise(noise_rng, images, aug.noise_std)

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vision_jax.data.face_protocols import apply_protocol
 from vision_jax.data.formats import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.data.sources import get_source
@@ -55,9 +56,18 @@ class Split:
 
 
 def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, Split]]:
-  """The dataset's splits, with `validation_size` train examples held out as "validation"."""
+  """The dataset's splits, with `validation_size` train examples held out as "validation".
+
+  With `data.protocol.name` set, the splits are the protocol's (`face_protocols.apply_protocol`),
+  taken from the source's first split.
+  """
   source = get_source(data.dataset)
   splits = {name: Split(source.split(name), np.arange(len(source.split(name)))) for name in source.spec.splits}
+  if data.get("protocol") and data.protocol.get("name"):
+    # A protocol (e.g. faces' closed-set identification) re-divides the source's train split.
+    whole = splits[source.spec.splits[0]]
+    positions = apply_protocol(data.protocol, whole.arrays()["label"])
+    splits = {name: Split(whole.source, whole.indices[p]) for name, p in positions.items()}
   if data.get("validation_size", 0):
     train = splits[data.train_split]
     n = data.validation_size

@@ -1,1 +1,2 @@
-"""Metrics that need more than a mean of per-example values, each tested against a reference."""
+"""Evaluation metrics that need more than a mean of per-example values, each tested against a
+reference implementation."""

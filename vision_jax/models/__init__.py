@@ -1,5 +1,6 @@
 """Model families, registered by name. Import a family here to register it."""
-from vision_jax.models import alexnet, autoencoders, gan, googlenet, lecture_example, lenet, mlp, resnet, vgg  # noqa: F401  (registration)
+from vision_jax.models import (alexnet, autoencoders, face_cnn, gan, googlenet, lecture_example, lenet, mlp,  # noqa: F401
+                               resnet, vgg)
 from vision_jax.models.registry import get_model, list_models, register
 
 __all__ = ["get_model", "list_models", "register"]

@@ -4,5 +4,6 @@ from vision_jax.tasks.adversarial import AdversarialTask
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.tasks.base import Task
 from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.tasks.embedding import EmbeddingTask
 
-__all__ = ["Task", "AdversarialTask", "AutoencodingTask", "ClassificationTask"]
+__all__ = ["Task", "AdversarialTask", "AutoencodingTask", "ClassificationTask", "EmbeddingTask"]
