@@ -133,9 +133,10 @@ def bench_torch(model: str, batch: int, image_size: int, channels: int, num_clas
                       "(add it to scripts.bench.TORCHVISION_EQUIVALENTS)")
   device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
   net = torchvision.models.get_model(name, num_classes=num_classes).to(device).train()
+  net = net.to(memory_format=torch.channels_last)  # NHWC, as the JAX step
   optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
   step_net = torch.compile(net) if compile_model else net
-  images = torch.rand(batch, channels, image_size, image_size, device=device)
+  images = torch.rand(batch, channels, image_size, image_size, device=device).to(memory_format=torch.channels_last)
   labels = torch.randint(0, num_classes, (batch,), device=device)
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
   sync = torch.cuda.synchronize if device == "cuda" else lambda: None
