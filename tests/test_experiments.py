@@ -24,7 +24,8 @@ def test_demo_job_end_to_end(tmp_path, monkeypatch, capsys):
   result = run_experiment("lenet5_digits", workdir, "--config.train.steps=40", "--config.train.eval_every=20",
                           "--config.train.checkpoint_every=20", "--config.train.visuals_every=20",
                           "--config.train.log_every=10")
-  assert "lenet5_digits: test error (%) = " in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "lenet5_digits: m = " in out and "after 40 steps" in out  # the one-line result (metric "m" as passed above)
   on_disk = json.load(open(workdir / "result.json"))
   assert RESULT_KEYS <= set(on_disk) and on_disk["steps"] == 40 and 0 <= on_disk["value"] < 90
   assert on_disk["command"].startswith("python -m experiments.lenet5_digits --workdir")
