@@ -1,0 +1,231 @@
+"""Every registered model: the (logits, features) contract, gradients, BatchNorm, sizes.
+
+Kept fast on two CPU cores, where XLA's compilation, not the computation, is the cost:
+- Variables are filled from `jax.eval_shape(model.init)` with NumPy random numbers instead of
+  running `model.init`: XLA compiles one random-number kernel per distinct parameter shape, and
+  the contract does not depend on the initialiser. `test_real_init_in_bfloat16` runs a real
+  initialisation, and the parameter count tests trace it for the ImageNet and CIFAR families.
+- XLA's optimisations are disabled for this module (they cost more compile time than they save
+  on runs this small).
+- ResNets run op by op, so that each distinct operation is compiled once and ResNet-152 or the
+  110-layer CIFAR networks cost little more than their shallowest sibling; the other families
+  compile faster as one program.
+- Gradients are checked on one model of each family and block type.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vision_jax.models import get_model, list_models
+
+BATCH = 2
+
+# Feature maps each family must return (besides "pre_logits"), by module class; other
+# classifiers must return at least one.
+FEATURES = {
+    "AlexNet": [f"conv{i}" for i in range(1, 6)],
+    "VGG": [f"block{i}" for i in range(1, 6)],
+    "GoogLeNet": ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                  "inception4d", "inception4e", "inception5a", "inception5b"],
+    "ResNet": ["stage1", "stage2", "stage3", "stage4"],
+    "CifarResNet": ["stage1", "stage2", "stage3"],
+    "LeNet5": ["C1", "S2", "C3", "S4", "C5", "F6"],
+    "MLP": ["fc1", "fc2"],
+}
+
+# Representative models for the (slower) gradient check: every family and block type.
+GRADIENT_MODELS = ("alexnet", "googlenet", "lenet5", "mlp", "plain20", "resnet20", "resnet50",
+                   "vgg11_bn")
+
+# Families run op by op rather than jitted (see the module's docstring).
+OP_BY_OP = ("ResNet", "CifarResNet")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compilation():
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def _image_size(name: str) -> int:
+  """The smallest square input each model accepts comfortably."""
+  return 64 if name == "alexnet" else 32  # AlexNet needs 63; the rest work at CIFAR size.
+
+
+def _images(name: str) -> np.ndarray:
+  size = _image_size(name)
+  return np.random.default_rng(0).normal(size=(BATCH, size, size, 3)).astype(np.float32)
+
+
+def _random_variables(model: nn.Module, x: np.ndarray) -> dict:
+  """Variables of the model's shapes: He-scaled uniform kernels, BatchNorm at identity."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+  # Kernels tile one pool of random numbers: VGG's 100M-entry first layer costs a copy.
+  pool = np.random.default_rng(0).uniform(-1, 1, size=2**20).astype(np.float32)
+
+  def fill(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name in ("scale", "var", "coeff"):  # BatchNorm, LeNet's subsampling coefficients.
+      return np.ones(leaf.shape, np.float32)
+    if name in ("bias", "mean"):
+      return np.zeros(leaf.shape, np.float32)
+    kernel = np.resize(pool, leaf.shape)
+    kernel *= np.sqrt(6 / np.prod(leaf.shape[:-1]), dtype=np.float32)
+    return kernel
+
+  # On the device once: each apply would otherwise copy VGG's 0.5 GB again.
+  return jax.device_put(jax.tree_util.tree_map_with_path(fill, dict(shapes)))
+
+
+def _apply(model: nn.Module, variables: dict, x: np.ndarray, train: bool):
+  """model.apply with mutable batch_stats, jitted unless the family runs op by op."""
+  def apply(variables, x):
+    return model.apply(variables, x, train=train, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.key(1)})
+  return (apply if type(model).__name__ in OP_BY_OP else jax.jit(apply))(variables, x)
+
+
+def _classifier(name: str) -> nn.Module:
+  """The registered model with 7 classes; a skip if it is not an image classifier."""
+  if getattr(get_model(name), "num_classes", 0) <= 0:
+    pytest.skip(f"{name} has no classes (not an image classifier); its own tests cover it")
+  return get_model(name, num_classes=7)
+
+
+def _all_finite(tree) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_contract(name):
+  """Shapes and names of logits and features, no NaNs, BatchNorm updates only in training."""
+  model = _classifier(name)
+  x = _images(name)
+  variables = _random_variables(model, x)
+  batch_stats = variables.get("batch_stats", {})
+
+  (logits, features), state = _apply(model, variables, x, train=True)
+  assert logits.shape == (BATCH, 7)
+  assert set(FEATURES.get(type(model).__name__, [])) <= set(features) and len(features) >= 2
+  assert features["pre_logits"].ndim == 2 and features["pre_logits"].shape[0] == BATCH
+  assert _all_finite((logits, features)), "non-finite output in training mode"
+  if name == "googlenet":
+    assert features["aux1"].shape == features["aux2"].shape == (BATCH, 7)
+  new_stats = state.get("batch_stats", {})
+  assert jax.tree.structure(new_stats) == jax.tree.structure(batch_stats)
+  unchanged = [jax.tree_util.keystr(path)
+               for (path, old), new in zip(jax.tree_util.tree_leaves_with_path(batch_stats),
+                                           jax.tree.leaves(new_stats))
+               if np.array_equal(old, new)]
+  assert not unchanged, f"BatchNorm statistics not updated in training: {unchanged}"
+
+  (logits, features), state = _apply(model, variables, x, train=False)
+  assert logits.shape == (BATCH, 7)
+  assert _all_finite((logits, features)), "non-finite output in evaluation mode"
+  assert "aux1" not in features and "aux2" not in features
+  jax.tree.map(np.testing.assert_array_equal, dict(state.get("batch_stats", {})), batch_stats)
+
+
+def _legitimately_without_gradient(name: str, path: str) -> bool:
+  # In training mode BatchNorm subtracts the batch mean, so a bias right before it has no
+  # effect: torchvision's VGG-BN convolutions keep theirs (for weight compatibility).
+  return name.startswith("vgg") and name.endswith("_bn") and "_conv" in path and "bias" in path
+
+
+@pytest.mark.parametrize("name", GRADIENT_MODELS)
+def test_every_parameter_gets_a_gradient(name):
+  model = get_model(name, num_classes=7)
+  x = _images(name)
+  variables = _random_variables(model, x)
+  weights = np.random.default_rng(2).normal(size=(BATCH, 7)).astype(np.float32)
+
+  def loss(params):
+    (logits, features), _ = model.apply(
+        {**variables, "params": params}, x, train=True, mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(1)})
+    # GoogLeNet's auxiliary heads must receive gradients too.
+    outputs = [logits] + [features[k] for k in ("aux1", "aux2") if k in features]
+    return sum(jnp.sum(o * weights) for o in outputs)
+
+  grads = jax.jit(jax.grad(loss))(variables["params"])
+  assert _all_finite(grads)
+  without = [jax.tree_util.keystr(path) for path, g in jax.tree_util.tree_leaves_with_path(grads)
+             if not np.any(np.asarray(g))
+             and not _legitimately_without_gradient(name, jax.tree_util.keystr(path))]
+  assert not without, f"parameters without gradient: {without}"
+
+
+def _param_count(name: str, **kwargs) -> int:
+  model = get_model(name, **kwargs)
+  x = jnp.zeros((1, 224, 224, 3))  # Parameter shapes do not depend on the input size.
+  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+
+
+# Published counts: torchvision's model documentation (ImageNet, 1000 classes).
+@pytest.mark.parametrize("name,kwargs,expected", [
+    ("alexnet", {}, 61_100_840),
+    ("vgg16", {}, 138_357_544),
+    ("vgg16_bn", {}, 138_365_992),
+    ("googlenet", {"aux_logits": False}, 6_624_904),
+    ("resnet18", {}, 11_689_512),
+    ("resnet34", {}, 21_797_672),
+    ("resnet50", {}, 25_557_032),
+    ("resnet101", {}, 44_549_160),
+    ("resnet152", {}, 60_192_808),
+])
+def test_imagenet_parameter_counts(name, kwargs, expected):
+  assert _param_count(name, **kwargs) == expected
+
+
+# He et al. 2015, Table 6 (CIFAR-10): parameters in millions as printed, and our exact count.
+# The plain networks have the same layers (option A shortcuts have no parameters).
+@pytest.mark.parametrize("depth,paper_millions,exact", [
+    (20, "0.27", 269_722), (32, "0.46", 464_154), (44, "0.66", 658_586), (56, "0.85", 853_018),
+    (110, "1.7", 1_727_962),
+])
+def test_cifar_resnet_parameter_counts(depth, paper_millions, exact):
+  for name in (f"resnet{depth}", f"plain{depth}"):
+    count = _param_count(name, num_classes=10)
+    assert count == exact
+    decimals = len(paper_millions.split(".")[1])
+    assert f"{count / 1e6:.{decimals}f}" == paper_millions
+
+
+def test_googlenet_aux_heads_are_optional():
+  def aux_head(channels: int) -> int:  # 1x1 conv to 128 and its BatchNorm, fc1, fc2.
+    return channels * 128 + 2 * 128 + 2048 * 1024 + 1024 + 1024 * 1000 + 1000
+
+  assert _param_count("googlenet") == 6_624_904 + aux_head(512) + aux_head(528)
+
+
+def test_real_init_in_bfloat16():
+  """Real initialisation; bfloat16 computation keeps float32 parameters and statistics."""
+  model = get_model("resnet20", dtype=jnp.bfloat16)
+  x = _images("resnet20")
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  (logits, features), state = _apply(model, variables, x, train=True)
+  assert logits.dtype == jnp.bfloat16 and features["stage3"].dtype == jnp.bfloat16
+  assert _all_finite((logits, state))
+  assert {x.dtype for x in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
+
+
+def test_cifar_resnet_dropout_before_the_head():
+  model = get_model("resnet20", dropout=0.5)
+  x = _images("resnet20")
+  variables = _random_variables(model, x)
+
+  def logits(train: bool, seed: int = 0) -> np.ndarray:
+    (y, _), _ = model.apply(variables, x, train=train, mutable=["batch_stats"],
+                            rngs={"dropout": jax.random.key(seed)})
+    return np.asarray(y)
+
+  assert not np.allclose(logits(True, 0), logits(True, 1))
+  np.testing.assert_array_equal(logits(False, 0), logits(False, 1))
