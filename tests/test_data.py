@@ -104,6 +104,25 @@ def _assert_no_partial_cache(cache):
   assert not leftovers, leftovers
 
 
+def test_processes_preparing_the_same_dataset_at_once_all_succeed(tmp_path):
+  """A sweep's parallel points prepare the same dataset at once: one prepares, the others wait and read it."""
+  import subprocess
+  import sys
+  from conftest import REPO, run_env
+  _idx_dataset(tmp_path / "toy", n=400)
+  code = ("import sys; from vision_jax.data.sources import get_source; "
+          f"print(len(get_source('idx:{tmp_path / 'toy'}').split('train')))")
+  env = run_env(VISION_JAX_CACHE=str(tmp_path / "cache"))
+  procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT) for _ in range(3)]
+  outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0 and out.strip().endswith("400"), out[-2000:]
+  prepared = [d for d, _, fs in os.walk(tmp_path / "cache") if any(f.endswith("-of-00001") for f in fs)]
+  assert len(prepared) == 1, prepared
+  assert not [n for _, ds, _ in os.walk(tmp_path / "cache") for n in ds if n.startswith("incomplete")]
+
+
 def test_missing_path():
   with pytest.raises(DatasetError, match="does not exist"):
     get_source("idx:/nonexistent/mnist")
