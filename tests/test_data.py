@@ -199,14 +199,25 @@ def test_batch_order_is_a_function_of_seed_and_step():
   assert not np.array_equal(epoch, next_epoch)  # reshuffled
 
 
+def test_indices_of_a_chunk_of_steps_are_those_of_each_step():
+  from vision_jax.data.pipeline import steps_indices
+  sharding = jax.sharding.NamedSharding(make_mesh(), jax.sharding.PartitionSpec())
+  n, b = 100, 16  # 6 steps per epoch: a chunk of 14 steps from step 4 spans epochs 0 to 2
+  chunk = np.asarray(steps_indices(3, 4, 14, n, b, sharding))
+  assert chunk.shape == (14, b)
+  np.testing.assert_array_equal(chunk, np.stack([np.asarray(batch_indices(3, s, n, b)) for s in range(4, 18)]))
+
+
 def test_device_and_stream_paths_give_the_same_batches():
   _, splits = get_splits(_data_config())
   mesh = make_mesh()
   device = DeviceData(splits["train"], 32, mesh, seed=5)
   stream = StreamData(splits["train"], 32, mesh, seed=5)
   xs_stream = stream.xs(43, 3)  # crosses an epoch boundary (44 steps per epoch)
+  xs_device = device.xs(43, 3)
   for k, step in enumerate(range(43, 46)):
-    from_device = jax.jit(device.get)(device.data, jnp.int32(step))
+    np.testing.assert_array_equal(np.asarray(xs_device[k]), np.asarray(batch_indices(5, step, len(splits["train"]), 32)))
+    from_device = jax.jit(device.get)(device.data, xs_device[k])
     for key in ("image", "label"):
       np.testing.assert_array_equal(np.asarray(from_device[key]), np.asarray(xs_stream[key][k]))
 
