@@ -1,5 +1,7 @@
-"""Transfer learning: frozen parameters and per-group learning rates (optax masks), and frozen
-BatchNorm statistics for a linear probe."""
+"""Transfer learning: frozen parameters and per-group learning rates (optax masks), frozen
+BatchNorm statistics for a linear probe, and init_from (saved variables or a run's checkpoint)."""
+import logging
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,6 +11,9 @@ import pytest
 from vision_jax.config import load_config
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.tasks import ClassificationTask
+from vision_jax.train import mesh as mesh_lib
+from vision_jax.train.checkpoint import CheckpointStore, save_variables
+from vision_jax.train.loop import _init_from
 from vision_jax.train.optimizers import make_optimizer, parameter_groups, parameter_path
 from vision_jax.train.state import TrainState
 
@@ -127,3 +132,61 @@ def test_linear_probe_keeps_batch_norm_statistics(frozen):
     assert any(not np.array_equal(stats_after[p], stats_before[p]) for p in stats_before)
   for path, value in _leaves(new.params).items():  # the backbone is frozen either way; the head trains
     assert np.array_equal(value, _leaves(state.params)[path]) != path.startswith("head/"), path
+
+
+def _run_checkpoint(workdir, task, step=7):
+  """What a training run leaves in its workdir: checkpoints/<step> with the train state."""
+  state = task.init_state(jax.random.key(1), _batch(num_classes=task.spec.num_classes), 10)
+  state = state.replace(model_state=jax.tree.map(lambda x: x + 0.5, state.model_state))  # distinguishable stats
+  store = CheckpointStore(str(workdir))
+  store.save(step, state, {"early_stopping": {}})
+  store.wait()
+  store.close()
+  return state
+
+
+def test_init_from_a_run_reinitialises_the_head_for_new_classes(tmp_path, caplog):
+  pretrained = _run_checkpoint(tmp_path / "cifar", _task(10))
+  task = _task(3, optim__backbone_lr_scale=0.1)
+  fresh = task.init_state(jax.random.key(2), _batch(), 10)
+  mesh = mesh_lib.make_mesh()
+  with caplog.at_level(logging.WARNING):
+    state = _init_from(task, fresh, str(tmp_path / "cifar"), mesh_lib.replicated(mesh))
+  assert "re-initialising the head for a different number of classes" in caplog.text
+  assert "params/head/kernel (64, 10) -> (64, 3)" in caplog.text and "params/head/bias (10,) -> (3,)" in caplog.text
+  loaded, new, old = _leaves(pretrained.params), _leaves(state.params), _leaves(fresh.params)
+  for path in new:
+    np.testing.assert_array_equal(new[path], old[path] if path.startswith("head/") else loaded[path], err_msg=path)
+  stats = _leaves(state.model_state["batch_stats"])
+  for path, value in _leaves(pretrained.model_state["batch_stats"]).items():
+    np.testing.assert_array_equal(stats[path], value, err_msg=path)
+  # The optimizer state is built for the merged parameters: fresh momentum, of their shapes.
+  expected = task.tx.init(state.params)
+  assert jax.tree.structure(state.opt_state) == jax.tree.structure(expected)
+  for got, want in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  # The same from one step directory of the run.
+  again = _init_from(task, fresh, str(tmp_path / "cifar" / "checkpoints" / "7"), mesh_lib.replicated(mesh))
+  np.testing.assert_array_equal(np.asarray(again.params["conv_init"]["kernel"]), loaded["conv_init/kernel"])
+
+
+def test_init_from_other_mismatches_are_one_error_listing_them(tmp_path):
+  source = _task(10)
+  state = source.init_state(jax.random.key(1), _batch(num_classes=10), 10)
+  variables = {"params": jax.device_get(state.params), **jax.device_get(state.model_state)}
+  variables["params"]["head"]["kernel"] = np.zeros((65, 10), np.float32)  # not a class count change
+  del variables["batch_stats"]["bn_init"]
+  save_variables(str(tmp_path / "vars"), variables)
+  task = _task(3)
+  fresh = task.init_state(jax.random.key(2), _batch(), 10)
+  with pytest.raises(ValueError) as e:
+    _init_from(task, fresh, str(tmp_path / "vars"), mesh_lib.replicated(mesh_lib.make_mesh()))
+  message = str(e.value)
+  assert "params/head/kernel: checkpoint (65, 10) vs model (64, 3)" in message
+  assert "batch_stats/bn_init: missing in the checkpoint" in message
+  # A deeper network's checkpoint: every extra block is listed, not silently dropped.
+  deeper = _task(3, "resnet32")
+  _run_checkpoint(tmp_path / "resnet32", deeper)
+  with pytest.raises(ValueError, match=r"(?s)params/stage1_block4: in the checkpoint, not in the model.*"
+                                       r"params/stage3_block5: in the checkpoint, not in the model"):
+    _init_from(task, fresh, str(tmp_path / "resnet32"), mesh_lib.replicated(mesh_lib.make_mesh()))
