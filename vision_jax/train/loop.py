@@ -151,10 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state_shape = jax.eval_shape(init, init_rng)
   state_sharding = jax.tree.map(lambda _: replicated, state_shape)
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  if config.get("init_from", ""):
+  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
+  if config.get("init_from", "") and store.latest_step() is None:  # a resumed run restores its own state
     state = _init_from(task, state, config.init_from, replicated)
 
-  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
   early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
   best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
   meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None}
