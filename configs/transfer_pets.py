@@ -27,8 +27,8 @@ Commands:
     python -m experiments.transfer_pets --workdir runs/transfer_pets_cpu --variant cpu
     python -m experiments.transfer_pets --workdir runs/x --config.init_from=runs/resnet20_cifar10   # an existing run
 
-Variants: cpu (minutes on a 2-core CPU: 300 pretraining steps, 32x32 pets, one plain jitted
-step per call, which XLA:CPU runs much faster than a scanned one), imagenet, smoke (tests).
+Variants: cpu (minutes on a 2-core CPU: 300 pretraining steps, 150 steps per arm, 32x32 pets),
+imagenet, smoke (tests).
 Keys beyond base_config(): pretrain.{steps, batch_size, variant, validation_size}, arms, finetune_backbone_lr_scale,
 optim.{head, backbone_lr_scale, frozen} and train.frozen_batch_stats (set per arm by the
 experiment; see vision_jax/train/optimizers.py and ClassificationTask.losses).
@@ -98,7 +98,6 @@ def get_config(arg=None):
     c.data.augment.crop_padding = 4
     c.pretrain.steps = 300
     c.train.steps = 150  # 16 epochs
-    c.train.scan_steps = False
     c.train.log_every = 50
     c.train.eval_every = 150
     c.train.checkpoint_every = 150
@@ -112,7 +111,6 @@ def get_config(arg=None):
     c.pretrain.variant = "smoke"
     c.pretrain.validation_size = 256
     c.train.steps = 4
-    c.train.scan_steps = False
     c.train.log_every = 2
     c.train.eval_every = 4
     c.train.checkpoint_every = 4

@@ -48,7 +48,7 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   c.optim.boundaries = (steps // 2, steps * 3 // 4) if steps >= 4 else ()
   c.train.steps = steps
   c.train.batch_size = config.pretrain.batch_size
-  c.train.scan_steps = config.train.get("scan_steps", True)
+  c.train.scan_steps = config.train.scan_steps
   c.train.log_every = min(c.train.log_every, steps)
   c.train.eval_every = steps  # once, at the end
   c.train.checkpoint_every = min(c.train.checkpoint_every, steps)
