@@ -63,7 +63,8 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
   With `data.protocol.name` set, the splits are the protocol's (`face_protocols.apply_protocol`),
   taken from the source's first split.
   """
-  source = get_source(data.dataset)
+  options = data.get("format_options")
+  source = get_source(data.dataset, **(options.to_dict() if options else {}))
   splits = {name: Split(source.split(name), np.arange(len(source.split(name)))) for name in source.spec.splits}
   if data.get("protocol") and data.protocol.get("name"):
     # A protocol (e.g. faces' closed-set identification) re-divides the source's train split.

@@ -4,6 +4,7 @@
     source = get_source("image_folder:cifar10")
     source = get_source("sklearn:digits")
     source = get_source("tfds:cifar10")       # needs internet the first time (and tensorflow)
+    source = get_source("oxford_pets:oxford_pets_3breeds", image_size=64)   # a format's options
 
 Local files are prepared once into TFDS's ArrayRecord format under the cache directory
 (`$VISION_JAX_CACHE`, default `~/.cache/vision_jax`), keyed by a fingerprint of the input files.
@@ -109,14 +110,19 @@ def resolve_path(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def get_source(name: str) -> Source:
-  """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...)."""
+def get_source(name: str, **options) -> Source:
+  """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...).
+
+  `options` are the local format's preparation options (`config.data.format_options`).
+  """
   kind, sep, rest = name.partition(":")
   if not sep or not rest:
     raise DatasetError(f"dataset {name!r}: expected '<format>:<path or name>' or 'tfds:<name>'")
   if kind == "tfds":
+    if options:
+      raise DatasetError(f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets")
     return _tfds_source(rest)
-  fmt = get_format(kind)
+  fmt = get_format(kind, **options)
   root = rest if kind == "sklearn" else resolve_path(rest)
   if kind != "sklearn" and not os.path.exists(root):
     raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "

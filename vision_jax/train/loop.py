@@ -151,10 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state_shape = jax.eval_shape(init, init_rng)
   state_sharding = jax.tree.map(lambda _: replicated, state_shape)
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  if config.get("init_from", ""):
+  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
+  if config.get("init_from", "") and store.latest_step() is None:  # a resumed run restores its own state
     state = _init_from(task, state, config.init_from, replicated)
 
-  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
   early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
   best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
   meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None}
@@ -268,26 +268,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _init_from(task: Task, state, path: str, sharding):
-  """Starts from saved variables (`save_variables`): same shapes, or a new head for new classes."""
+  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint).
+
+  Every parameter and statistic (batch_stats) must match the model's by name and shape, except
+  the head's output dimension: a checkpoint for another number of classes gets the freshly
+  initialised head, with a warning saying so. Any other mismatch is an error listing them all.
+  The optimizer state is built afresh for the merged parameters.
+  """
   from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
   loaded = load_variables(path)
-  params = loaded.get("params", loaded)
-  merged, mismatched, reinit = _merge(state.params, params)
+  merged, mismatched, reinit = _merge(state.params, loaded.get("params", loaded), "params")
+  model_state = dict(state.model_state)
+  for collection, target in state.model_state.items():
+    if collection not in loaded:
+      mismatched.append(f"{collection}: missing in the checkpoint")
+      continue
+    model_state[collection], m, r = _merge(target, loaded[collection], collection)
+    mismatched, reinit = mismatched + m, reinit + r
   if mismatched:
-    raise ValueError(f"init_from {path}: parameter shapes do not match the model:\n  " + "\n  ".join(mismatched))
+    raise ValueError(f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched))
   if reinit:
-    logging.warning("init_from %s: re-initialising %s for a different number of classes", path, ", ".join(reinit))
-  model_state = state.model_state
-  if "batch_stats" in loaded and "batch_stats" in model_state:
-    model_state = {**model_state, "batch_stats": _merge(model_state["batch_stats"], loaded["batch_stats"])[0]}
+    logging.warning("init_from %s: re-initialising the head for a different number of classes: %s",
+                    path, "; ".join(reinit))
   put = lambda t: jax.device_put(t, sharding)
   return state.replace(params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged)))
 
 
 def _merge(target, loaded, path=""):
-  """Copies `loaded` into `target`'s structure. Returns (merged, shape mismatches, reinitialised heads)."""
+  """Copies `loaded` into `target`'s structure. Returns (merged, mismatches, reinitialised head leaves).
+
+  A head leaf ("head/..." at any depth) whose shape differs from the checkpoint's only in its last
+  (class) dimension keeps `target`'s fresh value.
+  """
   mismatched, reinit = [], []
-  if isinstance(target, dict):
+  if isinstance(target, dict) or isinstance(loaded, dict):
+    if not (isinstance(target, dict) and isinstance(loaded, dict)):
+      return target, [f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
+                      f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"], []
     out = {}
     for k, v in target.items():
       if k not in loaded:
@@ -297,9 +314,12 @@ def _merge(target, loaded, path=""):
       out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
       mismatched += m
       reinit += r
+    mismatched += [f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target]
     return out, mismatched, reinit
-  if tuple(np.shape(target)) == tuple(np.shape(loaded)):
+  model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
+  if model_shape == saved_shape:
     return jnp.asarray(loaded, target.dtype), [], []
-  if path.startswith("/head") or "/head/" in path:
-    return target, [], [path]
-  return target, [f"{path}: checkpoint {np.shape(loaded)} vs model {np.shape(target)}"], []
+  is_head = "/head/" in f"/{path}/"
+  if is_head and len(model_shape) == len(saved_shape) and model_shape[:-1] == saved_shape[:-1]:
+    return target, [], [f"{path} {saved_shape} -> {model_shape}"]
+  return target, [f"{path}: checkpoint {saved_shape} vs model {model_shape}"], []
