@@ -6,7 +6,10 @@ MNIST at the same latent size: which representation is most useful to a linear c
 
 No paper number: the lecture claims that the DAE and the SAE extract more valuable
 representations than the plain AE. Writes DIR/table.md (one row per model), DIR/probe.png, and
-each model's run (metrics, pictures, latent space) under DIR/<kind>/.
+each model's run (metrics, pictures, latent space) under DIR/<kind>/; with one kind
+(`--variant kinds=dae`, as the sweeps run) the run is DIR itself. result.json's "eval" holds the
+final test metrics and "test/probe_accuracy", prefixed "<kind>/" when there are several kinds, so
+`python -m scripts.report <sweep dir> --metric test/probe_accuracy` compares a sweep's points.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from vision_jax.metrics.linear_probe import linear_probe_accuracy
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.train.loop import train_and_evaluate
 
-COLUMNS = ("reconstruction_error", "noisy_reconstruction_error", "code_sparsity", "code_mean_abs")
+COLUMNS = ("reconstruction_mse", "noisy_reconstruction_mse", "code_sparsity", "code_mean_abs")
 
 
 def run(config, workdir: str) -> dict:
@@ -30,10 +33,11 @@ def run(config, workdir: str) -> dict:
   train, test = splits[config.data.train_split], splits["test"]
   probe_train = train.read(np.arange(min(len(train), config.compare.probe_train_size)))
   test_arrays = test.arrays()
-  rows, steps = {}, 0
-  for kind in kinds_of(config):
+  rows, evals, steps = {}, {}, 0
+  kinds = kinds_of(config)
+  for kind in kinds:
     kc = kind_config(config, kind)
-    directory = os.path.join(workdir, kind)
+    directory = os.path.join(workdir, kind) if len(kinds) > 1 else workdir
     summary = train_and_evaluate(kc, directory, AutoencodingTask)
     task, state = summary["task"], summary["state"]
     t0 = time.perf_counter()
@@ -44,12 +48,15 @@ def run(config, workdir: str) -> dict:
     rows[kind] = {"model": kc.model.name, **{k: summary["eval"][f"test/{k}"] for k in COLUMNS},
                   "probe_accuracy": accuracy, "train_wall_s": round(summary["train_wall_s"], 1),
                   "probe_wall_s": round(time.perf_counter() - t0, 1)}
+    prefix = f"{kind}/" if len(kinds) > 1 else ""
+    evals.update({f"{prefix}{k}": v for k, v in summary["eval"].items()})
+    evals[f"{prefix}test/probe_accuracy"] = accuracy
     steps = summary["step"]
   write_table(rows, config, os.path.join(workdir, "table.md"))
   plotting.bar_chart(list(rows), [100 * r["probe_accuracy"] for r in rows.values()], os.path.join(workdir, "probe.png"),
                      ylabel="linear-probe test accuracy (%)", title=f"codes of {config.model.latent_dim} units")
   first = next(iter(rows.values()))
-  return {"value": round(100 * first["probe_accuracy"], 2), "steps": steps, "table": rows}
+  return {"value": round(100 * first["probe_accuracy"], 2), "steps": steps, "eval": evals, "table": rows}
 
 
 def write_table(rows: dict, config, path: str) -> str:
@@ -61,7 +68,7 @@ def write_table(rows: dict, config, path: str) -> str:
            "| kind | model | clean recon. MSE | noisy recon. MSE | code sparsity (Hoyer) | mean abs code | linear probe acc. (%) |",
            "|---|---|---|---|---|---|---|"]
   for kind, r in rows.items():
-    lines.append(f"| {kind} | {r['model']} | {r['reconstruction_error']:.4f} | {r['noisy_reconstruction_error']:.4f} | "
+    lines.append(f"| {kind} | {r['model']} | {r['reconstruction_mse']:.4f} | {r['noisy_reconstruction_mse']:.4f} | "
                  f"{r['code_sparsity']:.3f} | {r['code_mean_abs']:.3f} | {100 * r['probe_accuracy']:.2f} |")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:

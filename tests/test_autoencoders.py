@@ -253,4 +253,8 @@ def test_autoencoders_mnist_smoke_runs_end_to_end(env):
   assert 10 < result["value"] <= 100
   assert "| dae | ae_mlp |" in open(os.path.join(workdir, "table.md")).read()
   assert os.path.exists(os.path.join(workdir, "probe.png"))
-  assert os.path.exists(os.path.join(workdir, "dae", "pictures", "final_denoising.png"))
+  # One kind: its run is the workdir itself, with the eval metrics scripts.report compares.
+  assert os.path.exists(os.path.join(workdir, "pictures", "final_denoising.png"))
+  assert os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+  assert round(100 * result["eval"]["test/probe_accuracy"], 2) == result["value"]
+  assert {"test/reconstruction_mse", "test/noisy_reconstruction_mse", "test/code_sparsity"} <= set(result["eval"])

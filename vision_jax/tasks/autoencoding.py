@@ -22,7 +22,7 @@
 
 Images must be in [0, 1] (data.mean 0, data.std 1): sigmoid(logits) is the reconstruction.
 Losses are per image, summed over pixels (nats for "bernoulli"), averaged over the batch; the
-metrics "reconstruction_error" and "noisy_reconstruction_error" are per-pixel mean squared errors.
+metrics "reconstruction_mse" and "noisy_reconstruction_mse" are per-pixel mean squared errors.
 """
 from __future__ import annotations
 
@@ -319,8 +319,8 @@ class AutoencodingTask(Task):
     noisy = x + o.eval_noise_std * per_example(keys, lambda k, im: jax.random.normal(jax.random.fold_in(k, 1), im.shape), x)
     noisy_logits, _ = self._apply(params, noisy, train=False)
     metrics = {
-        "reconstruction_error": masked_mean(pixel_mse(recon), mask),
-        "noisy_reconstruction_error": masked_mean(pixel_mse(jax.nn.sigmoid(noisy_logits.astype(jnp.float32))), mask),
+        "reconstruction_mse": masked_mean(pixel_mse(recon), mask),
+        "noisy_reconstruction_mse": masked_mean(pixel_mse(jax.nn.sigmoid(noisy_logits.astype(jnp.float32))), mask),
         "code_sparsity": masked_mean(hoyer_sparsity(code), mask),
         "code_mean_abs": masked_mean(jnp.mean(jnp.abs(code), -1), mask),
     }
@@ -347,7 +347,7 @@ class AutoencodingTask(Task):
 
   @property
   def primary_metric(self) -> str:
-    return "negative_elbo" if self.is_vae else "reconstruction_error"
+    return "negative_elbo" if self.is_vae else "reconstruction_mse"
 
   # -- pictures -----------------------------------------------------------------------------------
 
