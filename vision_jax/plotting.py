@@ -213,7 +213,7 @@ def image_rows(rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, 
                            for r in rows])
   fig = _mosaic(images, n, row_names=row_names, cell_inches=0.9)
   if title:
-    fig.suptitle(title, fontsize=9, y=1.02)
+    fig.axes[0].set_title(title, fontsize=9)
   return _save(fig, path)
 
 
