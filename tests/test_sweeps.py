@@ -249,3 +249,14 @@ def test_sweep_plots_are_checked():
                        ({**good, "panels": {"a": {"model.name": "plain20"}}}, "lists of values")]:
     with pytest.raises(ConfigError, match=message):
       sweeps.check_plot(bad, "here")
+
+
+def test_googlenet_aux_sweep_is_with_and_without_the_heads(tmp_path, capsys):
+  points = sweep_script.plan_sweep("googlenet_cifar10", "aux", str(tmp_path), None, [])
+  assert [p.name for p in points] == ["model.aux_logits=True", "model.aux_logits=False"]
+  assert [p.config.model.aux_logits for p in points] == [True, False]
+  assert sweeps.config_differences(json.loads(points[0].config.to_json_best_effort()), points[1].config) == [
+      "model.aux_logits: True -> False"]
+  assert sweep_script.main(["googlenet_cifar10", "--sweep", "aux", "--workdir", str(tmp_path), "--dry-run"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("would run: python -m experiments.googlenet_cifar10") == 2 and not os.listdir(tmp_path)
