@@ -1,17 +1,19 @@
-"""VGG-16 with BatchNorm on CIFAR-10 (Simonyan & Zisserman 2015, configuration D; BatchNorm and
-the CIFAR classifier as in Liu & Deng 2015, "Very deep convolutional neural network based image
-classification using small training sample size", ACPR, doi:10.1109/ACPR.2015.7486599).
+"""VGG-16 with BatchNorm on CIFAR-10 (Simonyan & Zisserman 2015, configuration D, with BatchNorm
+and a CIFAR-sized classifier); the number to compare with is Liu & Deng 2015's, "Very deep
+convolutional neural network based image classification using small training sample size",
+ACPR, doi:10.1109/ACPR.2015.7486599.
 
-Liu & Deng report 8.45% test error for their VGG-16 with BatchNorm and stronger dropout (the
-number is from their abstract; their exact head and schedule are not checked here).
-kuangliu/pytorch-cifar's VGG16-BN (head 512-10) reports 92.64% accuracy (7.36% error) after 350
-epochs of SGD 0.1 /10 at epochs 150 and 250, weight decay 5e-4.
+Liu & Deng report 8.45% test error for their VGG-16 with BatchNorm and "stronger regularizer"
+(their abstract; their exact head and schedule are not checked here). kuangliu/pytorch-cifar's
+VGG16 (BatchNorm, head 512-10) lists 92.64% accuracy (7.36% error) with SGD 0.1, /10 at epochs
+150 and 250, 350 epochs (its README; its weight decay not checked here).
 
 Model: `vgg16_bn_cifar`, torchvision's VGG-16-BN convolutions with the CIFAR classifier
-(global pool to 512, dropout, FC 512, BatchNorm, ReLU, dropout, FC 10; 14,991,946 parameters).
-Recipe: SGD momentum 0.9, learning rate 0.1 (kuangliu's) with a cosine decay to 0 over 64k steps at batch
-128 (164 epochs), weight decay 5e-4 on every parameter, dropout 0.5 in the classifier; 4-pixel
-padding, random 32x32 crop, horizontal flip; all 50k training images.
+(global pool to 512, dropout, FC 512, BatchNorm, ReLU, dropout, FC 10, as Zagoruyko's
+cifar.torch `vgg_bn_drop`; 14,991,946 parameters).
+Recipe: SGD momentum 0.9, learning rate 0.1 (kuangliu's) with a cosine decay to 0 over 64k steps
+at batch 128 (164 epochs), weight decay 5e-4 on every parameter, dropout 0.5 in the classifier;
+4-pixel padding, random 32x32 crop, horizontal flip; all 50k training images.
 Data: CIFAR-10 from the JPEG copy (quality 75, 4:2:0 chroma) at $VISION_JAX_DATASETS/cifar10
 (`image_folder:cifar10`), not the original pixels: expect errors above the published ones
 (how much the JPEG costs is not measured; ResNet-20 ended 3.7 points above its paper on it).

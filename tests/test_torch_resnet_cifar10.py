@@ -126,13 +126,16 @@ def test_same_weights_and_batches_give_our_training_steps():
               "label": jnp.asarray(rng.integers(0, 10, 8), jnp.int32)} for _ in range(3)]
   with jax.disable_jit():  # op by op: compiling ResNet-20's whole step costs more on a CPU
     state = task.init_state(jax.random.key(0), batches[0], total_steps=3)
-  # Non-trivial BatchNorm statistics and affine parameters, so that both are compared.
-  state = state.replace(model_state=jax.tree.map(lambda v: v + 0.1 * jnp.abs(jnp.asarray(rng.normal(size=v.shape),
-                                                                                        v.dtype)),
-                                                 state.model_state))
+  # BatchNorm statistics and affine parameters away from 0 and 1, so that they count.
+  def perturbed(tree, names):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, v: v + 0.1 * np.abs(rng.normal(size=v.shape)).astype(np.float32) if path[-1].key in names else v,
+        tree)
+  state = state.replace(params=perturbed(state.params, ("scale", "bias")),
+                        model_state=perturbed(state.model_state, ("mean", "var")))
   before = jax.device_get({"params": state.params, **state.model_state})
   net = _torch_from_ours(before)
-  to_torch = lambda images: torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
+  to_torch = lambda images: torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
 
   net.eval()
   with torch.no_grad():
@@ -147,8 +150,8 @@ def test_same_weights_and_batches_give_our_training_steps():
       state = state.replace(step=state.step + 1)
       for group in optimizer.param_groups:
         group["lr"] = ref.learning_rate(step, config.optim, 3)
-      loss = torch.nn.functional.cross_entropy(net(to_torch(batch["image"])), torch.from_numpy(np.asarray(batch["label"],
-                                                                                                        np.int64)))
+      labels = torch.from_numpy(np.asarray(batch["label"], np.int64))
+      loss = torch.nn.functional.cross_entropy(net(to_torch(batch["image"])), labels)
       optimizer.zero_grad()
       loss.backward()
       optimizer.step()
@@ -193,7 +196,7 @@ def test_overfits_one_small_batch():
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    losses.append(float(loss))
+    losses.append(loss.item())
   assert losses[-1] < 0.2 * losses[0], losses
 
 

@@ -10,8 +10,9 @@ pixel), and the classifier is 4096-4096-num_classes with ReLU and dropout. VGG-1
 On CIFAR-sized inputs that classifier is the wrong shape: at 32x32 the last map is already
 1x1x512, which the 7x7 pool copies 49 times into 102M parameters of fc1. `classifier="cifar"`
 (registered as `vgg16_bn_cifar`) is the head that CIFAR reimplementations of VGG-16 with
-BatchNorm use instead (e.g. Zagoruyko's cifar.torch `vgg_bn_drop`, in the spirit of Liu & Deng
-2015): the map globally average-pooled to 512, then dropout, FC 512, BatchNorm, ReLU, dropout,
+BatchNorm use instead (Zagoruyko's cifar.torch `vgg_bn_drop`; Liu & Deng
+2015 adapt VGG-16 similarly, their exact head unchecked here): the map globally average-pooled
+to 512, then dropout, FC 512, BatchNorm, ReLU, dropout,
 FC num_classes. VGG-16-BN with it has 14,991,946 parameters for 10 classes.
 """
 from __future__ import annotations
