@@ -235,8 +235,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
     nn.init.kaiming_normal_(model.linear.weight)
   model = model.to(device=device, memory_format=torch.channels_last).train()
   optimizer = make_optimizer(model, config.optim)
-  step_model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) \
-      if compile_mode != "none" else model
+  step_model = model
+  if compile_mode != "none":
+    # A compiler failure (say, no Triton on the machine) falls back to eager, not the run.
+    torch._dynamo.config.suppress_errors = True  # pylint: disable=protected-access
+    step_model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+  if device.type == "cuda":
+    torch.backends.cudnn.benchmark = True  # one input shape throughout: pick the fastest kernels once
   generator = torch.Generator(device=device)
   generator.manual_seed(tc.seed)
 
