@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 128
   c.train.eval_batch_size = 1000
   c.train.log_every = 100  # also the number of steps scanned per jitted call
-  c.train.scan_steps = True  # False: one jitted call per step (for comparison)
+  c.train.scan_steps = "auto"  # one scanned call per log_every steps: auto (not on CPUs) | true | false
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3

@@ -8,6 +8,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("VISION_JAX_NO_PROGRESS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+# One XLA compilation cache for the whole session, subprocesses included: the many short runs of
+# the same small models compile each program once. Every compilation is cached, however quick.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.environ.get("VISION_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vision_jax"), "xla-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 from vision_jax.data.sources import datasets_dir  # noqa: E402
 

@@ -104,6 +104,25 @@ def _assert_no_partial_cache(cache):
   assert not leftovers, leftovers
 
 
+def test_processes_preparing_the_same_dataset_at_once_all_succeed(tmp_path):
+  """A sweep's parallel points prepare the same dataset at once: one prepares, the others wait and read it."""
+  import subprocess
+  import sys
+  from conftest import REPO, run_env
+  _idx_dataset(tmp_path / "toy", n=400)
+  code = ("import sys; from vision_jax.data.sources import get_source; "
+          f"print(len(get_source('idx:{tmp_path / 'toy'}').split('train')))")
+  env = run_env(VISION_JAX_CACHE=str(tmp_path / "cache"))
+  procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT) for _ in range(3)]
+  outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0 and out.strip().endswith("400"), out[-2000:]
+  prepared = [d for d, _, fs in os.walk(tmp_path / "cache") if any(f.endswith("-of-00001") for f in fs)]
+  assert len(prepared) == 1, prepared
+  assert not [n for _, ds, _ in os.walk(tmp_path / "cache") for n in ds if n.startswith("incomplete")]
+
+
 def test_missing_path():
   with pytest.raises(DatasetError, match="does not exist"):
     get_source("idx:/nonexistent/mnist")
@@ -180,14 +199,25 @@ def test_batch_order_is_a_function_of_seed_and_step():
   assert not np.array_equal(epoch, next_epoch)  # reshuffled
 
 
+def test_indices_of_a_chunk_of_steps_are_those_of_each_step():
+  from vision_jax.data.pipeline import steps_indices
+  sharding = jax.sharding.NamedSharding(make_mesh(), jax.sharding.PartitionSpec())
+  n, b = 100, 16  # 6 steps per epoch: a chunk of 14 steps from step 4 spans epochs 0 to 2
+  chunk = np.asarray(steps_indices(3, 4, 14, n, b, sharding))
+  assert chunk.shape == (14, b)
+  np.testing.assert_array_equal(chunk, np.stack([np.asarray(batch_indices(3, s, n, b)) for s in range(4, 18)]))
+
+
 def test_device_and_stream_paths_give_the_same_batches():
   _, splits = get_splits(_data_config())
   mesh = make_mesh()
   device = DeviceData(splits["train"], 32, mesh, seed=5)
   stream = StreamData(splits["train"], 32, mesh, seed=5)
   xs_stream = stream.xs(43, 3)  # crosses an epoch boundary (44 steps per epoch)
+  xs_device = device.xs(43, 3)
   for k, step in enumerate(range(43, 46)):
-    from_device = jax.jit(device.get)(device.data, jnp.int32(step))
+    np.testing.assert_array_equal(np.asarray(xs_device[k]), np.asarray(batch_indices(5, step, len(splits["train"]), 32)))
+    from_device = jax.jit(device.get)(device.data, xs_device[k])
     for key in ("image", "label"):
       np.testing.assert_array_equal(np.asarray(from_device[key]), np.asarray(xs_stream[key][k]))
 
@@ -211,3 +241,106 @@ def test_augmentations_keep_shapes_and_vary_by_rng():
   np.testing.assert_array_equal(shifted[:, 2:], images[:, :-2])
   assert float(jnp.abs(shifted[:, :2]).sum()) == 0.0
   assert augment.pad_to(jnp.zeros((1, 28, 28, 1)), 32).shape == (1, 32, 32, 1)
+
+
+# Oxford-IIIT Pet: the official layout, two tarballs.
+_PETS = [  # name, CLASS-ID, SPECIES, BREED-ID, split: CLASS-ID order is not the names' sorted order
+    ("Abyssinian_1", 1, 1, 1, "trainval"), ("Abyssinian_2", 1, 1, 1, "test"),
+    ("american_bulldog_1", 2, 2, 1, "trainval"), ("american_bulldog_2", 2, 2, 1, "test"),
+    ("Bengal_1", 6, 1, 2, "trainval"), ("Bengal_2", 6, 1, 2, "test")]
+
+
+def _png(pixels):
+  import io
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, format="PNG")  # lossless; Pillow reads by content, not by name
+  return buf.getvalue()
+
+
+def _stripes(height, width, value):
+  """Three vertical stripes: red, green (value), blue."""
+  img = np.zeros((height, width, 3), np.uint8)
+  third = width // 3
+  img[:, :third, 0], img[:, third:2 * third, 1], img[:, 2 * third:, 2] = 255, value, 255
+  return img
+
+
+def _pets_archives(root, entries=_PETS, images=None, skip=()):
+  """Writes root/images.tar.gz and root/annotations.tar.gz; images: name -> bytes (else stripes)."""
+  import io
+  import tarfile
+  os.makedirs(root, exist_ok=True)
+
+  def add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+  with tarfile.open(os.path.join(root, "images.tar.gz"), "w:gz") as tar:
+    for i, (name, *_) in enumerate(entries):
+      if name not in skip:
+        add(tar, f"images/{name}.jpg", (images or {}).get(name) or _png(_stripes(30, 90, 40 * i + 10)))
+  lines = {split: [f"{n} {c} {s} {b}" for n, c, s, b, sp in entries if sp == split] for split in ("trainval", "test")}
+  with tarfile.open(os.path.join(root, "annotations.tar.gz"), "w:gz") as tar:
+    add(tar, "annotations/list.txt", ("#Image CLASS-ID SPECIES BREED ID\n" + "\n".join(
+        f"{n} {c} {s} {b}" for n, c, s, b, _ in entries) + "\n").encode())
+    for split, split_lines in lines.items():
+      add(tar, f"annotations/{split}.txt", ("\n".join(split_lines) + "\n").encode())
+
+
+def test_oxford_pets_3breeds_official_splits():
+  require_dataset("oxford_pets_3breeds")
+  source = get_source("oxford_pets:oxford_pets_3breeds", image_size=32)
+  assert source.spec.class_names == ("Abyssinian", "american_bulldog", "Bengal")  # by CLASS-ID 1, 2, 6
+  assert source.spec.splits == ("trainval", "test") and source.spec.image_shape == (32, 32, 3)
+  trainval, test = source.arrays("trainval"), source.arrays("test")
+  assert trainval["image"].shape == (300, 32, 32, 3) and trainval["image"].dtype == np.uint8
+  assert np.bincount(trainval["label"]).tolist() == [100, 100, 100]
+  assert np.bincount(test["label"]).tolist() == [98, 100, 100]  # test.txt lists 298 of the 300 test images
+  assert 40 < trainval["image"].mean() < 200 and trainval["image"].std() > 30  # real pictures, not blank
+
+
+def test_oxford_pets_labels_resize_and_options(tmp_path):
+  _pets_archives(tmp_path / "pets")
+  crop = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12)
+  assert crop.spec.class_names == ("Abyssinian", "american_bulldog", "Bengal")
+  trainval = crop.arrays("trainval")
+  order = np.argsort(trainval["label"])
+  assert trainval["label"][order].tolist() == [0, 1, 2]
+  # Each image is three stripes across a 90x30 picture: the centre crop is the green stripe alone.
+  np.testing.assert_array_equal(trainval["image"][order][:, :, :, 1].mean((1, 2)), [10, 90, 170])
+  assert trainval["image"][:, :, :, [0, 2]].max() == 0
+  stretch = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, resize="stretch").arrays("trainval")
+  assert stretch["image"].shape == (3, 12, 12, 3)
+  assert stretch["image"][:, :, 0, 0].min() == 255 and stretch["image"][:, :, -1, 2].min() == 255  # red left, blue right
+  species = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, label="species")
+  assert species.spec.class_names == ("cat", "dog")
+  assert sorted(species.arrays("test")["label"].tolist()) == [0, 0, 1]
+  with pytest.raises(DatasetError, match="no option 'size'.*image_size, resize, label"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}", size=12)
+  with pytest.raises(DatasetError, match="resize must be one of center_crop, stretch"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}", resize="pad")
+  with pytest.raises(DatasetError, match="no option 'image_size'.*takes no options"):
+    get_source("sklearn:digits", image_size=12)
+
+
+def test_oxford_pets_missing_archive_names_it(tmp_path):
+  _pets_archives(tmp_path / "pets")
+  os.remove(tmp_path / "pets" / "annotations.tar.gz")
+  with pytest.raises(DatasetError, match=r"pets/annotations.tar.gz: missing; expected the Oxford-IIIT Pet layout"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}")
+
+
+def test_oxford_pets_list_naming_a_missing_image_leaves_no_cache(tmp_path):
+  _pets_archives(tmp_path / "pets", skip=("Bengal_2",))
+  with pytest.raises(DatasetError, match=r"annotations/test.txt line 3 names Bengal_2, but there is no "
+                                         r".*images.tar.gz:images/Bengal_2.jpg"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_oxford_pets_corrupt_image_names_it_and_leaves_no_cache(tmp_path):
+  _pets_archives(tmp_path / "pets", images={"american_bulldog_2": _png(_stripes(30, 90, 0))[:40]})
+  with pytest.raises(DatasetError, match=r"images.tar.gz:images/american_bulldog_2.jpg: corrupt or unreadable image"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}")
+  _assert_no_partial_cache(tmp_path / "cache")

@@ -91,3 +91,41 @@ def test_googlenet_cifar10_aux_sweep_points_train_what_they_say(aux):
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   assert count == (9_841_470 if aux else 5_490_986)  # tests/test_models.py pins both
   assert config.loss.aux_weight == 0.3 and config.data.dataset == "image_folder:cifar10"
+
+
+def test_transfer_pets_smoke(tmp_path, monkeypatch):
+  """CIFAR-10 pretraining, then the three arms on the pets; the probe's backbone stays the pretrained one."""
+  require_dataset("oxford_pets_3breeds")
+  require_dataset("cifar10")
+  import jax
+  import numpy as np
+  from experiments import transfer_pets
+  from vision_jax.config import load_config
+  from vision_jax.train.checkpoint import read_state
+  workdir = tmp_path / "run"
+  result = run_experiment("transfer_pets", workdir, "--variant", "smoke")
+  table = result["table"]
+  assert list(table) == ["scratch", "linear_probe", "finetune"] and result["arm"] == "finetune"
+  assert table["linear_probe"]["trained_params"] == 64 * 3 + 3  # the new head alone
+  assert table["scratch"]["trained_params"] == table["finetune"]["trained_params"] == table["scratch"]["params"]
+  assert [table[a]["init"] for a in table] == ["random", "pretrained", "pretrained"]
+  assert result["steps"] == 12 and result["pretrain"]["steps"] == 4 and 0 <= result["value"] <= 100
+  for f in ("table.md", "test_accuracy.png", "pretrain_cifar10/checkpoints/4", "finetune/checkpoints/4"):
+    assert (workdir / f).exists(), f
+  pre = read_state(str(workdir / "pretrain_cifar10" / "checkpoints" / "4" / "state"))
+  probe = read_state(str(workdir / "linear_probe" / "checkpoints" / "4" / "state"))
+  frozen = {k: v for k, v in pre["params"].items() if k != "head"}
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(frozen),
+                          jax.tree.leaves({k: probe["params"][k] for k in frozen})):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+  for a, b in zip(jax.tree.leaves(pre["model_state"]), jax.tree.leaves(probe["model_state"])):
+    np.testing.assert_array_equal(a, b)  # BatchNorm statistics frozen too
+  # A finished pretraining is reused, not run again.
+  monkeypatch.setattr(transfer_pets, "train_and_evaluate", lambda *a: pytest.fail("pretraining ran again"))
+  again = transfer_pets.pretrain(load_config("transfer_pets", "smoke"), str(workdir / "pretrain_cifar10"))
+  assert again["steps"] == 4 and again["error"] == result["pretrain"]["error"]
+
+
+def test_transfer_pets_asks_for_weights_for_an_imagenet_backbone(tmp_path):
+  with pytest.raises(ValueError, match=r"not 'resnet18'.*--config.init_from=DIR.*import_torchvision resnet18"):
+    run_experiment("transfer_pets", tmp_path / "run", "--variant", "imagenet,smoke")

@@ -106,6 +106,20 @@ def test_step_schedule_decays_at_boundaries():
   np.testing.assert_allclose([lr(31999), lr(32000), lr(47999), lr(48000)], [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
 
 
+def test_scanned_and_per_step_calls_train_alike(tmp_path):
+  """The accelerator path (log_every steps scanned in one call) and the CPU path (a call per step)."""
+  overrides = ["train.steps=20", "train.checkpoint_every=20", "data.augment.crop_padding=2"]
+  runs = {}
+  for scan in ("true", "false"):
+    train_and_evaluate(digits_config(*overrides, f"train.scan_steps={scan}"), str(tmp_path / scan), ClassificationTask)
+    runs[scan] = [r["train/loss"] for r in read_metrics(tmp_path / scan) if "train/loss" in r]
+  assert len(runs["true"]) == 2  # logged at the same steps either way
+  np.testing.assert_allclose(runs["true"], runs["false"], rtol=1e-4)
+  assert_trees_equal(final_params(tmp_path / "true")[1], final_params(tmp_path / "false")[1], rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="train.scan_steps must be 'auto', 'true' or 'false'"):
+    loop_lib.scan_steps(digits_config("train.scan_steps=sometimes").train)
+
+
 def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   overrides = ["train.steps=40", "train.checkpoint_every=10", "train.eval_every=20", "data.augment.crop_padding=2"]
   train_and_evaluate(digits_config(*overrides), str(tmp_path / "straight"), ClassificationTask)

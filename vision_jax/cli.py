@@ -38,6 +38,16 @@ def hardware() -> str:
   return f"{devices[0].device_kind} x{len(devices)}"
 
 
+def enable_compilation_cache() -> None:
+  """Keeps compiled XLA programs under $VISION_JAX_CACHE/xla, so that a resumed run, a sweep's
+  next point or a rerun skips recompiling its steps. `JAX_COMPILATION_CACHE_DIR` overrides the
+  place; setting it to an empty string turns the cache off."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vision_jax.data.sources import cache_dir  # pylint: disable=g-import-not-at-top
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(), "xla"))
+
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
       description="Run one experiment. Override any config key with --config.<key>=<value>.")
@@ -75,6 +85,7 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
     from vision_jax.train.mesh import initialize_distributed  # pylint: disable=g-import-not-at-top
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   import jax  # pylint: disable=g-import-not-at-top
+  enable_compilation_cache()
   t0 = time.perf_counter()
   out = run(config, args.workdir)
   result = {

@@ -166,37 +166,52 @@ def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequ
   return _save(fig, path)
 
 
+def _mosaic(images: np.ndarray, cols: int, titles: Sequence[str] | None = None,
+            colors: Sequence[str] | None = None, row_names: Sequence[str] | None = None,
+            cell_inches: float = 1.1):
+  """A figure showing `images` [n, h, w, c] (uint8, or float in [0, 1]) as one tiled picture, with
+  an optional title above each image and name left of each row. One imshow for the whole grid:
+  a subplot per image makes a grid of 64 take seconds to draw."""
+  images = np.asarray(images)
+  unit = images.dtype == np.uint8
+  images = np.clip(images, 0, 255 if unit else 1)
+  n, h, w, c = images.shape
+  cols = max(1, min(cols, n))
+  rows = max(1, -(-n // cols))
+  gap = max(1, round(0.08 * max(h, w)))
+  title_h = round(0.35 * h) if titles is not None else 0
+  cell_h = h + gap + title_h
+  tiled = np.full((rows * cell_h, cols * (w + gap) - gap, c), 255 if unit else 1.0, images.dtype)
+  for i, img in enumerate(images):
+    r, k = divmod(i, cols)
+    top = r * cell_h + title_h
+    tiled[top:top + h, k * (w + gap):k * (w + gap) + w] = img
+  aspect = tiled.shape[0] / tiled.shape[1]
+  fig = plt.figure(figsize=(cols * cell_inches, cols * cell_inches * aspect))
+  ax = fig.add_axes([0.06 if row_names else 0.0, 0.0, 0.94 if row_names else 1.0, 1.0])
+  ax.imshow(tiled[..., 0] if c == 1 else tiled, cmap="gray" if c == 1 else None, vmin=0, vmax=255 if unit else 1,
+            interpolation="nearest")
+  ax.set_axis_off()
+  for i in range(n if titles is not None else 0):
+    r, k = divmod(i, cols)
+    ax.text(k * (w + gap) + w / 2, r * cell_h + title_h - 1, titles[i], ha="center", va="bottom", fontsize=7,
+            color=colors[i] if colors is not None else "black")
+  for r, name in enumerate(row_names or ()):
+    ax.text(-gap, r * cell_h + title_h + h / 2, name, ha="right", va="center", fontsize=8)
+  return fig
+
+
 def prediction_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names: Sequence[str],
                     path: str, cols: int = 8) -> str:
   """A grid of images titled 'pred (true)', wrong predictions in red. images: uint8 [n, h, w, c]."""
-  n = len(images)
-  rows = max(1, -(-n // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.35), squeeze=False)
-  for i, ax in enumerate(axes.flat):
-    ax.axis("off")
-    if i >= n:
-      continue
-    img = images[i]
-    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-    ok = preds[i] == labels[i]
-    ax.set_title(f"{class_names[preds[i]]}" + ("" if ok else f" ({class_names[labels[i]]})"),
-                 fontsize=7, color="black" if ok else "red")
-  return _save(fig, path)
+  ok = [p == t for p, t in zip(preds, labels)]
+  titles = [f"{class_names[p]}" + ("" if good else f" ({class_names[t]})") for p, t, good in zip(preds, labels, ok)]
+  return _save(_mosaic(images, cols, titles, ["black" if good else "red" for good in ok], cell_inches=1.2), path)
 
 
 def image_grid(images: np.ndarray, path: str, cols: int = 8, titles: Sequence[str] | None = None) -> str:
   """A plain grid of images: uint8 or float in [0, 1], [n, h, w, c]."""
-  n = len(images)
-  rows = max(1, -(-n // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.15), squeeze=False)
-  for i, ax in enumerate(axes.flat):
-    ax.axis("off")
-    if i < n:
-      img = np.clip(images[i], 0, 255 if images.dtype == np.uint8 else 1)
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-      if titles is not None:
-        ax.set_title(titles[i], fontsize=7)
-  return _save(fig, path)
+  return _save(_mosaic(images, cols, titles), path)
 
 
 def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: str, title: str = "") -> str:
@@ -259,18 +274,12 @@ def image_rows(rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, 
   if len(rows) != len(row_names):
     raise ValueError(f"{len(rows)} rows but {len(row_names)} row names")
   n = len(rows[0])
-  fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95), squeeze=False)
-  for r, (images, name) in enumerate(zip(rows, row_names)):
-    for i, ax in enumerate(axes[r]):
-      ax.set_xticks([])
-      ax.set_yticks([])
-      img = np.clip(images[i], 0, 255 if images.dtype == np.uint8 else 1)
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
-      if i == 0:
-        ax.set_ylabel(name, fontsize=8)
+  unit = all(np.asarray(r).dtype == np.uint8 for r in rows)
+  images = np.concatenate([np.asarray(r) if unit else np.asarray(r, np.float32) / (255.0 if np.asarray(r).dtype == np.uint8 else 1.0)
+                           for r in rows])
+  fig = _mosaic(images, n, row_names=row_names, cell_inches=0.9)
   if title:
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1.02)
   return _save(fig, path)
 
 

@@ -11,11 +11,13 @@ steps_per_epoch)`, so a resumed run sees exactly the batches of an uninterrupted
   of the global batch and hands it over with `jax.make_array_from_process_local_data`.
 
 The loop calls `xs(start, k)` for the scan inputs of steps [start, start + k) and, inside the
-scan, `get(data, x)` for one step's batch.
+scan, `get(data, x)` for one step's batch: for `DeviceData` x is the step's example indices,
+for `StreamData` the batch itself.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterator
 
 import grain
@@ -61,7 +63,8 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
   With `data.protocol.name` set, the splits are the protocol's (`face_protocols.apply_protocol`),
   taken from the source's first split.
   """
-  source = get_source(data.dataset)
+  options = data.get("format_options")
+  source = get_source(data.dataset, **(options.to_dict() if options else {}))
   splits = {name: Split(source.split(name), np.arange(len(source.split(name)))) for name in source.spec.splits}
   if data.get("protocol") and data.protocol.get("name"):
     # A protocol (e.g. faces' closed-set identification) re-divides the source's train split.
@@ -95,8 +98,36 @@ def batch_indices(seed: int, step, num_examples: int, batch_size: int):
   return jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
 
 
+@functools.partial(jax.jit, static_argnames=("k", "num_epochs", "num_examples", "batch_size", "sharding"))
+def _steps_indices(seed, start, first_epoch, *, k: int, num_epochs: int, num_examples: int, batch_size: int,
+                   sharding: NamedSharding):
+  steps_per_epoch = num_examples // batch_size
+  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(jax.random.key(seed), e), num_examples))(
+      first_epoch + jnp.arange(num_epochs))
+  epoch, i = jnp.divmod(start + jnp.arange(k), steps_per_epoch)
+  positions = ((epoch - first_epoch) * num_examples + i * batch_size)[:, None] + jnp.arange(batch_size)
+  return jax.lax.with_sharding_constraint(perms.reshape(-1)[positions], sharding)
+
+
+def steps_indices(seed: int, start: int, k: int, num_examples: int, batch_size: int,
+                  sharding: NamedSharding) -> jax.Array:
+  """`batch_indices` of the steps [start, start + k) at once: int32 [k, batch_size].
+
+  Each epoch's permutation is drawn once for the chunk instead of once per step (a permutation of
+  60,000 examples in every step took most of the time of a small model's step on a CPU).
+  """
+  steps_per_epoch = num_examples // batch_size
+  first, last = start // steps_per_epoch, (start + k - 1) // steps_per_epoch
+  return _steps_indices(seed, start, first, k=k, num_epochs=last - first + 1, num_examples=num_examples,
+                        batch_size=batch_size, sharding=sharding)
+
+
 class DeviceData:
-  """A split resident on the devices; batches are gathered inside the jitted step."""
+  """A split resident on the devices; batches are gathered inside the jitted step.
+
+  The scan inputs `xs(start, k)` are the steps' example indices, [k, batch], computed on the
+  devices; `get(data, x)` gathers one step's batch.
+  """
 
   def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int):
     _check_batch(batch_size, len(split), mesh)
@@ -104,16 +135,16 @@ class DeviceData:
     self.steps_per_epoch = len(split) // batch_size
     self._batch_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
+    self._replicated = replicated
     arrays = split.arrays()
     self.data = {k: jax.make_array_from_callback(v.shape, replicated, lambda idx, v=v: v[idx])
                  for k, v in arrays.items()}
 
   def xs(self, start: int, k: int) -> jax.Array:
-    return jnp.arange(start, start + k, dtype=jnp.int32)
+    return steps_indices(self.seed, start, k, self.num_examples, self.batch_size, self._replicated)
 
-  def get(self, data: Batch, step: jax.Array) -> Batch:
-    idx = batch_indices(self.seed, step, self.num_examples, self.batch_size)
-    batch = {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
+  def get(self, data: Batch, indices: jax.Array) -> Batch:
+    batch = {k: jnp.take(v, indices, axis=0) for k, v in data.items()}
     return jax.lax.with_sharding_constraint(batch, self._batch_sharding)
 
 

@@ -4,16 +4,21 @@
     source = get_source("image_folder:cifar10")
     source = get_source("sklearn:digits")
     source = get_source("tfds:cifar10")       # needs internet the first time (and tensorflow)
+    source = get_source("oxford_pets:oxford_pets_3breeds", image_size=64)   # a format's options
 
 Local files are prepared once into TFDS's ArrayRecord format under the cache directory
 (`$VISION_JAX_CACHE`, default `~/.cache/vision_jax`), keyed by a fingerprint of the input files.
 TFDS writes into a temporary `incomplete.*` directory and renames it when the preparation
 finished, so a killed or failed preparation leaves no partial cache; it is started afresh next
-time. Every split then reads as a random-access data source (`len`, `[i]`, `__getitems__`).
+time. Processes that need the same dataset at once (a sweep's parallel points, the processes of
+a multi-process run) take turns on a file lock: one prepares, the others then read its result.
+Every split then reads as a random-access data source (`len`, `[i]`, `__getitems__`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import os
 import re
@@ -105,14 +110,19 @@ def resolve_path(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def get_source(name: str) -> Source:
-  """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...)."""
+def get_source(name: str, **options) -> Source:
+  """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...).
+
+  `options` are the local format's preparation options (`config.data.format_options`).
+  """
   kind, sep, rest = name.partition(":")
   if not sep or not rest:
     raise DatasetError(f"dataset {name!r}: expected '<format>:<path or name>' or 'tfds:<name>'")
   if kind == "tfds":
+    if options:
+      raise DatasetError(f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets")
     return _tfds_source(rest)
-  fmt = get_format(kind)
+  fmt = get_format(kind, **options)
   root = rest if kind == "sklearn" else resolve_path(rest)
   if kind != "sklearn" and not os.path.exists(root):
     raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
@@ -120,15 +130,33 @@ def get_source(name: str) -> Source:
   spec = fmt.spec(root)
   builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
   if not builder.is_prepared():
-    _clear_incomplete(builder.data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    with _preparation_lock(builder.data_dir):
+      # Another process may have prepared it while this one waited for the lock.
+      builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
+      if not builder.is_prepared():
+        _clear_incomplete(builder.data_dir)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   splits = {s: builder.as_data_source(split=s) for s in spec.splits}
   return Source(name=name, spec=spec, _splits=splits)
 
 
+@contextlib.contextmanager
+def _preparation_lock(data_dir: str):
+  """Holds an exclusive lock on the preparation of `data_dir` (released when the process dies)."""
+  parent = os.path.dirname(data_dir)
+  os.makedirs(parent, exist_ok=True)
+  with open(os.path.join(parent, ".prepare.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _clear_incomplete(data_dir: str) -> None:
-  """Removes temporary directories that a killed preparation left beside `data_dir`."""
+  """Removes temporary directories that a killed preparation left beside `data_dir` (called
+  under the preparation lock, so none of them belongs to a live preparation)."""
   parent = os.path.dirname(data_dir)
   if os.path.isdir(parent):
     for entry in os.listdir(parent):

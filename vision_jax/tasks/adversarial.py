@@ -212,8 +212,9 @@ class AdversarialTask(Task):
       return (disc_params, disc_opt, disc_state, gen_state), {"loss": loss, **metrics}
 
     carry = (state.params["disc"], state.opt_state["disc"], state.model_state["disc"], state.model_state["gen"])
+    # Unrolled: n_critic is small, and XLA:CPU runs convolutions inside a loop several times slower.
     (disc_params, disc_opt, disc_state, gen_state), critic_metrics = jax.lax.scan(
-        critic_update, carry, (real_slices, critic_rngs[:-1]))
+        critic_update, carry, (real_slices, critic_rngs[:-1]), unroll=True)
 
     z = self.sample_latents(gen_rng, b)
 

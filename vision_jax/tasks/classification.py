@@ -59,10 +59,20 @@ class ClassificationTask(Task):
                                       focal_gamma=lc.get("focal_gamma", 2.0))
 
   def losses(self, params, state: TrainState, batch: Batch, rng) -> tuple[dict[str, jnp.ndarray], tuple]:
-    """Named mean losses of one training batch, and (logits, new model state)."""
-    (logits, out), new_model_state = self.model.apply(
-        {"params": params, **state.model_state}, batch["image"], train=True, rngs={"dropout": rng},
-        mutable=list(state.model_state))
+    """Named mean losses of one training batch, and (logits, new model state).
+
+    With `config.train.frozen_batch_stats` the model runs as at inference (train=False):
+    BatchNorm normalises with its running statistics and leaves them as they are, and dropout
+    is off. A linear probe wants this: its frozen backbone then computes in training exactly the
+    features it computes at test time, and the statistics it was pretrained with do not drift.
+    """
+    if self.config.train.get("frozen_batch_stats", False):
+      logits, out = self.model.apply({"params": params, **state.model_state}, batch["image"], train=False)
+      new_model_state = state.model_state
+    else:
+      (logits, out), new_model_state = self.model.apply(
+          {"params": params, **state.model_state}, batch["image"], train=True, rngs={"dropout": rng},
+          mutable=list(state.model_state))
     named = {"classification": self._loss(logits, batch["label"]).mean()}
     for name, aux in out.items():
       if name.startswith("aux"):

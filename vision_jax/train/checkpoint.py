@@ -9,7 +9,8 @@ falls back to the previous one with a warning, and never silently to a fresh sta
 
 Model variables alone (`{"params": ..., "batch_stats": ...}`), as written by
 `scripts.import_torchvision` or exported from a run, are saved with `save_variables` and read
-with `load_variables`; any experiment can start from them with `--config.init_from=PATH`.
+with `load_variables`, which also reads them out of a run's checkpoint; any experiment can start
+from either with `--config.init_from=PATH`.
 """
 from __future__ import annotations
 
@@ -33,12 +34,36 @@ def save_variables(path: str, variables: Any) -> None:
 
 
 def load_variables(path: str) -> Any:
-  """Reads variables written by `save_variables` as a pytree of numpy arrays."""
+  """Model variables ({"params": ..., "batch_stats": ...}) as a pytree of numpy arrays, from
+
+  - a directory written by `save_variables` (or `scripts.import_torchvision`);
+  - a training run's workdir: the variables of its latest checkpoint, `checkpoints/<step>`;
+  - one step of a run, `<workdir>/checkpoints/<step>` or `<workdir>/checkpoints_best/<step>`.
+  """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"no saved variables at {path}: expected a directory written by "
-                            "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision")
-  return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+                            "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
+                            "a training run's workdir, or one of its checkpoints/<step>")
+  step_dir = _run_step(path)
+  if step_dir is None:
+    return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+  logging.info("reading the model variables of the run checkpoint %s", step_dir)
+  state = read_state(os.path.join(step_dir, "state"))
+  return {"params": state["params"], **state["model_state"]}
+
+
+def _run_step(path: str) -> str | None:
+  """The run checkpoint step directory that `path` names (itself, or a workdir's latest), or None."""
+  if os.path.isdir(os.path.join(path, "state")):
+    return path
+  directory = os.path.join(path, "checkpoints")
+  if not os.path.isdir(directory):
+    return None
+  steps = [int(s) for s in os.listdir(directory) if s.isdigit()]  # finished steps only: orbax renames when done
+  if not steps:
+    raise FileNotFoundError(f"{path} is a run's workdir, but {directory} holds no finished checkpoint")
+  return os.path.join(directory, str(max(steps)))
 
 
 class CheckpointStore:

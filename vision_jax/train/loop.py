@@ -3,9 +3,11 @@
     summary = train_and_evaluate(config, workdir, ClassificationTask)
 
 Steps are jitted once, with the train state donated, data parallel over a 1-D mesh of every
-device of every process. When the training split lives on the devices, `config.train.log_every`
-steps run inside one call (`lax.scan`), gathering and augmenting their batches on the device;
-metrics reach the host only at those logging steps. Each step's rng is `fold_in(seed, step)`
+device of every process. On an accelerator, `config.train.log_every` steps run inside one call
+(`lax.scan`), gathering and augmenting their batches on the device: small models are otherwise
+bound by dispatch. On a CPU each step is its own call (`train.scan_steps="auto"`), since
+XLA:CPU runs convolutions inside a loop several times slower (LeNet-5 at batch 128: 3.7x).
+Either way metrics stay on the device until the logging steps. Each step's rng is `fold_in(seed, step)`
 and its batch a function of (seed, step), so running the same command again after a crash
 resumes from the last checkpoint and ends with the parameters of an uninterrupted run.
 
@@ -84,8 +86,8 @@ def make_train_chunk(task: Task, train_fn: Callable, get_batch: Callable, rng: j
   """The jitted training call: `chunk(state, data, xs) -> (state, metrics stacked over steps)`.
 
   One scan step per element of `xs`: its batch is `train_fn(get_batch(data, x), aug_rng)` and
-  its rngs come from `fold_in(rng, state.step)`. The state is donated. `scripts/bench.py` times
-  this same function.
+  its rngs come from `fold_in(rng, state.step)`; a single element runs without the scan. The
+  state is donated. `scripts/bench.py` times this same function.
   """
 
   def train_chunk(state, data, xs):
@@ -95,9 +97,35 @@ def make_train_chunk(task: Task, train_fn: Callable, get_batch: Callable, rng: j
       batch = train_fn(get_batch(data, x), aug_rng)
       state, metrics = task.train_step(state, batch, task_rng)
       return state.replace(step=state.step + 1), metrics
+    if jax.tree.leaves(xs)[0].shape[0] == 1:
+      # One step: no loop around it, which XLA:CPU would run several times slower.
+      state, metrics = body(state, jax.tree.map(lambda x: x[0], xs))
+      return state, jax.tree.map(lambda m: m[None], metrics)
     return jax.lax.scan(body, state, xs)
 
   return jax.jit(train_chunk, donate_argnums=(0,), out_shardings=(state_sharding, metrics_sharding))
+
+
+def scan_steps(train_config: ml_collections.ConfigDict) -> bool:
+  """Whether a chunk of steps runs as one scanned call: `train.scan_steps` "auto" (all but CPUs), "true", "false"."""
+  value = str(train_config.get("scan_steps", "auto")).lower()
+  if value not in ("auto", "true", "false"):
+    raise ValueError(f"train.scan_steps must be 'auto', 'true' or 'false', got {value!r}")
+  return jax.default_backend() != "cpu" if value == "auto" else value == "true"
+
+
+def run_chunk(train_chunk: Callable, state, data, xs, scan: bool):
+  """Steps [start, start + k) with their scan inputs `xs` [k, ...]: one call, or one call a step.
+
+  Returns (state, metrics stacked over the k steps, still on the devices).
+  """
+  if scan:
+    return train_chunk(state, data, xs)
+  parts = []
+  for i in range(jax.tree.leaves(xs)[0].shape[0]):
+    state, metrics = train_chunk(state, data, jax.tree.map(lambda x: x[i:i + 1], xs))
+    parts.append(metrics)
+  return state, jax.tree.map(lambda *ms: jnp.concatenate(ms), *parts)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -123,10 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state_shape = jax.eval_shape(init, init_rng)
   state_sharding = jax.tree.map(lambda _: replicated, state_shape)
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  if config.get("init_from", ""):
+  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
+  if config.get("init_from", "") and store.latest_step() is None:  # a resumed run restores its own state
     state = _init_from(task, state, config.init_from, replicated)
 
-  store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
   early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
   best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
   meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None}
@@ -175,14 +203,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer.write_images(step, task.visuals(local_state, batch, os.path.join(workdir, "pictures"), prefix))
 
   total = tc.steps
-  log_every = tc.log_every if tc.get("scan_steps", True) else 1
+  log_every = tc.log_every
+  scan = scan_steps(tc)
   progress = Progress(total, start, tc.batch_size)
   t_train, step = 0.0, start
   try:
     while step < total and not early.stopped:
       end = _boundaries(step, total, [log_every, tc.eval_every, tc.checkpoint_every])
       t0 = time.perf_counter()
-      state, metrics = train_chunk(state, train_data.data, train_data.xs(step, end - step))
+      state, metrics = run_chunk(train_chunk, state, train_data.data, train_data.xs(step, end - step), scan)
       metrics = jax.device_get(metrics)  # the only host transfer of train metrics: at logging steps
       t_train += time.perf_counter() - t0
       if not all(np.all(np.isfinite(v)) for v in metrics.values()):
@@ -239,26 +268,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _init_from(task: Task, state, path: str, sharding):
-  """Starts from saved variables (`save_variables`): same shapes, or a new head for new classes."""
+  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint).
+
+  Every parameter and statistic (batch_stats) must match the model's by name and shape, except
+  the head's output dimension: a checkpoint for another number of classes gets the freshly
+  initialised head, with a warning saying so. Any other mismatch is an error listing them all.
+  The optimizer state is built afresh for the merged parameters.
+  """
   from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
   loaded = load_variables(path)
-  params = loaded.get("params", loaded)
-  merged, mismatched, reinit = _merge(state.params, params)
+  merged, mismatched, reinit = _merge(state.params, loaded.get("params", loaded), "params")
+  model_state = dict(state.model_state)
+  for collection, target in state.model_state.items():
+    if collection not in loaded:
+      mismatched.append(f"{collection}: missing in the checkpoint")
+      continue
+    model_state[collection], m, r = _merge(target, loaded[collection], collection)
+    mismatched, reinit = mismatched + m, reinit + r
   if mismatched:
-    raise ValueError(f"init_from {path}: parameter shapes do not match the model:\n  " + "\n  ".join(mismatched))
+    raise ValueError(f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched))
   if reinit:
-    logging.warning("init_from %s: re-initialising %s for a different number of classes", path, ", ".join(reinit))
-  model_state = state.model_state
-  if "batch_stats" in loaded and "batch_stats" in model_state:
-    model_state = {**model_state, "batch_stats": _merge(model_state["batch_stats"], loaded["batch_stats"])[0]}
+    logging.warning("init_from %s: re-initialising the head for a different number of classes: %s",
+                    path, "; ".join(reinit))
   put = lambda t: jax.device_put(t, sharding)
   return state.replace(params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged)))
 
 
 def _merge(target, loaded, path=""):
-  """Copies `loaded` into `target`'s structure. Returns (merged, shape mismatches, reinitialised heads)."""
+  """Copies `loaded` into `target`'s structure. Returns (merged, mismatches, reinitialised head leaves).
+
+  A head leaf ("head/..." at any depth) whose shape differs from the checkpoint's only in its last
+  (class) dimension keeps `target`'s fresh value.
+  """
   mismatched, reinit = [], []
-  if isinstance(target, dict):
+  if isinstance(target, dict) or isinstance(loaded, dict):
+    if not (isinstance(target, dict) and isinstance(loaded, dict)):
+      return target, [f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
+                      f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"], []
     out = {}
     for k, v in target.items():
       if k not in loaded:
@@ -268,9 +314,12 @@ def _merge(target, loaded, path=""):
       out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
       mismatched += m
       reinit += r
+    mismatched += [f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target]
     return out, mismatched, reinit
-  if tuple(np.shape(target)) == tuple(np.shape(loaded)):
+  model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
+  if model_shape == saved_shape:
     return jnp.asarray(loaded, target.dtype), [], []
-  if path.startswith("/head") or "/head/" in path:
-    return target, [], [path]
-  return target, [f"{path}: checkpoint {np.shape(loaded)} vs model {np.shape(target)}"], []
+  is_head = "/head/" in f"/{path}/"
+  if is_head and len(model_shape) == len(saved_shape) and model_shape[:-1] == saved_shape[:-1]:
+    return target, [], [f"{path} {saved_shape} -> {model_shape}"]
+  return target, [f"{path}: checkpoint {saved_shape} vs model {model_shape}"], []

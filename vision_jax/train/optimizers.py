@@ -6,8 +6,21 @@
     optim.warmup_steps: linear warm-up from 0 before the schedule
     optim.weight_decay: L2 added to the gradient (decoupled for adamw); optim.decay_kernels_only
     optim.grad_clip_norm: clip the global gradient norm (0 = off)
+
+Parameter groups, for transfer learning. A parameter is named by its path, "stage1_block1/conv1/kernel":
+    optim.head: regex naming the head's parameters (default "head/", every registered classifier's
+      last layer); every other parameter is the backbone
+    optim.backbone_lr_scale: the backbone's learning rate relative to the head's (1 = one rate;
+      0 freezes the backbone: a linear probe)
+    optim.frozen: regexes of further parameters to freeze, e.g. ("conv_init", "stage1")
+Each regex matches from the start of the path (`re.match`), so a module name is a prefix.
+Frozen parameters get `optax.set_to_zero()` through `optax.partition`: they keep no optimizer
+state, weight decay does not touch them, gradient clipping measures only the trained ones, and
+they stay bit-identical. The parameters stay in the one train state; nothing is copied.
 """
 from __future__ import annotations
+
+import re
 
 import jax
 import ml_collections
@@ -38,9 +51,25 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """The optimizer of `config.optim`, with clipping and weight decay chained in."""
+  """The optimizer of `config.optim`, with clipping, weight decay and parameter groups chained in."""
+  schedule = make_schedule(optim, total_steps)
+  clip = [optax.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm", 0.0) else []
+  if not _has_groups(optim):
+    return optax.chain(*clip, *_update_rule(optim, schedule))
+  scale = float(optim.get("backbone_lr_scale", 1.0))
+  groups = {"head": optax.chain(*_update_rule(optim, schedule)),
+            "backbone": optax.chain(*_update_rule(optim, lambda step: scale * schedule(step))),
+            "frozen": optax.set_to_zero()}
+  labels = lambda params: parameter_groups(optim, params)
+  if clip:  # the global norm of the trained parameters' gradients: zero the frozen ones first
+    frozen = lambda params: jax.tree.map(lambda g: g == "frozen", labels(params))
+    clip = [optax.masked(optax.set_to_zero(), frozen), *clip]
+  return optax.chain(*clip, optax.partition(groups, labels))
+
+
+def _update_rule(optim: ml_collections.ConfigDict, lr: optax.Schedule) -> list[optax.GradientTransformation]:
+  """The named optimizer at learning rate `lr`, after weight decay: the transformations to chain."""
   name = optim.name
-  lr = make_schedule(optim, total_steps)
   momentum = optim.get("momentum", 0.9)
   eps = optim.get("eps", None)
   if name == "sgd":
@@ -61,12 +90,48 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.
                          momentum=optim.get("rmsprop_momentum", 0.0) or None)
   else:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-  chain = []
-  if optim.get("grad_clip_norm", 0.0):
-    chain.append(optax.clip_by_global_norm(optim.grad_clip_norm))
   if optim.get("weight_decay", 0.0) and name != "adamw":
-    chain.append(optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask(optim)))
-  return optax.chain(*chain, core)
+    return [optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask(optim)), core]
+  return [core]
+
+
+def _has_groups(optim: ml_collections.ConfigDict) -> bool:
+  return bool(optim.get("frozen", ())) or float(optim.get("backbone_lr_scale", 1.0)) != 1.0
+
+
+def parameter_path(path) -> str:
+  """A parameter's key path as "module/.../name"."""
+  return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def parameter_groups(optim: ml_collections.ConfigDict, params) -> object:
+  """The tree of `params` labelled "head", "backbone" or "frozen" (see the module docstring).
+
+  A regex of `optim.frozen` that matches no parameter, or an `optim.head` that matches none
+  when the backbone has its own rate, is an error listing the model's modules.
+  """
+  head = optim.get("head", "head/")
+  frozen = tuple(optim.get("frozen", ()))
+  if isinstance(frozen, str):
+    frozen = (frozen,)
+  backbone_frozen = float(optim.get("backbone_lr_scale", 1.0)) == 0.0
+  paths = [parameter_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  modules = sorted({p.split("/")[0] for p in paths})
+  for pattern in frozen:
+    if not any(re.match(pattern, p) for p in paths):
+      raise ValueError(f"optim.frozen: {pattern!r} matches no parameter; the model's modules: {', '.join(modules)}")
+  if _has_groups(optim) and not any(re.match(head, p) for p in paths):
+    raise ValueError(f"optim.head: {head!r} matches no parameter; the model's modules: {', '.join(modules)}")
+
+  def label(path, _):
+    name = parameter_path(path)
+    if any(re.match(pattern, name) for pattern in frozen):
+      return "frozen"
+    if re.match(head, name):
+      return "head"
+    return "frozen" if backbone_frozen else "backbone"
+
+  return jax.tree_util.tree_map_with_path(label, params)
 
 
 def _decay_mask(optim: ml_collections.ConfigDict):

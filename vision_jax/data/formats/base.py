@@ -35,7 +35,9 @@ class LocalFormat:
   """A format of files on disk. Subclasses implement `spec` and `examples`.
 
   `root` is the path the user named: a file or folder. Errors name the offending file and what
-  was expected, as `DatasetError`.
+  was expected, as `DatasetError`. A format with preparation options (an image size, say) is a
+  dataclass whose fields are the options, set from `config.data.format_options`; they are part
+  of the fingerprint, so each setting is prepared and cached on its own.
   """
   name: str = ""
   version: str = "1.0.0"  # bump when the prepared output of this format changes
@@ -50,6 +52,8 @@ class LocalFormat:
   def fingerprint(self, root: str) -> str:
     """Identifies the input files (paths, sizes, modification times) for the cache's name."""
     h = hashlib.sha256(f"{self.name}-{self.version}".encode())
+    if self.options():
+      h.update(repr(sorted(self.options().items())).encode())
     paths = [root] if os.path.isfile(root) else sorted(
         os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
     for p in paths:
@@ -57,20 +61,31 @@ class LocalFormat:
       h.update(f"{os.path.relpath(p, root)}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:12]
 
+  def options(self) -> dict:
+    """The preparation options this instance was made with (a dataclass format's fields)."""
+    return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
-_FORMATS: dict[str, LocalFormat] = {}
+
+_FORMATS: dict[str, type[LocalFormat]] = {}
 
 
 def register_format(cls: type[LocalFormat]) -> type[LocalFormat]:
-  _FORMATS[cls.name] = cls()
+  _FORMATS[cls.name] = cls
   return cls
 
 
-def get_format(name: str) -> LocalFormat:
+def get_format(name: str, **options) -> LocalFormat:
+  """The format registered as `name`, made with its preparation `options`."""
   if name not in _FORMATS:
     raise DatasetError(f"unknown dataset format {name!r}; known formats: {', '.join(sorted(_FORMATS))} "
                        "(or tfds:<name> for a TFDS dataset)")
-  return _FORMATS[name]
+  cls = _FORMATS[name]
+  valid = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise DatasetError(f"format {name!r} has no option {', '.join(map(repr, unknown))}; "
+                       + (f"its options: {', '.join(valid)}" if valid else "it takes no options"))
+  return cls(**options)
 
 
 def list_formats() -> list[str]:

@@ -93,12 +93,18 @@ def decode_image(data: bytes, name: str, mode: str | None = None) -> np.ndarray:
   return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
-  """Yields (name, bytes) for `names` in order, streaming a tarball sequentially."""
+def read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
+  """Yields (name, bytes) for `names` in order from a folder or a tarball (streamed sequentially).
+
+  A name that is not there raises DatasetError naming it and `root`.
+  """
   if os.path.isdir(root):
     for n in names:
-      with open(os.path.join(root, n), "rb") as f:
-        yield n, f.read()
+      try:
+        with open(os.path.join(root, n), "rb") as f:
+          yield n, f.read()
+      except FileNotFoundError:
+        raise DatasetError(f"{os.path.join(root, n)}: no such file") from None
     return
   wanted = set(names)
   found: dict[str, bytes] = {}
@@ -110,6 +116,8 @@ def _read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
   except (tarfile.TarError, OSError, EOFError) as e:
     raise DatasetError(f"{root}: corrupt or truncated tarball ({e})") from None
   for n in names:
+    if n not in found:
+      raise DatasetError(f"{root}: the tarball has no {n}")
     yield n, found[n]
 
 
@@ -123,7 +131,7 @@ class ImageFolderFormat(LocalFormat):
     classes = tuple(sorted(next(iter(layout.values()))))
     first_split = sorted(layout)[0]
     first = layout[first_split][classes[0]][0]
-    name, data = next(_read_files(root, [first]))
+    name, data = next(read_files(root, [first]))
     shape = decode_image(data, f"{root}:{name}").shape
     order = [s for s in SPLIT_NAMES if s in layout] + sorted(s for s in layout if s not in SPLIT_NAMES)
     return DatasetSpec(image_shape=shape, class_names=classes, splits=tuple(order))
@@ -137,7 +145,7 @@ class ImageFolderFormat(LocalFormat):
       for n in layout[split][cls]:
         label_of[n] = label
     mode = "L" if spec.image_shape[-1] == 1 else "RGB"
-    for name, data in _read_files(root, sorted(label_of)):
+    for name, data in read_files(root, sorted(label_of)):
       where = f"{root}:{name}" if os.path.isfile(root) else os.path.join(root, name)
       image = decode_image(data, where, mode)
       if image.shape != tuple(spec.image_shape):

@@ -1,0 +1,138 @@
+"""Transfer learning (the lecture's 전이 학습): a CIFAR-10-pretrained ResNet on three breeds of the
+Oxford-IIIT Pet dataset (Parkhi et al. 2012), from scratch, as a linear probe on the frozen
+backbone, and fine-tuned with a lower backbone learning rate. See configs/transfer_pets.py.
+
+    python -m experiments.transfer_pets --workdir runs/transfer_pets
+    python -m experiments.transfer_pets --workdir runs/transfer_pets_cpu --variant cpu
+
+Without `init_from` the backbone is first pretrained on CIFAR-10 in workdir/pretrain_cifar10
+(configs/resnet_cifar10.py's recipe at `pretrain.steps`; resumable, skipped once finished).
+Each arm is its own run in workdir/<arm>; table.md and test_accuracy.png compare them.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from configs import resnet_cifar10
+from vision_jax import cli, plotting
+from vision_jax.models.resnet import CifarResNet
+from vision_jax.models.registry import get_model
+from vision_jax.tasks import ClassificationTask
+from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.loop import train_and_evaluate
+from vision_jax.train.metric_writers import read_metrics
+from vision_jax.train.optimizers import parameter_groups
+
+ARMS = {  # arm -> (starts from the pretrained backbone, backbone learning rate scale or None = config's)
+    "scratch": (False, 1.0),
+    "linear_probe": (True, 0.0),
+    "finetune": (True, None),
+}
+ARM_NAMES = {"scratch": "from scratch", "linear_probe": "linear probe (frozen backbone)",
+             "finetune": "fine-tuned (lower backbone rate)"}
+
+
+def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """configs/resnet_cifar10.py's recipe for `config.model` at `config.pretrain.steps` steps."""
+  variant = config.pretrain.get("variant", "")
+  c = resnet_cifar10.get_config(f"model={config.model.name}" + (f",{variant}" if variant else ""))
+  steps = config.pretrain.steps
+  c.name = f"{config.name}/pretrain_cifar10"
+  c.model = copy.deepcopy(config.model)  # exactly the arms' network (depth, dtype, dropout)
+  c.optim.boundaries = (steps // 2, steps * 3 // 4) if steps >= 4 else ()
+  c.train.steps = steps
+  c.train.batch_size = config.pretrain.batch_size
+  c.train.scan_steps = config.train.scan_steps
+  c.train.log_every = min(c.train.log_every, steps)
+  c.train.eval_every = steps  # once, at the end
+  c.train.checkpoint_every = min(c.train.checkpoint_every, steps)
+  if config.pretrain.get("validation_size", 0):  # evaluate on held-out training images instead of the test set
+    c.data.validation_size = config.pretrain.validation_size
+    c.data.eval_splits = ("validation",)
+  c.wandb = copy.deepcopy(config.wandb)
+  c.wandb.name = "pretrain_cifar10"
+  return c
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains in `workdir` unless a finished run is there; returns its steps and eval error."""
+  c = pretrain_config(config)
+  store = CheckpointStore(workdir)
+  done = store.latest_step()
+  store.close()
+  if done is not None and done >= c.train.steps:
+    logging.info("pretraining in %s finished at step %d; not running it again", workdir, done)
+  else:
+    train_and_evaluate(c, workdir, ClassificationTask)
+  split = c.data.eval_splits[0]
+  evals = [r for r in read_metrics(workdir) if f"{split}/error" in r]
+  return {"steps": c.train.steps, "split": split, "error": 100 * evals[-1][f"{split}/error"] if evals else None}
+
+
+def arm_config(config: ml_collections.ConfigDict, arm: str, init_from: str) -> ml_collections.ConfigDict:
+  pretrained, scale = ARMS[arm]
+  c = copy.deepcopy(config)
+  c.name = f"{config.name}/{arm}"
+  c.wandb.name = arm
+  c.init_from = init_from if pretrained else ""
+  c.optim.backbone_lr_scale = config.finetune_backbone_lr_scale if scale is None else scale
+  c.train.frozen_batch_stats = arm == "linear_probe"
+  return c
+
+
+def run(config, workdir: str) -> dict:
+  unknown = sorted(set(config.arms) - set(ARMS))
+  if unknown:
+    raise ValueError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
+  init_from, pretrained = config.init_from, None
+  if not init_from and any(ARMS[a][0] for a in config.arms):
+    if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):
+      raise ValueError(f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
+                       f"{config.model.name!r}; give pretrained variables with --config.init_from=DIR "
+                       f"(e.g. from python -m scripts.import_torchvision {config.model.name} <file>.pth DIR)")
+    init_from = os.path.join(workdir, "pretrain_cifar10")
+    pretrained = pretrain(config, init_from)
+  rows, steps, class_names = {}, 0, ()
+  for arm in config.arms:
+    c = arm_config(config, arm, init_from)
+    summary = train_and_evaluate(c, os.path.join(workdir, arm), ClassificationTask)
+    labels = jax.tree.leaves(parameter_groups(c.optim, summary["state"].params))
+    sizes = [int(np.prod(p.shape)) for p in jax.tree.leaves(summary["state"].params)]
+    rows[arm] = {"trained_params": sum(n for n, g in zip(sizes, labels) if g != "frozen"), "params": sum(sizes),
+                 "backbone_lr_scale": c.optim.backbone_lr_scale, "init": "pretrained" if c.init_from else "random",
+                 "test_accuracy": 100 * summary["eval"]["test/accuracy"], "test_error": 100 * summary["eval"]["test/error"]}
+    steps += summary["step"]
+    class_names = summary["task"].spec.class_names
+  options = config.data.format_options
+  lines = [f"{config.model.name} on {config.data.dataset.split(':')[-1]} ({options.image_size}x{options.image_size}), "
+           f"{config.train.steps} steps per arm at batch {config.train.batch_size}; backbone from "
+           + (f"CIFAR-10 pretraining ({pretrained['steps']} steps, {pretrained['split']} error {pretrained['error']:.2f}%)"
+              if pretrained and pretrained["error"] is not None else f"`{init_from}`"), "",
+           "| arm | starts from | backbone learning rate | trained parameters | test accuracy (%) | test error (%) |",
+           "|---|---|---:|---:|---:|---:|"]
+  for arm, r in rows.items():
+    rate = "frozen" if r["backbone_lr_scale"] == 0 else f"{r['backbone_lr_scale']:g} x head"
+    lines.append(f"| {ARM_NAMES[arm]} | {r['init']} | {rate} | {r['trained_params']:,} of {r['params']:,} | "
+                 f"{r['test_accuracy']:.2f} | {r['test_error']:.2f} |")
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "table.md"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+    plotting.bar_chart([ARM_NAMES[a] for a in rows], [r["test_accuracy"] for r in rows.values()],
+                       os.path.join(workdir, "test_accuracy.png"), ylabel="test accuracy (%)",
+                       title=f"{config.model.name} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)")
+  print("\n".join(lines))
+  main = "finetune" if "finetune" in rows else next(iter(rows))
+  return {"value": round(rows[main]["test_error"], 2), "arm": main, "steps": steps,
+          "pretrain": pretrained or {"init_from": init_from},
+          "table": {arm: {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for arm, r in rows.items()}}
+
+
+if __name__ == "__main__":
+  cli.main("transfer_pets", run, paper="the lecture's transfer learning (Oxford-IIIT Pet, Parkhi et al. 2012)",
+           metric="fine-tuned test error on 3 pet breeds (%)", paper_value=None)
