@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is needed for the reference
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from conftest import require_dataset
 from scripts import torch_resnet_cifar10 as ref
-from vision_jax.config import apply_overrides, load_config
+from vision_jax.config import ConfigError, apply_overrides, load_config
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
@@ -204,6 +204,10 @@ def test_unsupported_settings_are_one_clear_error(tmp_path):
   with pytest.raises(SystemExit, match="does not implement: optim.name='adam'.*loss.label_smoothing"):
     ref.main(["--workdir", str(tmp_path), "--variant", "smoke", "--config.optim.name=adam",
               "--config.loss.label_smoothing=0.1"])
+  config = load_config("resnet_cifar10", "smoke")
+  config.optim.backbone_lr_scale = 0.0
+  with pytest.raises(ConfigError, match="parameter groups"):
+    ref.check_supported(config)
 
 
 def test_command_writes_the_projects_files(tmp_path, capsys):
