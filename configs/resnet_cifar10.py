@@ -83,3 +83,21 @@ def get_sweeps():
            "train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 3},
       ],
   }
+
+
+def get_sweep_plots():
+  """Figure 6 of the paper for `degradation` (drawn by `python -m scripts.report <sweep dir>`):
+  training error (thin dashed; the mean over each logged chunk of augmented training batches)
+  and test error (bold) against the iteration, plain networks left, ResNets right."""
+  return {
+      "degradation": [{
+          "file": "figure6.png",
+          "title": "He et al. 2015, Figure 6 on CIFAR-10 (JPEG copy)",
+          "panels": {"plain": {"model.name": ["plain20", "plain32", "plain44", "plain56", "plain110"]},
+                     "ResNet": {"model.name": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]}},
+          "curves": [{"key": "train/accuracy", "complement": True, "style": "dashed", "label": "training error"},
+                     {"key": "test/error", "style": "bold", "label": "test error"}],
+          "label_key": "model.name",
+          "scale": 100.0, "ylabel": "error (%)", "xlabel": "iterations", "ylim": (0, 20),
+      }],
+  }

@@ -3,6 +3,7 @@ Recognition", Table 6: test error 8.75% (ResNet-20), 7.51 (32), 7.17 (44), 6.97 
 
     python -m experiments.resnet_cifar10 --workdir runs/resnet20_cifar10 --variant model=resnet20
     python -m scripts.sweep resnet_cifar10 --sweep degradation   # Figure 6: plain vs residual
+    python -m scripts.report runs/sweeps/resnet_cifar10/degradation   # draws it: figure6.png
 
 Data: CIFAR-10 from JPEGs (quality 75), so expect errors slightly above the paper's.
 """

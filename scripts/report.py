@@ -8,8 +8,11 @@ overrides, the final eval metrics, steps, the seconds spent in training steps an
 whole wall time with start-up, compilation and evaluation, from the point's result.json; a
 resumed point's times are those of its last process), and
 curves.png (train loss and the metric against the step, the points overlaid) and
-final_<metric>.png (a bar per point). The images are linked relative to report.md, or with
---image-prefix prepended, so that the markdown can be pasted into the README as it is.
+final_<metric>.png (a bar per point), and the plots the experiment's config asks for this sweep
+in `get_sweep_plots()` (e.g. the ResNet paper's Figure 6 for resnet_cifar10's `degradation`:
+training and test error against the iteration, plain and residual networks side by side; see
+vision_jax/sweeps.py). The images are linked relative to report.md, or with --image-prefix
+prepended, so that the markdown can be pasted into the README as it is.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import sys
 from typing import Any, Sequence
 
 from vision_jax import plotting
+from vision_jax import sweeps
+from vision_jax.config import ConfigError
 from vision_jax.sweeps import override_text
 from vision_jax.train.metric_writers import read_metrics
 
@@ -73,6 +78,38 @@ def short_labels(points: Sequence[dict]) -> list[str]:
   return labels if len(set(labels)) == len(labels) else [p["name"] for p in points]
 
 
+def config_plots(sweep: dict, points: Sequence[dict], labels: Sequence[str], out: str) -> list[tuple[str, str]]:
+  """Draws the plots `configs/<experiment>.py` asks for this sweep (`get_sweep_plots()`) from its
+  finished points; returns (alt text, path) per plot drawn. A plot none of whose panels has a
+  finished point, or whose points logged none of its metrics, is left out."""
+  try:
+    specs = sweeps.get_sweep_plots(sweep["experiment"]).get(sweep["sweep"], [])
+  except ModuleNotFoundError:  # a sweep of a config this checkout does not have
+    return []
+  images = []
+  for spec in specs:
+    panels = {}
+    for panel, match in spec.get("panels", {"": {}}).items():
+      runs = {}
+      for label, p in zip(labels, points):
+        if p["result"] and sweeps.in_panel(p["overrides"], match):
+          key = spec.get("label_key")
+          runs[override_text(p["overrides"][key]) if key in p["overrides"] else label] = p["records"]
+      if runs:
+        panels[panel] = runs
+    if not panels:
+      continue
+    try:
+      path = plotting.plot_panels(panels, spec["curves"], os.path.join(out, spec["file"]),
+                                  title=spec.get("title", ""), xlabel=spec.get("xlabel", "step"),
+                                  ylabel=spec.get("ylabel", ""), scale=spec.get("scale", 1.0),
+                                  ylim=spec.get("ylim"))
+    except ValueError:  # the finished points logged none of the plot's metrics
+      continue
+    images.append((spec.get("title") or spec["file"], path))
+  return images
+
+
 def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = None,
                  image_prefix: str = "") -> str:
   """Writes report.md and its plots into `out` (default: the sweep directory); returns report.md's path."""
@@ -98,6 +135,8 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
     bar_name = "final_" + re.sub(r"[^A-Za-z0-9]+", "_", metric) + ".png"
     images.append((f"final {metric}", plotting.bar_chart(bar_labels, values, os.path.join(out, bar_name),
                                                          ylabel=header(metric), title=title)))
+
+    images.extend(config_plots(sweep, points, labels, out))
 
   hardware = sorted({p["result"].get("hardware", "?") for p in finished})
   total_wall = sum(p["result"].get("wall_s", 0.0) for p in finished)
@@ -148,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     path = write_report(args.sweep_dir, args.metric, args.out, args.image_prefix)
-  except (FileNotFoundError, KeyError) as e:
+  except (FileNotFoundError, KeyError, ConfigError) as e:
     print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2
   print(open(path).read())

@@ -2,10 +2,16 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from conftest import require_dataset
-from vision_jax import cli
+from vision_jax import cli, sweeps
+from vision_jax.data.augment import make_preprocess
+from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.tasks import ClassificationTask
 
 RESULT_KEYS = {"experiment", "paper", "metric", "paper_value", "value", "steps", "wall_s", "hardware", "command"}
 
@@ -53,6 +59,38 @@ def test_mlp_vs_cnn_smoke(tmp_path):
   table = result["table"]
   assert table["mlp"]["params"] == 60040 and table["lenet5"]["params"] == 60806
   assert (tmp_path / "run" / "table.md").exists() and (tmp_path / "run" / "shift_errors.png").exists()
+
+
+def test_vgg_cifar10_smoke(tmp_path):
+  require_dataset("cifar10")
+  result = run_experiment("vgg_cifar10", tmp_path / "run", "--variant", "smoke")
+  # The smoke variant evaluates on held-out training images: a test-set pass of VGG-16 costs minutes here.
+  assert result["steps"] == 2 and result["split"] == "validation" and 0 <= result["value"] <= 100
+  assert result["model"] == "vgg16_bn_cifar" and set(result["eval"]) == {
+      "validation/accuracy", "validation/error", "validation/loss"}
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_googlenet_cifar10_aux_sweep_points_train_what_they_say(aux):
+  """Each point of the `aux` sweep, traced on CIFAR-shaped batches rather than run: XLA takes
+  minutes to compile GoogLeNet's training step on a 2-core CPU (the end-to-end smoke variant
+  measured 566 s there under load, against 77 s for VGG-16's), and its forward pass is
+  already in tests/test_models.py. With the heads: their weighted losses are part of the
+  training loss, and they have parameters; never in evaluation."""
+  config = sweeps.point_config("googlenet_cifar10", "smoke", [], {"model.aux_logits": aux})
+  task = ClassificationTask(config, DatasetSpec((32, 32, 3), tuple("abcdefghij"), ("train", "test")))
+  train_fn, eval_fn = make_preprocess(config.data)
+  batch = {"image": jax.ShapeDtypeStruct((8, 32, 32, 3), jnp.uint8), "label": jax.ShapeDtypeStruct((8,), jnp.int32)}
+  rng = jax.random.key(0)
+  state = jax.eval_shape(lambda b: task.init_state(rng, eval_fn(b), total_steps=config.train.steps), batch)
+  _, metrics = jax.eval_shape(lambda s, b: task.train_step(s, train_fn(b, rng), rng), state, batch)
+  evaluated = jax.eval_shape(lambda s, b: task.eval_step(s, {**eval_fn(b), "mask": jnp.ones(8, bool)}), state, batch)
+  aux_losses = {"loss_classification", "loss_aux1", "loss_aux2"}
+  assert set(metrics) == ({"loss", "accuracy"} | (aux_losses if aux else set()))
+  assert set(evaluated) == {"loss", "accuracy", "error"}
+  count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+  assert count == (9_841_470 if aux else 5_490_986)  # tests/test_models.py pins both
+  assert config.loss.aux_weight == 0.3 and config.data.dataset == "image_folder:cifar10"
 
 
 def test_transfer_pets_smoke(tmp_path, monkeypatch):

@@ -38,8 +38,8 @@ FEATURES = {
 }
 
 # Representative models for the (slower) gradient check: every family and block type.
-GRADIENT_MODELS = ("alexnet", "googlenet", "lenet5", "mlp", "plain20", "resnet20", "resnet50",
-                   "vgg11_bn")
+GRADIENT_MODELS = ("alexnet", "googlenet", "lenet5", "mlp", "plain20", "resnet20",
+                   "resnet50", "vgg11_bn", "vgg16_bn_cifar")
 
 # Families run op by op rather than jitted (see the module's docstring).
 OP_BY_OP = ("ResNet", "CifarResNet")
@@ -115,7 +115,7 @@ def test_forward_contract(name):
   assert set(FEATURES.get(type(model).__name__, [])) <= set(features) and len(features) >= 2
   assert features["pre_logits"].ndim == 2 and features["pre_logits"].shape[0] == BATCH
   assert _all_finite((logits, features)), "non-finite output in training mode"
-  if name == "googlenet":
+  if name.startswith("googlenet"):
     assert features["aux1"].shape == features["aux2"].shape == (BATCH, 7)
   new_stats = state.get("batch_stats", {})
   assert jax.tree.structure(new_stats) == jax.tree.structure(batch_stats)
@@ -196,6 +196,23 @@ def test_cifar_resnet_parameter_counts(depth, paper_millions, exact):
     assert count == exact
     decimals = len(paper_millions.split(".")[1])
     assert f"{count / 1e6:.{decimals}f}" == paper_millions
+
+
+# The CIFAR variants have no published counts of their own: theirs are torchvision's less the
+# layers they replace, plus their own (so only the intended layers differ).
+def test_vgg16_bn_cifar_parameter_count():
+  imagenet_classifier = (512 * 7 * 7 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+  cifar_classifier = (512 * 512 + 512) + 2 * 512 + (512 * 10 + 10)  # fc1, its BatchNorm, head
+  assert _param_count("vgg16_bn_cifar") == 138_365_992 - imagenet_classifier + cifar_classifier
+  assert _param_count("vgg16_bn_cifar") == 14_991_946
+
+
+def test_googlenet_cifar_parameter_count():
+  imagenet_stem = (7 * 7 * 3 * 64 + 2 * 64) + (64 * 64 + 2 * 64) + (3 * 3 * 64 * 192 + 2 * 192)
+  cifar_stem = 3 * 3 * 3 * 192 + 2 * 192
+  heads = (1024 * 1000 + 1000) - (1024 * 10 + 10)
+  count = _param_count("googlenet_cifar", aux_logits=False)
+  assert count == 6_624_904 - imagenet_stem + cifar_stem - heads == 5_490_986
 
 
 def test_googlenet_aux_heads_are_optional():

@@ -12,7 +12,7 @@ import pytest
 
 from scripts import report as report_script
 from scripts import sweep as sweep_script
-from vision_jax import sweeps
+from vision_jax import plotting, sweeps
 from vision_jax.config import ConfigError
 
 # The smallest real run: LeNet-5 on scikit-learn's digits (no files needed), a few steps.
@@ -188,3 +188,75 @@ def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys):
     assert open(out_dir / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(KeyError, match="test/error"):
     report_script.write_report(str(sweep_dir), "test/nope", str(out_dir))
+
+
+def _fake_point(point_dir, train_error, test_error, steps=(1000, 2000, 3000, 4000)):
+  """A finished point's files: metrics.jsonl records as the loop writes them, and result.json."""
+  os.makedirs(point_dir)
+  with open(os.path.join(point_dir, "metrics.jsonl"), "w") as f:
+    for i, step in enumerate(steps):
+      f.write(json.dumps({"step": step, "train/accuracy": 1 - train_error[i], "train/loss": 1.0 / (i + 1)}) + "\n")
+      f.write(json.dumps({"step": step, "test/accuracy": 1 - test_error[i], "test/error": test_error[i]}) + "\n")
+  with open(os.path.join(point_dir, "result.json"), "w") as f:
+    json.dump({"value": 100 * test_error[-1], "steps": steps[-1], "wall_s": 1.0,
+               "eval": {"test/error": test_error[-1], "test/accuracy": 1 - test_error[-1]}}, f)
+
+
+def test_report_draws_the_configs_figure6_for_degradation(tmp_path, monkeypatch):
+  """resnet_cifar10's degradation sweep: its config's get_sweep_plots() asks for Figure 6."""
+  points = sweeps.expand_sweep(sweeps.get_sweeps("resnet_cifar10")["degradation"])
+  sweep_dir = tmp_path / "resnet_cifar10" / "degradation"
+  entries = []
+  for i, point in enumerate(points):
+    name = sweeps.point_name(point)
+    entries.append({"name": name, "overrides": point, "workdir": name, "status": "done"})
+    _fake_point(str(sweep_dir / name), train_error=[0.5, 0.2, 0.1, 0.05 + 0.01 * i],
+                test_error=[0.5, 0.25, 0.15, 0.1 + 0.01 * i])
+  with open(sweep_dir / "sweep.json", "w") as f:
+    json.dump({"experiment": "resnet_cifar10", "sweep": "degradation", "points": entries}, f)
+
+  drawn = []
+  real_plot_panels = report_script.plotting.plot_panels
+
+  def spy(panels, curves, path, **kwargs):
+    drawn.append((panels, curves, kwargs))
+    return real_plot_panels(panels, curves, path, **kwargs)
+
+  monkeypatch.setattr(report_script.plotting, "plot_panels", spy)
+  text = open(report_script.write_report(str(sweep_dir))).read()
+  assert "figure6.png)" in text
+  assert open(sweep_dir / "figure6.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  (panels, curves, kwargs), = drawn
+  assert {panel: sorted(runs) for panel, runs in panels.items()} == {
+      "plain": ["plain20", "plain56"], "ResNet": ["resnet20", "resnet56"]}
+  assert kwargs["scale"] == 100.0 and kwargs["ylim"] == (0, 20)
+  # Training error is 1 - train/accuracy, dashed; test error is test/error itself, bold.
+  train, test = curves
+  assert train["style"] == "dashed" and test["style"] == "bold"
+  records = panels["ResNet"]["resnet56"]
+  steps, train_error = plotting.curve_points(records, train["key"], train.get("complement", False), 100.0)
+  assert steps == [1000, 2000, 3000, 4000] and train_error == pytest.approx([50, 20, 10, 8])
+  assert plotting.curve_points(records, test["key"], test.get("complement", False), 100.0)[1] == pytest.approx(
+      [50, 25, 15, 13])
+
+
+def test_sweep_plots_are_checked():
+  good = {"file": "f.png", "curves": [{"key": "test/error"}]}
+  sweeps.check_plot(good, "here")
+  for bad, message in [({**good, "colour": "red"}, "unknown plot keys"), ({**good, "file": "a/f.png"}, "file name"),
+                       ({**good, "curves": []}, "at least one curve"),
+                       ({**good, "curves": [{"key": "x", "style": "wavy"}]}, "style must be"),
+                       ({**good, "panels": {"a": {"model.name": "plain20"}}}, "lists of values")]:
+    with pytest.raises(ConfigError, match=message):
+      sweeps.check_plot(bad, "here")
+
+
+def test_googlenet_aux_sweep_is_with_and_without_the_heads(tmp_path, capsys):
+  points = sweep_script.plan_sweep("googlenet_cifar10", "aux", str(tmp_path), None, [])
+  assert [p.name for p in points] == ["model.aux_logits=True", "model.aux_logits=False"]
+  assert [p.config.model.aux_logits for p in points] == [True, False]
+  assert sweeps.config_differences(json.loads(points[0].config.to_json_best_effort()), points[1].config) == [
+      "model.aux_logits: True -> False"]
+  assert sweep_script.main(["googlenet_cifar10", "--sweep", "aux", "--workdir", str(tmp_path), "--dry-run"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("would run: python -m experiments.googlenet_cifar10") == 2 and not os.listdir(tmp_path)

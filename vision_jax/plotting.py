@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.lines  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -95,6 +96,71 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
   if not plotted:
     plt.close(fig)
     raise ValueError(f"none of the runs has any of {list(keys)}")
+  if title:
+    fig.suptitle(title)
+  return _save(fig, path)
+
+
+# Line styles of `plot_panels`' curves: (linestyle, linewidth).
+_CURVE_STYLES = {"solid": ("-", 1.3), "dashed": ("--", 1.0), "dotted": (":", 1.2), "bold": ("-", 2.4)}
+
+
+def curve_points(records: Sequence[dict], key: str, complement: bool = False,
+                 scale: float = 1.0) -> tuple[list[int], list[float]]:
+  """The (steps, values) of `key` in a run's metrics.jsonl rows; values as scale * (1 - v) with
+  `complement` (an error from an accuracy). Rows without a finite value of `key` are skipped."""
+  xs, ys = [], []
+  for r in records:
+    v = r.get(key)
+    if isinstance(v, (int, float)) and np.isfinite(v):
+      xs.append(r["step"])
+      ys.append(scale * (1.0 - v if complement else v))
+  return xs, ys
+
+
+def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequence[Mapping], path: str,
+                title: str = "", xlabel: str = "step", ylabel: str = "", scale: float = 1.0,
+                ylim: Sequence[float] | None = None) -> str:
+  """Runs side by side in panels, each run drawn as several curves in its own colour, the curves
+  told apart by line style: the ResNet paper's Figure 6 (thin dashed training error, bold test
+  error; plain networks left, residual ones right).
+
+  panels: panel title -> run label -> the run's metrics.jsonl rows.
+  curves: {"key": metric, "complement": plot 1 - value, "style": solid | dashed | dotted | bold,
+    "label": the curve's name in the legend}.
+  """
+  if not panels:
+    raise ValueError("no panels to plot")
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  plotted = False
+  for ax, (panel, runs) in zip(axes[0], panels.items()):
+    for i, (label, records) in enumerate(runs.items()):
+      for curve in curves:
+        xs, ys = curve_points(records, curve["key"], curve.get("complement", False), scale)
+        if not xs:
+          continue
+        ls, lw = _CURVE_STYLES[curve.get("style", "solid")]
+        ax.plot(xs, ys, ls=ls, lw=lw, color=colours[i % len(colours)],
+                label=label if not any(l.get_label() == label for l in ax.lines) else "_nolegend_")
+        plotted = True
+    ax.set_title(panel)
+    ax.set_xlabel(xlabel)
+    if ylim is not None:
+      ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+      ax.legend(fontsize=8, loc="upper right")
+  if not plotted:
+    plt.close(fig)
+    raise ValueError(f"none of the runs has any of {[c['key'] for c in curves]}")
+  axes[0][0].set_ylabel(ylabel)
+  # Which line style is which curve, in grey, under the plot.
+  styles = [matplotlib.lines.Line2D([], [], color="grey", ls=_CURVE_STYLES[c.get("style", "solid")][0],
+                                    lw=_CURVE_STYLES[c.get("style", "solid")][1],
+                                    label=c.get("label", c["key"])) for c in curves]
+  fig.legend(handles=styles, loc="lower center", ncol=len(styles), fontsize=8, frameon=False,
+             bbox_to_anchor=(0.5, -0.04))
   if title:
     fig.suptitle(title)
   return _save(fig, path)

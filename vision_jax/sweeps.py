@@ -10,6 +10,20 @@
 A sweep is a list of points (each a dict of config overrides, `{}` being the config as it is) or a
 grid, whose points are the product of its value lists (the first key varies slowest). Each point
 runs as its own run (`python -m scripts.sweep`) in a directory named by `point_name`.
+
+A config may also say how a sweep is to be drawn, beyond the report's default curves, with
+`get_sweep_plots()`: {sweep: [plot, ...]}, each plot a dict
+
+    {"file": "figure6.png",                      # written beside report.md
+     "title": "...",
+     "panels": {"plain": {"model.name": ["plain20", "plain56"]}, ...},   # default: one, every point
+     "curves": [{"key": "train/accuracy", "complement": True, "style": "dashed", "label": "train"},
+                {"key": "test/error", "style": "bold", "label": "test"}],
+     "label_key": "model.name",                  # a run's legend label: this override's value
+     "scale": 100.0, "ylabel": "error (%)", "xlabel": "iterations", "ylim": (0, 20)}
+
+A panel holds the points whose overrides take one of the listed values for every listed key;
+`complement` plots 1 - value (an error from an accuracy); `style` is solid, dashed, dotted or bold.
 """
 from __future__ import annotations
 
@@ -37,6 +51,47 @@ def get_sweeps(experiment: str) -> dict[str, Any]:
   load_config(experiment, None)  # the same clear error as a run when there is no config file
   module = importlib.import_module(f"configs.{experiment}")
   return dict(module.get_sweeps()) if hasattr(module, "get_sweeps") else {}
+
+
+PLOT_KEYS = {"file", "title", "panels", "curves", "label_key", "scale", "ylabel", "xlabel", "ylim"}
+CURVE_KEYS = {"key", "complement", "style", "label"}
+CURVE_STYLES = ("solid", "dashed", "dotted", "bold")
+
+
+def get_sweep_plots(experiment: str) -> dict[str, list[dict[str, Any]]]:
+  """The plots `configs/<experiment>.py` asks for with `get_sweep_plots()`, checked ({} if none)."""
+  module = importlib.import_module(f"configs.{experiment}")
+  plots = dict(module.get_sweep_plots()) if hasattr(module, "get_sweep_plots") else {}
+  for sweep, specs in plots.items():
+    for spec in specs:
+      check_plot(spec, f"configs/{experiment}.py get_sweep_plots()[{sweep!r}]")
+  return plots
+
+
+def check_plot(spec: Mapping[str, Any], where: str) -> None:
+  """Raises ConfigError naming what is wrong with one plot spec (see the module's docstring)."""
+  unknown = set(spec) - PLOT_KEYS
+  if unknown:
+    raise ConfigError(f"{where}: unknown plot keys {sorted(unknown)}; valid: {', '.join(sorted(PLOT_KEYS))}")
+  if not isinstance(spec.get("file"), str) or not spec["file"].endswith(".png") or "/" in spec["file"]:
+    raise ConfigError(f"{where}: 'file' must be a .png file name, got {spec.get('file')!r}")
+  if not spec.get("curves"):
+    raise ConfigError(f"{where}: 'curves' must list at least one curve")
+  for curve in spec["curves"]:
+    if set(curve) - CURVE_KEYS or "key" not in curve:
+      raise ConfigError(f"{where}: a curve is {{'key': ..., and optionally {sorted(CURVE_KEYS - {'key'})}}}, "
+                        f"got {curve!r}")
+    if curve.get("style", "solid") not in CURVE_STYLES:
+      raise ConfigError(f"{where}: curve style must be one of {', '.join(CURVE_STYLES)}, got {curve['style']!r}")
+  for title, match in spec.get("panels", {}).items():
+    if not isinstance(match, Mapping) or any(isinstance(v, (str, bytes)) or not isinstance(v, Sequence)
+                                             for v in match.values()):
+      raise ConfigError(f"{where}: panel {title!r} must map override keys to lists of values, got {match!r}")
+
+
+def in_panel(overrides: Mapping[str, Any], match: Mapping[str, Sequence[Any]]) -> bool:
+  """Whether a point with `overrides` belongs to a panel that lists `match` ({key: [values]})."""
+  return all(key in overrides and overrides[key] in values for key, values in match.items())
 
 
 def override_text(value: Any) -> str:

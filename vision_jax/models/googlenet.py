@@ -15,9 +15,17 @@ weights import (`scripts.import_torchvision googlenet`) and the parameter count 
 The auxiliary classifiers run only in training (and at init, so that their parameters exist),
 when `aux_logits` is set; their logits are returned as features "aux1" and "aux2". The paper
 adds their losses to the main loss with weight 0.3 each; that weighting is the task's business.
+
+`stem="cifar"` (registered as `googlenet_cifar`) is the usual adaptation to 32x32 inputs (as in
+kuangliu/pytorch-cifar): the ImageNet stem, which shrinks the input 8x before inception3a (7x7
+stride-2 convolution, max pool, 1x1 and 3x3 convolutions, max pool), becomes one stride-1 3x3
+convolution to 192 channels, so that inception3a-3b see 32x32, 4a-4e 16x16 and 5a-5b 8x8 maps;
+everything after the stem is unchanged. Without the auxiliary heads it has 5,490,986 parameters
+for 10 classes.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -119,6 +127,8 @@ class GoogLeNet(nn.Module):
       does when it loads them).
     dropout: dropout rate before the classifier.
     aux_dropout: dropout rate in the auxiliary classifiers.
+    stem: "imagenet" (torchvision's, 8x downsampling) or "cifar" (one stride-1 3x3
+      convolution; see the module's docstring).
     dtype: computation dtype (parameters stay float32).
   """
   num_classes: int = 1000
@@ -126,32 +136,40 @@ class GoogLeNet(nn.Module):
   transform_input: bool = False
   dropout: float = 0.2
   aux_dropout: float = 0.7
+  stem: str = "imagenet"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False):
-    """x: [batch, height, width, 3] float; 224x224 on ImageNet, anything >= 15x15 works.
+    """x: [batch, height, width, 3] float; 224x224 on ImageNet (anything >= 15x15 works), 32x32
+    on CIFAR with the "cifar" stem.
 
     Returns:
-      logits [batch, num_classes] and features: "conv1".."conv3", "inception3a".."inception5b"
-      (strides 8, 16 and 32), "pre_logits" [batch, 1024] (the globally average-pooled
-      "inception5b"), and in training with aux_logits the auxiliary logits "aux1", "aux2"
-      [batch, num_classes].
+      logits [batch, num_classes] and features: the stem's "conv1".."conv3" ("imagenet") or
+      "stem" ("cifar"), "inception3a".."inception5b" (strides 8, 16 and 32; with the "cifar"
+      stem 1, 2 and 4), "pre_logits" [batch, 1024] (the globally average-pooled "inception5b"),
+      and in training with aux_logits the auxiliary logits "aux1", "aux2" [batch, num_classes].
     """
+    if self.stem not in ("imagenet", "cifar"):
+      raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     out = {}
     if self.transform_input:
       mean = jnp.array([0.485, 0.456, 0.406])
       std = jnp.array([0.229, 0.224, 0.225])
       x = (x * std + mean - 0.5) / 0.5
     x = jnp.asarray(x, self.dtype)
-    x = BasicConv(64, 7, stride=2, dtype=self.dtype, name="conv1")(x, train=train)
-    out["conv1"] = x
-    x = max_pool(x, 3, 2, ceil_mode=True)
-    x = BasicConv(64, 1, dtype=self.dtype, name="conv2")(x, train=train)
-    out["conv2"] = x
-    x = BasicConv(192, 3, dtype=self.dtype, name="conv3")(x, train=train)
-    out["conv3"] = x
-    x = max_pool(x, 3, 2, ceil_mode=True)
+    if self.stem == "cifar":
+      x = BasicConv(192, 3, dtype=self.dtype, name="stem")(x, train=train)
+      out["stem"] = x
+    else:
+      x = BasicConv(64, 7, stride=2, dtype=self.dtype, name="conv1")(x, train=train)
+      out["conv1"] = x
+      x = max_pool(x, 3, 2, ceil_mode=True)
+      x = BasicConv(64, 1, dtype=self.dtype, name="conv2")(x, train=train)
+      out["conv2"] = x
+      x = BasicConv(192, 3, dtype=self.dtype, name="conv3")(x, train=train)
+      out["conv3"] = x
+      x = max_pool(x, 3, 2, ceil_mode=True)
     # Running the auxiliary heads at init too creates their parameters for evaluation-mode init.
     run_aux = self.aux_logits and (train or self.is_initializing())
     for layer in INCEPTIONS:
@@ -172,3 +190,6 @@ class GoogLeNet(nn.Module):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     logits = nn.Dense(self.num_classes, kernel_init=_init, dtype=self.dtype, name="head")(x)
     return logits, out
+
+
+GoogLeNetCifar = register("googlenet_cifar")(partial(GoogLeNet, stem="cifar", num_classes=10))
