@@ -56,7 +56,8 @@ def run(config, workdir: str) -> dict:
   plotting.bar_chart(list(rows), [100 * r["probe_accuracy"] for r in rows.values()], os.path.join(workdir, "probe.png"),
                      ylabel="linear-probe test accuracy (%)", title=f"codes of {config.model.latent_dim} units")
   first = next(iter(rows.values()))
-  return {"value": round(100 * first["probe_accuracy"], 2), "steps": steps, "eval": evals, "table": rows}
+  return {"value": round(100 * first["probe_accuracy"], 2), "steps": steps, "eval": evals, "table": rows,
+          "train_wall_s": round(sum(r["train_wall_s"] for r in rows.values()), 1)}
 
 
 def write_table(rows: dict, config, path: str) -> str:
