@@ -66,9 +66,12 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
   """Several runs overlaid: one panel per metric key, one line per run, against the step.
 
   runs: run label -> its metrics.jsonl rows ({"step": int, key: float, ...}); a run without a
-  key is left out of that panel. scales: key -> factor for the plotted values (100 for percent).
+  key is left out of that panel, and a key that no run logs over steps (a metric computed once,
+  after training) gets no panel. scales: key -> factor for the plotted values (100 for percent).
   """
   scales = scales or {}
+  logged = lambda key: any(isinstance(r.get(key), (int, float)) for records in runs.values() for r in records)
+  keys = [key for key in keys if logged(key)] or list(keys[:1])
   fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
   plotted = False
   for ax, key in zip(axes[0], keys):
