@@ -120,6 +120,26 @@ def test_scanned_and_per_step_calls_train_alike(tmp_path):
     loop_lib.scan_steps(digits_config("train.scan_steps=sometimes").train)
 
 
+def test_the_last_evaluation_is_the_final_one(tmp_path, monkeypatch):
+  """Evaluations run at eval_every and the last step only; a run resumed at its end evaluates once."""
+  calls = []
+  real = loop_lib.eval_batches
+  monkeypatch.setattr(loop_lib, "eval_batches", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+  c = digits_config("train.steps=20", "train.eval_every=10", "train.checkpoint_every=10")
+  splits = len(c.data.eval_splits)
+  workdir = str(tmp_path / "run")
+  summary = train_and_evaluate(c, workdir, ClassificationTask)
+  assert len(calls) == 2 * splits  # steps 10 and 20, and no second pass for the final metrics
+  last = [r for r in read_metrics(workdir) if r["step"] == 20 and any(k.startswith("final_") for k in r)][0]
+  assert summary["eval"] == {k[len("final_"):]: v for k, v in last.items() if k.startswith("final_")}
+  evaluated_at_20 = {k: v for r in read_metrics(workdir) if r["step"] == 20 for k, v in r.items()
+                     if k in summary["eval"]}
+  assert evaluated_at_20 == summary["eval"]
+  calls.clear()
+  again = train_and_evaluate(c, workdir, ClassificationTask)  # nothing left to train: evaluate once
+  assert len(calls) == splits and again["eval"] == summary["eval"]
+
+
 def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   overrides = ["train.steps=40", "train.checkpoint_every=10", "train.eval_every=20", "data.augment.crop_padding=2"]
   train_and_evaluate(digits_config(*overrides), str(tmp_path / "straight"), ClassificationTask)

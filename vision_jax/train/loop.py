@@ -207,6 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   scan = scan_steps(tc)
   progress = Progress(total, start, tc.batch_size)
   t_train, step = 0.0, start
+  last_eval = None  # (step, metrics) of the latest evaluation, reused as the final one
   try:
     while step < total and not early.stopped:
       end = _boundaries(step, total, [log_every, tc.eval_every, tc.checkpoint_every])
@@ -229,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       is_best = False
       if (tc.eval_every and step % tc.eval_every == 0) or step == total:
         results = evaluate(state)
+        last_eval = (step, results)
         writer.write(step, results)
         if early.metric:
           if early.metric not in results:
@@ -249,7 +251,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     progress.close()
     store.wait()
 
-  final = evaluate(state)
+  # Training ends on an evaluation (the last step, or the one that stopped it early): its metrics
+  # are the final ones. Only a run resumed at its end evaluates here.
+  final = last_eval[1] if last_eval and last_eval[0] == step else evaluate(state)
   if step != start:
     writer.write(step, {f"final_{k}": v for k, v in final.items()})
   write_visuals(state, step, final=True)
