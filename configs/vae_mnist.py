@@ -73,6 +73,9 @@ def get_config(arg=None):
   # The final test log-likelihood: the importance-weighted bound with k samples.
   c.evaluation = dict(iw_samples=arg.k, test_size=arg.test_size, batch_size=100, chunk=500, seed=0)
   c.train.seed = 0
+  # An MLP: scanning log_every steps per call is faster on a CPU too (batch 20 on 2 cores: 524
+  # against 447 steps/s), unlike the convolutional nets that "auto" runs a call per step there.
+  c.train.scan_steps = "true"
   c.wandb.group = "vae_mnist"
   if arg.paper:
     arg.epochs, arg.schedule, arg.batch_size, c.evaluation.test_size = float(PAPER_EPOCHS), "truncate", 20, 0
