@@ -147,6 +147,29 @@ def test_image_folder_tree_and_tarball(tmp_path):
   assert len(packed.split("train")) == 6
 
 
+def test_a_prepared_tarball_opens_without_reading_it_again(tmp_path, monkeypatch):
+  """Preparation lists the tarball once and reads it once per split; a prepared dataset opens
+  from its saved spec without touching the tarball."""
+  import tarfile
+  _image_tree(tmp_path / "pics")
+  with tarfile.open(tmp_path / "pics.tar.gz", "w:gz") as tar:
+    tar.add(tmp_path / "pics", arcname="pics")
+  opened = []
+  real_open = tarfile.open
+  monkeypatch.setattr(tarfile, "open", lambda *a, **kw: (opened.append(a[0]), real_open(*a, **kw))[1])
+  name = f"image_folder:{tmp_path / 'pics.tar.gz'}"
+  first = get_source(name)
+  # is_tarfile's look at the header, the listing, the first image's shape, then each split.
+  assert len(opened) == 3 + len(first.spec.splits)
+  opened.clear()
+  get_source.cache_clear()
+  again = get_source(name)
+  assert opened == [] and again.spec == first.spec
+  np.testing.assert_array_equal(again.arrays("train")["image"], first.arrays("train")["image"])
+  specs = os.listdir(tmp_path / "cache" / "tfds" / "specs")
+  assert len(specs) == 1 and specs[0].startswith("image_folder-")
+
+
 def test_corrupt_image_names_the_file_and_leaves_no_cache(tmp_path):
   _image_tree(tmp_path / "pics")
   bad = tmp_path / "pics" / "train" / "dog" / "1.png"

@@ -8,6 +8,8 @@
 
 Local files are prepared once into TFDS's ArrayRecord format under the cache directory
 (`$VISION_JAX_CACHE`, default `~/.cache/vision_jax`), keyed by a fingerprint of the input files.
+The dataset's spec (image shape, classes, splits) is saved beside it, so a prepared dataset opens
+without reading its source again (listing CIFAR-10's tarball takes 6 s of CPU).
 TFDS writes into a temporary `incomplete.*` directory and renames it when the preparation
 finished, so a killed or failed preparation leaves no partial cache; it is started afresh next
 time. Processes that need the same dataset at once (a sweep's parallel points, the processes of
@@ -20,6 +22,7 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
+import json
 import os
 import re
 import shutil
@@ -127,7 +130,8 @@ def get_source(name: str, **options) -> Source:
   if kind != "sklearn" and not os.path.exists(root):
     raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
                        f"holding it (now {datasets_dir()}) or name an existing path")
-  spec = fmt.spec(root)
+  spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fmt.fingerprint(root)}.json")
+  spec = _load_spec(spec_path) or fmt.spec(root)
   builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
   if not builder.is_prepared():
     with _preparation_lock(builder.data_dir):
@@ -137,8 +141,30 @@ def get_source(name: str, **options) -> Source:
         _clear_incomplete(builder.data_dir)
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
             download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  if not os.path.exists(spec_path):
+    _save_spec(spec_path, spec)
   splits = {s: builder.as_data_source(split=s) for s in spec.splits}
   return Source(name=name, spec=spec, _splits=splits)
+
+
+def _load_spec(path: str) -> DatasetSpec | None:
+  """The spec saved when the dataset was prepared; None if there is none or it does not parse."""
+  try:
+    with open(path) as f:
+      d = json.load(f)
+    return DatasetSpec(image_shape=tuple(d["image_shape"]), class_names=tuple(d["class_names"]),
+                       splits=tuple(d["splits"]))
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def _save_spec(path: str, spec: DatasetSpec) -> None:
+  """Writes the spec of a prepared dataset atomically (a temporary file renamed into place)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(dataclasses.asdict(spec), f)
+  os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ of a dataset must share one size (the first image's), as greyscale or RGB.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -113,6 +114,8 @@ def read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
       for m in tar:
         if m.name in wanted:
           found[m.name] = tar.extractfile(m).read()
+          if len(found) == len(wanted):
+            break  # a gzipped tarball is read sequentially: stop at the last wanted file
   except (tarfile.TarError, OSError, EOFError) as e:
     raise DatasetError(f"{root}: corrupt or truncated tarball ({e})") from None
   for n in names:
@@ -121,25 +124,32 @@ def read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
     yield n, found[n]
 
 
+@functools.lru_cache(maxsize=8)
+def _scan(root: str, fingerprint: str) -> tuple[dict[str, dict[str, list[str]]], DatasetSpec]:
+  """(layout, spec) of `root`, listed once per version of its files (`fingerprint`): a gzipped
+  tarball is read from its start for every listing, and preparing its splits needs it each time."""
+  del fingerprint  # the cache key
+  layout = _layout(_list_images(root), root)
+  classes = tuple(sorted(next(iter(layout.values()))))
+  first_split = sorted(layout)[0]
+  first = layout[first_split][classes[0]][0]
+  name, data = next(read_files(root, [first]))
+  shape = decode_image(data, f"{root}:{name}").shape
+  order = [s for s in SPLIT_NAMES if s in layout] + sorted(s for s in layout if s not in SPLIT_NAMES)
+  return layout, DatasetSpec(image_shape=shape, class_names=classes, splits=tuple(order))
+
+
 @register_format
 class ImageFolderFormat(LocalFormat):
   name = "image_folder"
 
   def spec(self, root: str) -> DatasetSpec:
     root = _resolve(root)
-    layout = _layout(_list_images(root), root)
-    classes = tuple(sorted(next(iter(layout.values()))))
-    first_split = sorted(layout)[0]
-    first = layout[first_split][classes[0]][0]
-    name, data = next(read_files(root, [first]))
-    shape = decode_image(data, f"{root}:{name}").shape
-    order = [s for s in SPLIT_NAMES if s in layout] + sorted(s for s in layout if s not in SPLIT_NAMES)
-    return DatasetSpec(image_shape=shape, class_names=classes, splits=tuple(order))
+    return _scan(root, self.fingerprint(root))[1]
 
   def examples(self, root: str, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    spec = self.spec(root)
     root = _resolve(root)
-    layout = _layout(_list_images(root), root)
+    layout, spec = _scan(root, self.fingerprint(root))
     label_of = {}
     for label, cls in enumerate(spec.class_names):
       for n in layout[split][cls]:
