@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.metrics import likelihood
+from vision_jax.models.layers import ConvTranspose
 from vision_jax.models.registry import register
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu, "softplus": nn.softplus,
@@ -107,7 +108,7 @@ class ConvDecoder(nn.Module):
     x = x.reshape((-1, h0, w0, self.features[-1]))
     widths = [*reversed(tuple(self.features)[:-1]), c]
     for i, f in enumerate(widths):
-      x = nn.ConvTranspose(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"deconv{i + 1}")(x)
+      x = ConvTranspose(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"deconv{i + 1}")(x)
       if i < n - 1:
         x = act(x)
     return x[:, :h, :w, :]

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.models.layers import ConvTranspose
 from vision_jax.models.registry import register
 
 _DCGAN_INIT = nn.initializers.normal(0.02)
@@ -102,11 +103,11 @@ class DCGANGenerator(nn.Module):
     out = {"project": x}
     for i in range(stages - 1):
       channels //= 2
-      x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+      x = ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
                            kernel_init=_DCGAN_INIT, dtype=self.dtype, name=f"up{i + 1}")(x)
       x = nn.relu(norm(f"up{i + 1}_bn")(x))
       out[f"up{i + 1}"] = x
-    x = nn.ConvTranspose(self.image_shape[-1], (4, 4), strides=(2, 2), padding="SAME",
+    x = ConvTranspose(self.image_shape[-1], (4, 4), strides=(2, 2), padding="SAME",
                          kernel_init=_DCGAN_INIT, dtype=self.dtype, name="to_image")(x)
     return jnp.tanh(x).astype(jnp.float32), out
 
