@@ -16,7 +16,8 @@ learns slowly in a short run); batch_size=B; latent=2 (the 2-D VAE whose latent 
 k=K and test_size=N (the final importance-weighted estimate: K samples on the first N test
 images, 0 = all 10,000).
 Expect (measured, see README): the default 2-epoch budget on a 2-core CPU is far from the
-paper's 86.76 nats; only the paper variant is a reproduction attempt.
+paper's 86.76 nats; `epochs=1093,batch_size=20,test_size=0` (the first seven stages) reached
+87.39 nats on all 10,000 test images in 1 h 51 min on a 2-core CPU.
 """
 from configs.common import base_config
 from vision_jax.config import ConfigError, parse_arg

@@ -5,6 +5,8 @@ Model: Kingma & Welling 2013, "Auto-encoding variational Bayes".
 
     python -m experiments.vae_mnist --workdir runs/vae_mnist                       # CPU budget
     python -m experiments.vae_mnist --workdir runs/vae_mnist_paper --variant paper  # the paper's 3280 epochs
+    python -m experiments.vae_mnist --workdir runs/vae_mnist_1093 \
+        --variant epochs=1093,batch_size=20,test_size=0 --config.evaluation.chunk=1000   # 87.39 nats, 2-core CPU, 1.9 h
 
 After training: -L_5000 on the test images (`--variant test_size=0` for all 10,000), the 2-D
 latent space (principal components above 2 dimensions) coloured by digit, and with
@@ -26,6 +28,7 @@ from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import get_splits
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.train.loop import train_and_evaluate
+from vision_jax.train.metric_writers import Progress
 
 
 def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_samples: int,
@@ -39,11 +42,14 @@ def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_s
     return -task.importance_weighted_bound(params, x, keys, num_samples, chunk)
 
   out = []
+  progress = Progress(-(-len(images) // batch_size), 0, batch_size, desc=f"test -L_{num_samples}")
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]
     pad = batch_size - len(batch)  # one compiled shape: pad the last batch, drop its padding
     padded = np.concatenate([batch, np.repeat(batch[:1], pad, 0)]) if pad else batch
     out.append(np.asarray(jax.device_get(bound(state.params, jnp.asarray(padded))))[: len(batch)])
+    progress.update(1, nll=float(np.concatenate(out).mean()))
+  progress.close()
   return np.concatenate(out)
 
 
