@@ -41,14 +41,15 @@ def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_s
     x, keys = task.eval_targets(eval_fn({"image": raw})["image"])
     return -task.importance_weighted_bound(params, x, keys, num_samples, chunk)
 
-  out = []
+  out, total = [], 0.0
   progress = Progress(-(-len(images) // batch_size), 0, batch_size, desc=f"test -L_{num_samples}")
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]
     pad = batch_size - len(batch)  # one compiled shape: pad the last batch, drop its padding
     padded = np.concatenate([batch, np.repeat(batch[:1], pad, 0)]) if pad else batch
     out.append(np.asarray(jax.device_get(bound(state.params, jnp.asarray(padded))))[: len(batch)])
-    progress.update(1, nll=float(np.concatenate(out).mean()))
+    total += float(out[-1].sum())
+    progress.update(1, nll=total / (start + len(batch)))
   progress.close()
   return np.concatenate(out)
 

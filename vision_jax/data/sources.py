@@ -70,12 +70,12 @@ class Source:
     return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
 
 
-def _local_builder(fmt: LocalFormat, root: str, spec: DatasetSpec, data_dir: str):
-  """A TFDS builder that prepares `root` (in format `fmt`) into ArrayRecord files."""
+def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetSpec, data_dir: str):
+  """A TFDS builder that prepares `root` (in format `fmt`, files `fingerprint`) into ArrayRecord files."""
 
   class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version(fmt.version)
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=fmt.fingerprint(root))]
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=fingerprint)]
 
     def _info(self):
       return tfds.core.DatasetInfo(
@@ -130,13 +130,14 @@ def get_source(name: str, **options) -> Source:
   if kind != "sklearn" and not os.path.exists(root):
     raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
                        f"holding it (now {datasets_dir()}) or name an existing path")
-  spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fmt.fingerprint(root)}.json")
+  fingerprint = fmt.fingerprint(root)
+  spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fingerprint}.json")
   spec = _load_spec(spec_path) or fmt.spec(root)
-  builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
+  builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
   if not builder.is_prepared():
     with _preparation_lock(builder.data_dir):
       # Another process may have prepared it while this one waited for the lock.
-      builder = _local_builder(fmt, root, spec, os.path.join(cache_dir(), "tfds"))
+      builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
       if not builder.is_prepared():
         _clear_incomplete(builder.data_dir)
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
