@@ -15,6 +15,7 @@ compiles fastest on CPU (see tests/test_models.py).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -159,6 +160,23 @@ def test_max_pool_matches_torch(size, window, stride, padding, ceil_mode):
                           padding, ceil_mode=ceil_mode)
   np.testing.assert_array_equal(np.asarray(max_pool(x, window, stride, padding, ceil_mode)),
                                 expected.numpy().transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("size", [(7, 8), (14, 15), (4, 5)])
+@pytest.mark.parametrize("window,stride,padding,ceil_mode",
+                         [(3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, True), (3, 2, 1, False)])
+def test_max_pool_gradient_matches_torch_ties_included(size, window, stride, padding, ceil_mode):
+  # Rounded ReLU outputs: most windows hold several equal maxima (zeros, ones); torch gives each
+  # output's gradient to the first of them in its window, and so must we (our CPU gradient).
+  rng = np.random.default_rng(1)
+  x = np.maximum(np.round(rng.normal(size=(2, *size, 3))), 0).astype(np.float32)
+  x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+  y_torch = F.max_pool2d(x_torch, window, stride, padding, ceil_mode=ceil_mode)
+  cot = rng.normal(size=y_torch.shape).astype(np.float32)
+  y_torch.backward(torch.from_numpy(cot))
+  _, vjp = jax.vjp(lambda x: max_pool(x, window, stride, padding, ceil_mode), jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(cot.transpose(0, 2, 3, 1)))[0]),
+                             x_torch.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

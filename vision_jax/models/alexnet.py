@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 # (features, kernel, stride, padding, max pool after) of the five convolutions.
@@ -53,7 +54,7 @@ class AlexNet(nn.Module):
     out = {}
     x = jnp.asarray(x, self.dtype)
     for i, (features, kernel, stride, padding, pool) in enumerate(_CONVS):
-      x = nn.Conv(features, (kernel, kernel), strides=stride, padding=[(padding, padding)] * 2,
+      x = Conv(features, (kernel, kernel), strides=stride, padding=[(padding, padding)] * 2,
                   dtype=self.dtype, name=f"conv{i + 1}")(x)
       x = nn.relu(x)
       out[f"conv{i + 1}"] = x

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.metrics import likelihood
-from vision_jax.models.layers import ConvTranspose
+from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu, "softplus": nn.softplus,
@@ -82,7 +82,7 @@ class ConvEncoder(nn.Module):
     """x: [batch, height, width, channels] -> [batch, outputs]."""
     act = _activation(self.activation, "activation")
     for i, f in enumerate(self.features):
-      x = act(nn.Conv(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"conv{i + 1}")(x))
+      x = act(Conv(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"conv{i + 1}")(x))
     return nn.Dense(self.outputs, dtype=self.dtype, name="out")(x.reshape((x.shape[0], -1)))
 
 

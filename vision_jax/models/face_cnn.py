@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.metric_learning import l2_normalize
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 
@@ -47,7 +48,7 @@ class FaceCNN(nn.Module):
       x = nn.avg_pool(x, (self.input_pool, self.input_pool), strides=(self.input_pool, self.input_pool), padding="SAME")
     for i, width in enumerate(self.widths):
       kernel, stride = ((5, 5), (2, 2)) if i == 0 else ((3, 3), (1, 1))
-      x = nn.Conv(width, kernel, strides=stride, padding="SAME", use_bias=False, dtype=self.dtype,
+      x = Conv(width, kernel, strides=stride, padding="SAME", use_bias=False, dtype=self.dtype,
                   name=f"conv{i + 1}")(x)
       x = nn.relu(norm(f"bn{i + 1}")(x))
       if i < len(self.widths) - 1:

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.models.layers import ConvTranspose
+from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
 
 _DCGAN_INIT = nn.initializers.normal(0.02)
@@ -136,7 +136,7 @@ class DCGANCritic(nn.Module):
       raise ValueError(f"norm must be one of {CRITIC_NORMS}, got {self.norm!r}")
     out = {}
     for i in range(stages):
-      x = nn.Conv(self.width * 2 ** i, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_DCGAN_INIT,
+      x = Conv(self.width * 2 ** i, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_DCGAN_INIT,
                   use_bias=i == 0 or self.norm == "none", dtype=self.dtype, name=f"down{i + 1}")(x)
       if i > 0 and self.norm == "batch":
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,

@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 # The paper's Table 1 after the stem, in order: each Inception module's name and the widths of
@@ -69,7 +70,7 @@ class BasicConv(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """x: [batch, height, width, channels] -> [batch, height/stride, width/stride, features]."""
     pad = (self.kernel - 1) // 2
-    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
+    x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
                 padding=[(pad, pad)] * 2, use_bias=False, kernel_init=_init, dtype=self.dtype,
                 name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,

@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 
@@ -38,9 +39,9 @@ class LectureConvNet(nn.Module):
     if x.ndim != 4:
       raise ValueError(f"lecture_convnet expects images of [batch, height, width, channels], got {x.shape}")
     out = {}
-    x = nn.relu(nn.Conv(64, (3, 3), strides=2, padding="SAME", dtype=self.dtype, name="conv1")(x))
+    x = nn.relu(Conv(64, (3, 3), strides=2, padding="SAME", dtype=self.dtype, name="conv1")(x))
     out["conv1"] = x  # [batch, h/2, w/2, 64]
-    x = nn.relu(nn.Conv(128, (5, 5), strides=2, padding="SAME", dtype=self.dtype, name="conv2")(x))
+    x = nn.relu(Conv(128, (5, 5), strides=2, padding="SAME", dtype=self.dtype, name="conv2")(x))
     out["conv2"] = x  # [batch, h/4, w/4, 128]
     x = jnp.mean(x, axis=(1, 2))
     out["pre_logits"] = x

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.models.layers import Conv
+from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register
 
 # Table I of the paper: for each C3 map, the S2 maps it is connected to.
@@ -111,7 +113,7 @@ class LeNet5(nn.Module):
 
   def _pool(self, x: jnp.ndarray, name: str) -> jnp.ndarray:
     if self.pooling == "max":
-      return nn.max_pool(x, (2, 2), strides=(2, 2))
+      return max_pool(x, 2, 2)
     if self.pooling == "avg":
       return nn.avg_pool(x, (2, 2), strides=(2, 2))
     if self.pooling == "subsample":
@@ -127,19 +129,19 @@ class LeNet5(nn.Module):
       raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
     act = _ACTIVATIONS[self.activation]
     out = {}
-    x = act(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="C1")(x))          # 28x28x6
+    x = act(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="C1")(x))             # 28x28x6
     out["C1"] = x
     x = self._pool(x, "S2")                                              # 14x14x6
     out["S2"] = x
     if self.partial_c3:
       x = PartialConv(C3_TABLE, dtype=self.dtype, name="C3")(x)                            # 10x10x16
     else:
-      x = nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x)
+      x = Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x)
     x = act(x)
     out["C3"] = x
     x = self._pool(x, "S4")                                              # 5x5x16
     out["S4"] = x
-    x = act(nn.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="C5")(x))        # 1x1x120
+    x = act(Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="C5")(x))           # 1x1x120
     x = x.reshape((x.shape[0], -1))
     out["C5"] = x
     x = act(nn.Dense(84, dtype=self.dtype, name="F6")(x))

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.pooling import max_pool
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 # He et al.'s (and torchvision's) initialisation for convolutions followed by ReLU.
@@ -32,9 +33,9 @@ class _ConvBN(nn.Module):
   """Builders shared by the networks: bias-free convolutions with torch's padding, and BatchNorm."""
   dtype: Any = jnp.float32
 
-  def conv(self, features: int, kernel: int, stride: int, name: str) -> nn.Conv:
+  def conv(self, features: int, kernel: int, stride: int, name: str) -> Conv:
     pad = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=stride, padding=[(pad, pad)] * 2,
+    return Conv(features, (kernel, kernel), strides=stride, padding=[(pad, pad)] * 2,
                    use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name=name)
 
   def norm(self, train: bool, name: str) -> nn.BatchNorm:

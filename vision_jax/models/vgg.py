@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
+from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 
 # The paper's Table 1: convolution widths per block; each block ends in a 2x2 max pool.
@@ -81,7 +82,7 @@ class VGG(nn.Module):
     x = jnp.asarray(x, self.dtype)
     for b, widths in enumerate(self.blocks, start=1):
       for i, width in enumerate(widths, start=1):
-        x = nn.Conv(width, (3, 3), padding=[(1, 1), (1, 1)], kernel_init=_conv_init,
+        x = Conv(width, (3, 3), padding=[(1, 1), (1, 1)], kernel_init=_conv_init,
                     dtype=self.dtype, name=f"block{b}_conv{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
