@@ -41,16 +41,22 @@ from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.summary import parse_kwargs
 from vision_jax.tasks.classification import DTYPES, ClassificationTask
 from vision_jax.train import mesh as mesh_lib
-from vision_jax.train.loop import make_train_chunk
+from vision_jax.train.loop import make_train_chunk, scan_steps
 
 # vision_jax model name -> torchvision model name, where they differ.
 TORCHVISION_EQUIVALENTS: dict[str, str] = {}
 
 
 def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_classes: int = 10,
-          dtype: str = "float32", steps_per_call: int = 10, steps: int = 50,
+          dtype: str = "float32", steps_per_call: int | None = None, steps: int = 50,
           model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-  """Trains `model` on synthetic data; returns the measurements (see `main` for the fields)."""
+  """Trains `model` on synthetic data; returns the measurements (see `main` for the fields).
+
+  `steps_per_call` None follows the loop's `train.scan_steps` "auto": 10 scanned steps per call,
+  but 1 on CPUs, where XLA runs the convolutions inside a scan many times slower.
+  """
+  if steps_per_call is None:
+    steps_per_call = 10 if scan_steps(base_config().train) else 1
   if min(batch, image_size, channels, num_classes, steps_per_call, steps) < 1:
     raise ValueError("batch, image size, channels, classes, steps per call and steps must all be at least 1")
   if dtype not in DTYPES:
@@ -187,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--channels", type=int, default=3)
   parser.add_argument("--num-classes", type=int, default=10)
   parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-  parser.add_argument("--steps-per-call", type=int, default=10, help="train steps scanned in one jitted call")
+  parser.add_argument("--steps-per-call", type=int, default=None,
+                      help="train steps scanned in one jitted call (default: 10, or 1 on CPUs as the loop does)")
   parser.add_argument("--steps", type=int, default=50, help="timed steps, rounded up to whole calls")
   parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                       help="a model argument, as config.model.KEY would set it (repeatable)")

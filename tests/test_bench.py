@@ -3,6 +3,7 @@ import json
 import math
 import sys
 
+import jax
 import pytest
 
 from scripts import bench
@@ -31,3 +32,10 @@ def test_bench_rejects_bad_settings():
     bench.bench("lenet5", batch=0)
   with pytest.raises(KeyError, match="registered models"):
     bench.bench("no_such_model", batch=4)
+
+
+def test_bench_steps_per_call_follows_the_loop_on_this_backend():
+  result = bench.bench("lenet5", batch=2, channels=1, steps=2)
+  # The loop scans 10 steps per call everywhere but on CPUs (train.scan_steps "auto").
+  assert result["steps_per_call"] == (1 if jax.default_backend() == "cpu" else 10)
+  assert result["timed_steps"] == (2 if jax.default_backend() == "cpu" else 10)
