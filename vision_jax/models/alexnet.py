@@ -55,7 +55,7 @@ class AlexNet(nn.Module):
     x = jnp.asarray(x, self.dtype)
     for i, (features, kernel, stride, padding, pool) in enumerate(_CONVS):
       x = Conv(features, (kernel, kernel), strides=stride, padding=[(padding, padding)] * 2,
-                  dtype=self.dtype, name=f"conv{i + 1}")(x)
+               dtype=self.dtype, name=f"conv{i + 1}")(x)
       x = nn.relu(x)
       out[f"conv{i + 1}"] = x
       if pool:

@@ -49,7 +49,7 @@ class FaceCNN(nn.Module):
     for i, width in enumerate(self.widths):
       kernel, stride = ((5, 5), (2, 2)) if i == 0 else ((3, 3), (1, 1))
       x = Conv(width, kernel, strides=stride, padding="SAME", use_bias=False, dtype=self.dtype,
-                  name=f"conv{i + 1}")(x)
+               name=f"conv{i + 1}")(x)
       x = nn.relu(norm(f"bn{i + 1}")(x))
       if i < len(self.widths) - 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")

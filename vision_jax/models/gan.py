@@ -137,7 +137,7 @@ class DCGANCritic(nn.Module):
     out = {}
     for i in range(stages):
       x = Conv(self.width * 2 ** i, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_DCGAN_INIT,
-                  use_bias=i == 0 or self.norm == "none", dtype=self.dtype, name=f"down{i + 1}")(x)
+               use_bias=i == 0 or self.norm == "none", dtype=self.dtype, name=f"down{i + 1}")(x)
       if i > 0 and self.norm == "batch":
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                          name=f"down{i + 1}_bn")(x)

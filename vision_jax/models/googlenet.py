@@ -71,8 +71,8 @@ class BasicConv(nn.Module):
     """x: [batch, height, width, channels] -> [batch, height/stride, width/stride, features]."""
     pad = (self.kernel - 1) // 2
     x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
-                padding=[(pad, pad)] * 2, use_bias=False, kernel_init=_init, dtype=self.dtype,
-                name="conv")(x)
+             padding=[(pad, pad)] * 2, use_bias=False, kernel_init=_init, dtype=self.dtype,
+             name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                      dtype=self.dtype, name="bn")(x)
     return nn.relu(x)

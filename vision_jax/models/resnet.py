@@ -36,7 +36,7 @@ class _ConvBN(nn.Module):
   def conv(self, features: int, kernel: int, stride: int, name: str) -> Conv:
     pad = (kernel - 1) // 2
     return Conv(features, (kernel, kernel), strides=stride, padding=[(pad, pad)] * 2,
-                   use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name=name)
+                use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name=name)
 
   def norm(self, train: bool, name: str) -> nn.BatchNorm:
     # torch's BatchNorm2d defaults: its momentum 0.1 is flax's 0.9.

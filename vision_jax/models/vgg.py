@@ -83,7 +83,7 @@ class VGG(nn.Module):
     for b, widths in enumerate(self.blocks, start=1):
       for i, width in enumerate(widths, start=1):
         x = Conv(width, (3, 3), padding=[(1, 1), (1, 1)], kernel_init=_conv_init,
-                    dtype=self.dtype, name=f"block{b}_conv{i}")(x)
+                 dtype=self.dtype, name=f"block{b}_conv{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                            dtype=self.dtype, name=f"block{b}_bn{i}")(x)
