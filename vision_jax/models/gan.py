@@ -104,11 +104,11 @@ class DCGANGenerator(nn.Module):
     for i in range(stages - 1):
       channels //= 2
       x = ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
-                           kernel_init=_DCGAN_INIT, dtype=self.dtype, name=f"up{i + 1}")(x)
+                        kernel_init=_DCGAN_INIT, dtype=self.dtype, name=f"up{i + 1}")(x)
       x = nn.relu(norm(f"up{i + 1}_bn")(x))
       out[f"up{i + 1}"] = x
     x = ConvTranspose(self.image_shape[-1], (4, 4), strides=(2, 2), padding="SAME",
-                         kernel_init=_DCGAN_INIT, dtype=self.dtype, name="to_image")(x)
+                      kernel_init=_DCGAN_INIT, dtype=self.dtype, name="to_image")(x)
     return jnp.tanh(x).astype(jnp.float32), out
 
 
