@@ -47,6 +47,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.weight_decay = 0.0
   c.optim.decay_kernels_only = False
   c.optim.grad_clip_norm = 0.0
+  c.optim.eps = None  # Adam's, AdamW's and RMSprop's epsilon; None = 1e-8
+  c.optim.rmsprop_momentum = 0.0
+  # Transfer learning (vision_jax/train/optimizers.py): parameters whose path ("module/.../name")
+  # matches the regex `head` are the new head; the rest train at backbone_lr_scale times the
+  # learning rate (0 = frozen), except those matching a regex of `frozen`, which do not train.
+  c.optim.head = "head/"
+  c.optim.backbone_lr_scale = 1.0
+  c.optim.frozen = ()
 
   c.train = ml_collections.ConfigDict()
   c.train.seed = 0
@@ -61,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.best_metric = ""  # e.g. "validation/error": keep the best checkpoint by it
   c.train.best_mode = "min"
   c.train.visuals_every = 0
+  c.train.frozen_batch_stats = False  # BatchNorm in inference mode while training (a linear probe)
   c.train.early_stopping = ml_collections.ConfigDict()
   c.train.early_stopping.metric = ""  # e.g. "validation/error"; "" = off
   c.train.early_stopping.mode = "min"

@@ -29,9 +29,10 @@ Commands:
 
 Variants: cpu (minutes on a 2-core CPU: 300 pretraining steps, 150 steps per arm, 32x32 pets),
 imagenet, smoke (tests).
-Keys beyond base_config(): pretrain.{steps, batch_size, variant, validation_size}, arms, finetune_backbone_lr_scale,
-optim.{head, backbone_lr_scale, frozen} and train.frozen_batch_stats (set per arm by the
-experiment; see vision_jax/train/optimizers.py and ClassificationTask.losses).
+Keys beyond base_config(): pretrain.{steps, batch_size, variant, validation_size}, arms and
+finetune_backbone_lr_scale. The experiment sets base_config()'s optim.{head, backbone_lr_scale,
+frozen} and train.frozen_batch_stats per arm (see vision_jax/train/optimizers.py and
+ClassificationTask.losses).
 """
 import ml_collections
 

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from configs.common import base_config
 from vision_jax import sweeps
 from vision_jax.config import ConfigError
 
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       if not args.dry_run:
         _write_json(record_path, record)
 
-  state = [sweeps.point_finished(point.workdir, point.config) for point in points]
+  state = [sweeps.point_finished(point.workdir, point.config, base_config()) for point in points]
   conflicts = [(point, diffs) for point, (_, diffs) in zip(points, state) if diffs]
   if conflicts and not args.fresh:
     # Another configuration's runs are in the way: nothing runs, and their sweep.json stays as it is.

@@ -38,3 +38,14 @@ def test_variants():
 def test_missing_config_file():
   with pytest.raises(ConfigError, match="configs/nope.py"):
     load_config("nope")
+
+
+def test_optimizer_and_transfer_keys_are_settable_in_every_experiment():
+  # Read by vision_jax/train/optimizers.py and ClassificationTask; in base_config(), so the
+  # command line can set them where an experiment's config does not.
+  config = load_config("lenet5_mnist")
+  apply_overrides(config, ["optim.eps=1e-4", "optim.rmsprop_momentum=0.9", "optim.head=F6/",
+                           "optim.backbone_lr_scale=0.1", "optim.frozen=('C1/',)", "train.frozen_batch_stats=true"])
+  assert config.optim.eps == 1e-4 and config.optim.rmsprop_momentum == 0.9 and config.optim.head == "F6/"
+  assert config.optim.backbone_lr_scale == 0.1 and config.optim.frozen == ("C1/",)
+  assert config.train.frozen_batch_stats is True

@@ -89,6 +89,23 @@ def test_point_is_finished_only_with_its_result_and_its_config(tmp_path):
   assert not finished and diffs == ["optim.learning_rate: 0.002 -> 0.5"]
 
 
+def test_a_key_the_base_config_gained_since_a_point_ran_is_no_difference(tmp_path):
+  from configs.common import base_config  # pylint: disable=g-import-not-at-top
+  config = sweeps.point_config("lenet5_mnist", "smoke", [], {"optim.name": "rmsprop"})
+  workdir = tmp_path / "point"
+  sweeps.save_point(str(workdir), {"optim.name": "rmsprop"}, config)
+  (workdir / "result.json").write_text("{}")
+  record = json.loads((workdir / sweeps.POINT_FILE).read_text())
+  del record["config"]["optim"]["rmsprop_momentum"]  # as saved before the key joined base_config()
+  (workdir / sweeps.POINT_FILE).write_text(json.dumps(record))
+  assert sweeps.point_finished(str(workdir), config, base_config()) == (True, [])
+  # Without the defaults, or when the point now asks for another value, it is a different run.
+  assert sweeps.point_finished(str(workdir), config)[1] == ["optim.rmsprop_momentum: '<missing>' -> 0.0"]
+  config.optim.rmsprop_momentum = 0.9
+  assert sweeps.point_finished(str(workdir), config, base_config())[1] == [
+      "optim.rmsprop_momentum: '<missing>' -> 0.9"]
+
+
 def test_unknown_sweep_lists_the_configs_sweeps(capsys, tmp_path):
   assert sweep_script.main(["lenet5_mnist", "--sweep", "nope", "--workdir", str(tmp_path)]) == 2
   err = capsys.readouterr().err

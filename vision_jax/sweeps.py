@@ -180,37 +180,48 @@ def save_point(workdir: str, overrides: Mapping[str, Any], config: ml_collection
   os.replace(path + ".tmp", path)
 
 
-def config_differences(saved: Mapping[str, Any], expected: ml_collections.ConfigDict) -> list[str]:
+def config_differences(saved: Mapping[str, Any], expected: ml_collections.ConfigDict,
+                       defaults: ml_collections.ConfigDict | None = None) -> list[str]:
   """The keys whose values differ between a saved config (as JSON) and `expected`, as "key: a -> b".
 
-  W&B settings are left out: they change where a run is logged, not what it computes.
+  W&B settings are left out: they change where a run is logged, not what it computes. With
+  `defaults` (the base config every experiment starts from), a key the saved record lacks is no
+  difference when `expected` holds its default: the record predates the key's joining the base
+  config, whose default is the behaviour its absence had.
   """
   want = json.loads(expected.to_json_best_effort(sort_keys=True))
+  base = json.loads(defaults.to_json_best_effort(sort_keys=True)) if defaults is not None else {}
+  missing = "<missing>"
   diffs = []
 
-  def walk(a: Any, b: Any, path: str) -> None:
+  def walk(a: Any, b: Any, d: Any, path: str) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
       for k in sorted(set(a) | set(b)):
         if not path and k == "wandb":
           continue
-        walk(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{path}.{k}" if path else k)
+        walk(a.get(k, missing), b.get(k, missing), d.get(k, missing) if isinstance(d, dict) else missing,
+             f"{path}.{k}" if path else k)
+    elif a == missing and d != missing and b == d:
+      return
     elif a != b:
       diffs.append(f"{path}: {a!r} -> {b!r}")
 
-  walk(dict(saved), want, "")
+  walk(dict(saved), want, base, "")
   return diffs
 
 
-def point_finished(workdir: str, expected: ml_collections.ConfigDict) -> tuple[bool, list[str]]:
+def point_finished(workdir: str, expected: ml_collections.ConfigDict,
+                   defaults: ml_collections.ConfigDict | None = None) -> tuple[bool, list[str]]:
   """Whether `workdir` holds a finished run of `expected`: its result.json, and `save_point`'s record.
 
   Returns (finished, differences): the differences are non-empty when the workdir holds a run
   (finished or not) of another config, which must not be resumed as this point. The sweep's own
   record is compared rather than the loop's config.json, which an experiment may have completed.
+  `defaults`: see `config_differences`.
   """
   path = os.path.join(workdir, POINT_FILE)
   if not os.path.exists(path):
     return False, []
   with open(path) as f:
-    diffs = config_differences(json.load(f)["config"], expected)
+    diffs = config_differences(json.load(f)["config"], expected, defaults)
   return not diffs and os.path.exists(os.path.join(workdir, "result.json")), diffs
