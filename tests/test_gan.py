@@ -63,6 +63,15 @@ def test_one_step_updates_the_critic_n_times_and_the_generator_once():
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_the_step_has_no_loop_for_xla_cpu_to_run_slowly(n_critic):
+  # A scan of the critic updates, even of one, ran DCGAN's CIFAR-10 step 6x slower on CPUs.
+  task = AdversarialTask(_digits_config("dcgan", n_critic=n_critic), DIGITS)
+  state = task.init_state(jax.random.key(0), _batch(2), total_steps=10)
+  jaxpr = str(jax.make_jaxpr(task.train_step)(state, _batch(8 * n_critic), jax.random.key(1)))
+  assert "while[" not in jaxpr and "scan[" not in jaxpr
+
+
 def test_gradient_penalty_is_zero_exactly_for_unit_norm_gradients():
   real, fake = _batch(16, seed=1)["image"], _batch(16, seed=2)["image"]
   w = jax.random.normal(jax.random.key(3), real.shape[1:])
