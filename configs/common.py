@@ -75,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.early_stopping.mode = "min"
   c.train.early_stopping.patience = 0  # evaluations without improvement before stopping
   c.train.early_stopping.min_delta = 0.0
+  c.train.early_stopping.restore_best = True  # end on the best evaluation's parameters, not the last
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "auto"  # auto (online when logged in, else offline) | online | offline | disabled

@@ -206,6 +206,30 @@ def test_early_stopping_stops_and_survives_resume(tmp_path):
   assert again["early_stopped"] and again["step"] == 30  # the resumed run stays stopped
 
 
+def test_early_stopping_ends_on_the_best_evaluations_parameters(tmp_path):
+  # "Best" by the *highest* test error, so the best evaluation is an early one while training
+  # goes on improving: the run must hand back that evaluation's metrics and parameters.
+  workdir = str(tmp_path / "run")
+  overrides = ["train.steps=60", "train.eval_every=10", "train.checkpoint_every=10",
+               "train.early_stopping.metric=test/error", "train.early_stopping.mode=max",
+               "train.early_stopping.patience=2"]
+  summary = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
+  best = summary["best_step"]
+  assert summary["early_stopped"] and best is not None and best < summary["step"]
+  logged = {r["step"]: r for r in read_metrics(workdir) if "test/error" in r}
+  assert summary["eval"]["test/error"] == logged[best]["test/error"] != logged[summary["step"]]["test/error"]
+  best_dir = os.path.join(workdir, "checkpoints_best", str(best), "state")
+  assert_trees_equal(jax.device_get(summary["state"].params), read_state(best_dir)["params"])
+  last_step, last_params = final_params(workdir)
+  assert last_step == summary["step"]  # the last checkpoint is kept: a resume continues from it
+  with pytest.raises(AssertionError):
+    assert_trees_equal(jax.device_get(summary["state"].params), last_params)
+  # Without restore_best the run ends where it stopped.
+  plain = train_and_evaluate(digits_config(*overrides, "train.early_stopping.restore_best=False"),
+                             str(tmp_path / "plain"), ClassificationTask)
+  assert plain["eval"]["test/error"] == logged[summary["step"]]["test/error"]
+
+
 def test_wandb_offline_run_is_written_without_network(tmp_path, monkeypatch):
   monkeypatch.delenv("WANDB_API_KEY", raising=False)
   monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in

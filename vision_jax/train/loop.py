@@ -12,7 +12,11 @@ and its batch a function of (seed, step), so running the same command again afte
 resumes from the last checkpoint and ends with the parameters of an uninterrupted run.
 
 config.train: steps, batch_size, log_every, eval_every, checkpoint_every, seed, eval_batch_size,
-  early_stopping.{metric, mode, patience, min_delta}, best_metric, best_mode, visuals_every
+  early_stopping.{metric, mode, patience, min_delta, restore_best}, best_metric, best_mode, visuals_every
+
+Early stopping keeps the model it stopped for: with `early_stopping.metric` set, the best
+checkpoint is chosen by that metric (unless `best_metric` names another), and the run ends on the
+best evaluation's parameters and metrics, not on the last ones (`restore_best`, default on).
 """
 from __future__ import annotations
 
@@ -133,7 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
 
   The summary: {"step", "train_wall_s", "eval": {split/metric: value}, "best_step",
-  "early_stopped", "task": the task}. Files in `workdir`: metrics.jsonl, config.json,
+  "early_stopped", "task": the task}. With early stopping, "eval" and "state" are the best
+  evaluation's (see the module docstring); "step" is still the last step trained. Files in `workdir`: metrics.jsonl, config.json,
   checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
   """
   tc = config.train
@@ -157,7 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
   best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
-  meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None}
+  if early.metric and not best_metric:  # early stopping selects by its own metric
+    best_metric, best_mode = early.metric, early.mode
+  meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None, "best_eval": None}
   restored = store.restore_latest(jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding))
   if restored is not None:
@@ -241,6 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             raise KeyError(f"train.best_metric {best_metric!r} is not an eval metric; have {sorted(results)}")
           if _is_better(results[best_metric], meta["best_value"], best_mode):
             meta["best_value"], meta["best_step"], is_best = results[best_metric], step, True
+            meta["best_eval"] = results
         if tc.get("visuals_every", 0) and step % tc.visuals_every == 0:
           write_visuals(state, step)
       meta["early_stopping"] = early.to_json()
@@ -254,6 +262,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Training ends on an evaluation (the last step, or the one that stopped it early): its metrics
   # are the final ones. Only a run resumed at its end evaluates here.
   final = last_eval[1] if last_eval and last_eval[0] == step else evaluate(state)
+  restore_best = early.metric and tc.early_stopping.get("restore_best", True)
+  if restore_best and meta.get("best_step") is not None and meta["best_step"] != step:
+    state = store.restore_best(jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding))[0]
+    final = meta.get("best_eval") or evaluate(state)
+    logging.info("early stopping: ending on step %d's parameters (best %s %.5g), trained to step %d",
+                 meta["best_step"], best_metric, meta["best_value"], step)
   if step != start:
     writer.write(step, {f"final_{k}": v for k, v in final.items()})
   write_visuals(state, step, final=True)
