@@ -74,14 +74,15 @@ def get_sweeps():
           {"optim.name": "rmsprop", "optim.learning_rate": 1e-3},
       ],
       "losses": [{"loss.name": "cross_entropy"}, {"loss.name": "mse"}, {"loss.name": "focal"}],
-      "regularisation": [
+      # Every point holds out the same 5k validation images (45k/5k), early stopping's or not.
+      "regularisation": {"common": {"data.validation_size": 5000, "data.eval_splits": ("validation", "test")},
+                         "points": [
           {},
           {"data.augment.crop_padding": 0, "data.augment.flip": False},
           {"model.dropout": 0.3},
           {"optim.weight_decay": 0.0},
-          {"data.validation_size": 5000, "data.eval_splits": ("validation", "test"),
-           "train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 3},
-      ],
+          {"train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 3},
+      ]},
   }
 
 

@@ -84,6 +84,7 @@ class Point:
   workdir: str
   config: ml_collections.ConfigDict
   flags: list[str]  # the experiment's flags after --workdir
+  common: list[str] = dataclasses.field(default_factory=list)  # the sweep's and the command line's shared overrides
 
   def command(self, experiment: str, python: str = sys.executable, workdir: str | None = None) -> list[str]:
     return [python, "-m", f"experiments.{experiment}", "--workdir", workdir or self.workdir, *self.flags]
@@ -98,6 +99,8 @@ def plan_sweep(experiment: str, sweep: str, workdir: str, variant: str | None, c
   if not os.path.exists(os.path.join(REPO_ROOT, "experiments", f"{experiment}.py")):
     raise ConfigError(f"no experiment file experiments/{experiment}.py to run the points with")
   overrides = sweeps.expand_sweep(available[sweep])
+  # The sweep's own common overrides first; the command line's may change them (fewer steps, say).
+  common = [*sweeps.point_overrides(sweeps.sweep_common(available[sweep])), *common]
   swept = {key for point in overrides for key in point}
   for item in common:
     key = item.partition("=")[0]
@@ -110,7 +113,7 @@ def plan_sweep(experiment: str, sweep: str, workdir: str, variant: str | None, c
     extra = [*common, *sweeps.point_overrides(point), f"wandb.group={experiment}/{sweep}", f"wandb.name={name}"]
     flags = [*(["--variant", variant] if variant else []), *(f"--config.{o}" for o in extra)]
     config = sweeps.point_config(experiment, variant, common, point)
-    points.append(Point(name, point, os.path.join(sweep_dir, name), config, flags))
+    points.append(Point(name, point, os.path.join(sweep_dir, name), config, flags, list(common)))
   return points
 
 
@@ -154,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                                     args.sweep, p.name)))}
              for p in points]
   record = {"experiment": args.experiment, "sweep": args.sweep, "variant": args.variant,
-            "common_overrides": common, "wandb_group": f"{args.experiment}/{args.sweep}",
+            "common_overrides": points[0].common, "wandb_group": f"{args.experiment}/{args.sweep}",
             "command": "python -m scripts.sweep " + shlex.join(argv), "points": entries}
   record_lock = threading.Lock()
 

@@ -1,6 +1,7 @@
 """Sweeps: expanding get_sweeps(), naming points, running them as processes, and the report."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,6 +23,21 @@ TINY = ["--variant", "smoke", "--config.data.dataset=sklearn:digits", "--config.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+\-=,]+$")
 
 
+@pytest.fixture
+def two_losses(monkeypatch):
+  """lenet5_mnist's "losses" sweep cut to its first two points (cross-entropy, MSE), so that
+  these tests do not grow with the config's sweep."""
+  get = sweeps.get_sweeps
+
+  def cut(experiment):
+    available = dict(get(experiment))
+    if experiment == "lenet5_mnist":
+      available["losses"] = available["losses"][:2]
+    return available
+
+  monkeypatch.setattr(sweeps, "get_sweeps", cut)
+
+
 def test_expand_list_keeps_points_in_order():
   spec = [{"optim.name": "sgd", "optim.learning_rate": 0.1}, {"optim.name": "adam"}, {}]
   assert sweeps.expand_sweep(spec) == [{"optim.name": "sgd", "optim.learning_rate": 0.1}, {"optim.name": "adam"}, {}]
@@ -37,7 +53,8 @@ def test_expand_grid_is_the_product_first_key_slowest():
 @pytest.mark.parametrize("spec, message", [
     ({"grid": {"optim.name": "adam"}}, "non-empty list"),
     ({"grid": {"optim.name": []}}, "non-empty list"),
-    ({"points": [{}]}, "list of override dicts"),
+    ({"pointz": [{}]}, "list of override dicts"),
+    ({"common": {"train.steps": 3}, "points": [{}], "grid": {"optim.name": ["sgd"]}}, "list of override dicts"),
     (["optim.name=sgd"], "must be a dict"),
     ([], "no points"),
     ([{"optim.name": "sgd"}, {"optim.name": "sgd"}], "same run"),
@@ -46,6 +63,28 @@ def test_expand_grid_is_the_product_first_key_slowest():
 def test_expand_rejects_malformed_sweeps(spec, message):
   with pytest.raises(ConfigError, match=message):
     sweeps.expand_sweep(spec)
+
+
+def test_common_overrides_apply_to_every_point_and_stay_out_of_names(tmp_path, monkeypatch):
+  spec = {"common": {"train.steps": 7, "data.train_size": 100},
+          "points": [{}, {"model.dropout": 0.5}]}
+  assert sweeps.expand_sweep(spec) == [{}, {"model.dropout": 0.5}]
+  assert sweeps.sweep_common(spec) == {"train.steps": 7, "data.train_size": 100}
+  assert sweeps.expand_sweep({"common": {"train.steps": 7}, "grid": {"model.dropout": [0.0, 0.5]}}) == [
+      {"model.dropout": 0.0}, {"model.dropout": 0.5}]
+  monkeypatch.setattr(sweeps, "get_sweeps", lambda experiment: {"reg": spec})
+  points = sweep_script.plan_sweep("lenet5_mnist", "reg", str(tmp_path), "smoke", ["train.steps=3"])
+  assert [p.name for p in points] == ["base", "model.dropout=0.5"]
+  # The sweep's common overrides, then the command line's (which may change them), then the point's.
+  assert [p.config.train.steps for p in points] == [3, 3]
+  assert [p.config.data.train_size for p in points] == [100, 100]
+  assert [p.config.model.dropout for p in points] == [0.0, 0.5]
+  assert points[1].common == ["train.steps=7", "data.train_size=100", "train.steps=3"]
+  assert "--config.data.train_size=100" in points[1].flags
+  for bad, message in [({"common": ["train.steps=3"], "points": [{}]}, "must be a dict"),
+                       ({"common": {"wandb.name": "x"}, "points": [{}]}, "cannot be set")]:
+    with pytest.raises(ConfigError, match=message):
+      sweeps.sweep_common(bad)
 
 
 def test_point_names_are_readable_safe_and_unique():
@@ -64,14 +103,15 @@ def test_point_names_are_readable_safe_and_unique():
 
 def test_lenet5_sweeps_apply_to_the_config():
   available = sweeps.get_sweeps("lenet5_mnist")
-  assert {"optimizers", "losses"} <= set(available)
+  assert {"optimizers", "losses", "regularisation"} <= set(available)
   for spec in available.values():
+    common = sweeps.point_overrides(sweeps.sweep_common(spec))
     for point in sweeps.expand_sweep(spec):
-      config = sweeps.point_config("lenet5_mnist", "smoke", ["train.steps=3"], point)
+      config = sweeps.point_config("lenet5_mnist", "smoke", [*common, "train.steps=3"], point)
       assert config.train.steps == 3
-      for key, value in point.items():
-        section, leaf = key.split(".")
-        assert config[section][leaf] == value
+      for key, value in {**sweeps.sweep_common(spec), **point}.items():
+        if key != "train.steps":
+          assert functools.reduce(lambda node, part: node[part], key.split("."), config) == value, key
 
 
 def test_point_is_finished_only_with_its_result_and_its_config(tmp_path):
@@ -119,7 +159,7 @@ def test_swept_key_on_the_command_line_is_an_error(capsys, tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def test_failed_point_does_not_stop_the_sweep(monkeypatch, tmp_path, capsys):
+def test_failed_point_does_not_stop_the_sweep(monkeypatch, tmp_path, capsys, two_losses):
   calls = []
 
   def fake_call(command, **kwargs):
@@ -160,12 +200,13 @@ def test_jobs_run_points_at_once(monkeypatch, tmp_path):
   monkeypatch.setattr(subprocess, "call", fake_call)
   assert sweep_script.main(["lenet5_mnist", "--sweep", "optimizers", "--workdir", str(tmp_path), "--jobs", "2",
                             *TINY]) == 0
-  assert max(most) == 2 and len(most) == 5
+  n = len(sweeps.expand_sweep(sweeps.get_sweeps("lenet5_mnist")["optimizers"]))
+  assert max(most) == 2 and len(most) == n
   record = json.load(open(tmp_path / "lenet5_mnist" / "optimizers" / "sweep.json"))
-  assert [p["status"] for p in record["points"]] == ["done"] * 5
+  assert [p["status"] for p in record["points"]] == ["done"] * n
 
 
-def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys):
+def test_tiny_sweep_runs_skips_and_reports(monkeypatch, tmp_path, capsys, two_losses):
   """Two real points (cross-entropy and MSE) as processes; a rerun skips both; the report."""
   monkeypatch.setenv("VISION_JAX_NO_PROGRESS", "1")
   argv = ["lenet5_mnist", "--sweep", "losses", "--workdir", str(tmp_path), *TINY]
@@ -277,3 +318,14 @@ def test_googlenet_aux_sweep_is_with_and_without_the_heads(tmp_path, capsys):
   assert sweep_script.main(["googlenet_cifar10", "--sweep", "aux", "--workdir", str(tmp_path), "--dry-run"]) == 0
   out = capsys.readouterr().out
   assert out.count("would run: python -m experiments.googlenet_cifar10") == 2 and not os.listdir(tmp_path)
+
+
+def test_every_configs_sweeps_plan_with_valid_keys(tmp_path):
+  """Each sweep of each config expands, and every point's overrides are keys its config has."""
+  names = sorted(f[:-3] for f in os.listdir(os.path.join(sweep_script.REPO_ROOT, "experiments"))
+                 if f.endswith(".py") and f != "__init__.py")
+  planned = 0
+  for name in names:
+    for sweep in sweeps.get_sweeps(name):
+      planned += len(sweep_script.plan_sweep(name, sweep, str(tmp_path), None, []))
+  assert planned >= 30 and not os.listdir(tmp_path)

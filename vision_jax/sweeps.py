@@ -9,7 +9,10 @@
 
 A sweep is a list of points (each a dict of config overrides, `{}` being the config as it is) or a
 grid, whose points are the product of its value lists (the first key varies slowest). Each point
-runs as its own run (`python -m scripts.sweep`) in a directory named by `point_name`.
+runs as its own run (`python -m scripts.sweep`) in a directory named by `point_name`. Overrides
+that every point of a sweep shares (a smaller training set for a regularisation study, say) go in
+"common": `{"common": {"data.train_size": 1000}, "points": [...]}` (or with "grid"); they apply
+before the command line's --config flags and the point's own, and stay out of the points' names.
 
 A config may also say how a sweep is to be drawn, beyond the report's default curves, with
 `get_sweep_plots()`: {sweep: [plot, ...]}, each plot a dict
@@ -99,15 +102,35 @@ def override_text(value: Any) -> str:
   return value if isinstance(value, str) else repr(value)
 
 
-def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[dict[str, Any]]:
-  """The points of a sweep: a list of override dicts, or {"grid": {key: [values, ...]}}.
+def sweep_common(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
+  """The overrides every point of the sweep shares (its "common" dict; {} when it has none)."""
+  if isinstance(spec, Mapping) and "common" in spec:
+    common = spec["common"]
+    if not isinstance(common, Mapping) or not all(isinstance(k, str) for k in common):
+      raise ConfigError(f"a sweep's 'common' must be a dict of config overrides, got {common!r}")
+    for key in common:
+      if key in SWEEP_KEYS:
+        raise ConfigError(f"sweep 'common': {key!r} cannot be set ({', '.join(SWEEP_KEYS)} name the sweep's runs)")
+    return dict(common)
+  return {}
 
-  Returns a list of override dicts ({config key: value}), in order. Raises ConfigError for a
-  malformed spec and for two points that would be the same run (the same command line).
+
+def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[dict[str, Any]]:
+  """The points of a sweep: a list of override dicts, {"grid": {key: [values, ...]}}, or either
+  of those as {"points": [...]} or {"grid": ...} beside a "common" dict (`sweep_common`).
+
+  Returns a list of override dicts ({config key: value}), in order, without the common ones.
+  Raises ConfigError for a malformed spec and for two points that would be the same run (the
+  same command line).
   """
+  if isinstance(spec, Mapping) and set(spec) - {"common"} == {"points"}:
+    spec = spec["points"]
+  elif isinstance(spec, Mapping) and "common" in spec:
+    spec = {k: v for k, v in spec.items() if k != "common"}
   if isinstance(spec, Mapping):
     if set(spec) != {"grid"} or not isinstance(spec["grid"], Mapping) or not spec["grid"]:
-      raise ConfigError(f"a sweep is a list of override dicts or {{'grid': {{key: [values]}}}}, got {spec!r}")
+      raise ConfigError("a sweep is a list of override dicts, {'grid': {key: [values]}} or {'points': [...]}, "
+                        f"optionally with 'common': {{key: value}}; got {spec!r}")
     grid = spec["grid"]
     for key, values in grid.items():
       if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
