@@ -1,0 +1,75 @@
+"""scripts.device_run: what it carries to an accelerator machine, and how it runs jobs there
+within a time budget (here on the CPU, with the project's own environment)."""
+import json
+import os
+import sys
+import tarfile
+
+import pytest
+
+from scripts import device_run
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+  """Runs and carried files in tmp_path, not the repository's."""
+  monkeypatch.setattr(device_run, "DEVICE_DIR", str(tmp_path / "device"))
+  monkeypatch.setattr(device_run, "RUNS_DIR", str(tmp_path / "runs"))
+  monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path / "cache"))
+  return tmp_path
+
+
+def test_carries_what_the_device_lacks_and_not_what_it_has():
+  wanted = device_run.wanted_requirements(device_run._requirements(os.path.join(device_run.REPO_ROOT, "requirements.txt")))
+  names = {device_run._requirement_name(r) for r in wanted}
+  assert {"tensorflow-datasets", "grain", "ml-collections", "array-record"} <= names
+  assert not names & {"jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "wandb"}
+
+
+def test_every_job_names_a_runnable_module():
+  for name, job in device_run.JOBS.items():
+    module = job.command.split()[2]
+    assert job.command.startswith("python -m ") and "{workdir}" in job.command, name
+    assert os.path.exists(os.path.join(device_run.REPO_ROOT, *module.split(".")) + ".py"), name
+
+
+def test_runs_a_job_and_writes_the_summary_and_its_results(sandbox):
+  out = sandbox / "out"
+  entries = device_run.run(["smoke"], str(out), budget_s=600)
+  assert [e["status"] for e in entries] == ["done"]
+  assert sorted(os.listdir(out)) == ["results.tar.gz", "run.log", "summary.json"]
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["jobs"][0]["result"]["experiment"] == "lenet5_digits" and summary["jobs"][0]["wall_s"] > 0
+  with tarfile.open(out / "results.tar.gz") as tar:
+    names = tar.getnames()
+  assert "runs/device/smoke/result.json" in names and "runs/device/smoke/log.txt" in names
+  assert not any("checkpoints" in n for n in names)  # a finished job needs none
+
+
+def test_a_job_past_the_budget_is_stopped_and_keeps_its_checkpoints(sandbox, monkeypatch):
+  slow = device_run.Job(f"python -c \"import os,time; os.makedirs('{{workdir}}/checkpoints/5'); "
+                        "open('{workdir}/checkpoints/5/x','w').write('1'); time.sleep(120)\"", "sleeps", 0.1)
+  monkeypatch.setitem(device_run.JOBS, "slow", slow)
+  out = sandbox / "out"
+  entries = device_run.run(["slow", "smoke"], str(out), budget_s=15, reserve_s=0)
+  assert [e["status"] for e in entries] == ["timed out", "not started"]
+  assert entries[0]["wall_s"] < 60
+  with tarfile.open(out / "results.tar.gz") as tar:
+    assert "runs/device/slow/checkpoints/5/x" in tar.getnames()  # to resume in a later session
+
+
+def test_a_carried_run_is_where_its_job_resumes(sandbox):
+  carried = sandbox / "device" / "runs" / "smoke"
+  carried.mkdir(parents=True)
+  (carried / "marker").write_text("from an earlier session")
+  device_run.run(["smoke"], str(sandbox / "out"), budget_s=600)
+  assert (sandbox / "runs" / "smoke" / "marker").read_text() == "from an earlier session"
+
+
+def test_bad_arguments_are_clear_errors(capsys):
+  with pytest.raises(SystemExit):
+    device_run.main(["run", "--out", "/tmp/x", "nosuchjob"])
+  assert "unknown job(s) nosuchjob" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    device_run.main(["run", "--out", "/tmp/x", "--budget-s", "5", "smoke"])
+  assert "at least 60" in capsys.readouterr().err
