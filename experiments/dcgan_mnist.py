@@ -29,7 +29,9 @@ def run(config, workdir: str) -> dict:
   split = config.data.eval_splits[0]
   out = {"value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4), "steps": summary["step"],
          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
-  if task.classifier is not None:
+  if task.classifier is None:  # no Fréchet distance without features: the value is the critic's loss
+    out["metric"] = f"{split} critic loss (no feature classifier configured)"
+  else:
     out["feature_classifier"] = {k: task.classifier.info[k] for k in ("config", "steps", "test_error", "dataset")}
   return out
 

@@ -70,7 +70,8 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
          metric: str, paper_value: float | None, argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Parses flags, loads configs/<name>.py, runs `run(config, workdir)` and writes result.json.
 
-  `run` returns at least {"value": ..., "steps": ...}; other keys are kept in result.json.
+  `run` returns at least {"value": ..., "steps": ...}; other keys are kept in result.json, and a
+  "metric" it returns replaces `metric` (when a run measures something else than usual).
   """
   argv = sys.argv[1:] if argv is None else list(argv)
   args, overrides = parse_args(argv)
@@ -104,6 +105,6 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
     value = result["value"]
     shown = f"{value:.4g}" if isinstance(value, float) else value
     paper_part = f" (paper: {paper_value})" if paper_value is not None else ""
-    print(f"{name}: {metric} = {shown}{paper_part} after {result['steps']} steps in "
+    print(f"{name}: {result['metric']} = {shown}{paper_part} after {result['steps']} steps in "
           f"{result['wall_s']:.0f}s on {result['hardware']}; {path}")
   return result
