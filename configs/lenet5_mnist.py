@@ -76,6 +76,7 @@ def get_sweeps():
           {"model.dropout": 0.5},
           {"optim.weight_decay": 5e-4},
           {"train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 5},
+          {"train.early_stopping.metric": "validation/loss", "train.early_stopping.patience": 5},
           {"data.augment.crop_padding": 2, "model.dropout": 0.5, "optim.weight_decay": 5e-4},
       ]},
   }

@@ -15,8 +15,11 @@ from vision_jax.train.loop import train_and_evaluate
 
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
-  return {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
-          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  out = {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
+         "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  if config.train.early_stopping.metric:  # the evaluation the run ended on, and whether it stopped early
+    out.update(best_step=summary["best_step"], early_stopped=summary["early_stopped"])
+  return out
 
 
 if __name__ == "__main__":
