@@ -94,13 +94,20 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
       ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_log_minor_label))
       ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-      ax.legend(fontsize=7)
   if not plotted:
     plt.close(fig)
     raise ValueError(f"none of the runs has any of {list(keys)}")
+  # One legend for every panel, below them: the runs are the same in each, and a legend inside
+  # a panel hides the curves it names once there are more than a few.
+  handles = {}
+  for ax in axes[0]:
+    for line in ax.lines:
+      handles.setdefault(line.get_label(), line)
+  fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+             ncol=min(3, len(handles)), fontsize=8, frameon=False)
   if title:
     fig.suptitle(title)
+  fig.tight_layout()
   return _save(fig, path)
 
 
