@@ -73,3 +73,13 @@ def test_bad_arguments_are_clear_errors(capsys):
   with pytest.raises(SystemExit):
     device_run.main(["run", "--out", "/tmp/x", "--budget-s", "5", "smoke"])
   assert "at least 60" in capsys.readouterr().err
+
+
+def test_a_jobs_environment_reaches_it_and_its_record(sandbox, monkeypatch):
+  job = device_run.Job("python -c \"import json,os; json.dump(dict(flags=os.environ['XLA_FLAGS']), "
+                       "open('{workdir}/bench.json', 'w'))\"", "echoes its flags", 0.1,
+                       env=(("XLA_FLAGS", "--xla_cpu_fake=1"),))
+  monkeypatch.setitem(device_run.JOBS, "flags", job)
+  [entry] = device_run.run(["flags"], str(sandbox / "out"), budget_s=120)
+  assert entry["status"] == "done" and entry["bench"] == {"flags": "--xla_cpu_fake=1"}
+  assert entry["command"].startswith("XLA_FLAGS=--xla_cpu_fake=1 python -c")
