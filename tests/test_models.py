@@ -29,6 +29,7 @@ BATCH = 2
 FEATURES = {
     "AlexNet": [f"conv{i}" for i in range(1, 6)],
     "VGG": [f"block{i}" for i in range(1, 6)],
+    "InceptionV3": ["stem", "mixed5", "mixed6", "mixed7"],
     "GoogLeNet": ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
                   "inception4d", "inception4e", "inception5a", "inception5b"],
     "ResNet": ["stage1", "stage2", "stage3", "stage4"],
@@ -55,6 +56,8 @@ def _fast_compilation():
 
 def _image_size(name: str) -> int:
   """The smallest square input each model accepts comfortably."""
+  if name.startswith("inception"):
+    return 75  # Inception-v3's smallest input.
   return 64 if name == "alexnet" else 32  # AlexNet needs 63; the rest work at CIFAR size.
 
 
@@ -174,6 +177,8 @@ def _param_count(name: str, **kwargs) -> int:
     ("vgg16", {}, 138_357_544),
     ("vgg16_bn", {}, 138_365_992),
     ("googlenet", {"aux_logits": False}, 6_624_904),
+    # torchvision documents 27,161,264 with the auxiliary classifier (3,326,696), which we omit.
+    ("inception_v3", {}, 23_834_568),
     ("resnet18", {}, 11_689_512),
     ("resnet34", {}, 21_797_672),
     ("resnet50", {}, 25_557_032),

@@ -1,4 +1,5 @@
-"""Our AlexNet, VGG, GoogLeNet and ResNet against torchvision's, with converted weights.
+"""Our AlexNet, VGG, GoogLeNet, Inception-v3 (and FID's) and ResNet against torchvision's, with
+converted weights.
 
 torchvision's models are built with random weights (nothing is downloaded); BatchNorm running
 statistics are set from a calibration batch and the affine parameters randomised, so that
@@ -27,7 +28,7 @@ F = torch.nn.functional
 from scripts import import_torchvision
 from vision_jax.models import get_model
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
-from vision_jax.models.torchvision_import import ARCHS, convert_torchvision_state_dict
+from vision_jax.models.torchvision_import import ARCHS, SKIPPED, convert_torchvision_state_dict
 from vision_jax.models.torchvision_import import torchvision_model
 from vision_jax.train.checkpoint import load_variables
 
@@ -39,6 +40,10 @@ SIZES = {
     "vgg11": (80, 72),       # Last feature map 2x2, adaptively pooled to 7x7.
     "vgg11_bn": (80, 72),
     "googlenet": (57, 49),   # Odd sizes throughout: ceil-mode pools differ from floor mode.
+    # 9x4 then 1x1 maps in Mixed_6 and Mixed_7: padding is most of every 3x3 pool there, where
+    # FID's average pools (padding left out) differ most from torchvision's.
+    "inception_v3": (79, 91),
+    "inception_v3_fid": (79, 91),
     "resnet18": (45, 39),    # Odd sizes: torch's symmetric padding differs from "SAME".
     "resnet50": (45, 39),
 }
@@ -55,13 +60,66 @@ def _fast_compilation():
   jax.config.update("jax_disable_most_optimizations", previous)
 
 
+def _torch_fid_inception(**kwargs) -> torch.nn.Module:
+  """pytorch-fid's FIDInceptionV3: torchvision's Inception3 with 1008 classes and its pooling
+  changed as the TensorFlow FID graph has it (see vision_jax/models/inception.py)."""
+  tv = torchvision.models.inception
+  avg = lambda x: F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+  class FIDInceptionA(tv.InceptionA):
+    def _forward(self, x):
+      return [self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
+              self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))), self.branch_pool(avg(x))]
+
+  class FIDInceptionC(tv.InceptionC):
+    def _forward(self, x):
+      b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+      bd = x
+      for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
+                    self.branch7x7dbl_5):
+        bd = layer(bd)
+      return [self.branch1x1(x), b7, bd, self.branch_pool(avg(x))]
+
+  class FIDInceptionE(tv.InceptionE):
+    def __init__(self, in_channels, pool):
+      super().__init__(in_channels)
+      self.pool = pool
+
+    def _forward(self, x):
+      b3 = self.branch3x3_1(x)
+      b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+      bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+      bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
+      return [self.branch1x1(x), b3, bd, self.branch_pool(self.pool(x))]
+
+  kwargs.setdefault("init_weights", True)
+  model = torchvision.models.inception_v3(weights=None, num_classes=1008, **kwargs)
+  model.Mixed_5b = FIDInceptionA(192, pool_features=32)
+  model.Mixed_5c = FIDInceptionA(256, pool_features=64)
+  model.Mixed_5d = FIDInceptionA(288, pool_features=64)
+  for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+    setattr(model, name, FIDInceptionC(768, channels_7x7=c7))
+  model.Mixed_7b = FIDInceptionE(1280, avg)
+  model.Mixed_7c = FIDInceptionE(2048, lambda x: F.max_pool2d(x, 3, stride=1, padding=1))
+  return model
+
+
+def _torchvision(arch: str, **kwargs) -> torch.nn.Module:
+  """torchvision's (or pytorch-fid's) arch with random weights."""
+  if arch in ("googlenet", "inception_v3"):
+    kwargs.setdefault("init_weights", True)  # Silences torchvision's FutureWarning.
+  if arch == "inception_v3_fid":
+    return _torch_fid_inception(**kwargs)
+  return getattr(torchvision.models, arch)(weights=None, **kwargs)
+
+
 def _torch_model(arch: str, **kwargs) -> torch.nn.Module:
   """torchvision's arch with random weights and calibrated, randomised BatchNorm, in eval mode,
   its classifier scaled to give logits of standard deviation LOGITS_STD on `_images(arch)`."""
   torch.manual_seed(0)
-  if arch == "googlenet":
-    kwargs.setdefault("init_weights", True)  # Silences torchvision's FutureWarning.
-  model = getattr(torchvision.models, arch)(weights=None, **kwargs)
+  if arch.startswith("inception"):
+    kwargs.setdefault("aux_logits", False)
+  model = _torchvision(arch, **kwargs)
   bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
   if bns:
     # One training-mode pass with momentum 1 makes the running statistics those of a batch.
@@ -95,19 +153,21 @@ def _images(arch: str, batch: int = 2) -> tuple[torch.Tensor, np.ndarray]:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_arch_converts_key_for_key(arch):
   """Names and shapes of every importable architecture (values: those above)."""
-  kwargs = {"init_weights": False} if arch == "googlenet" else {}
+  kwargs = {"init_weights": False} if arch in ("googlenet", "inception_v3", "inception_v3_fid") else {}
   with torch.device("meta"):  # Shapes only: nothing is allocated or initialised.
-    state_dict = getattr(torchvision.models, arch)(weights=None, **kwargs).state_dict()
+    state_dict = _torchvision(arch, **kwargs).state_dict()
   state_dict = {k: np.broadcast_to(np.float32(0), v.shape) for k, v in state_dict.items()}
   variables = convert_torchvision_state_dict(arch, state_dict)
   count = sum(np.size(v) for v in jax.tree.leaves(variables["params"]))
+  # Inception-v3's auxiliary classifier (in the state_dict: aux_logits is on by default) is skipped.
   assert count == sum(np.size(v) for k, v in state_dict.items()
-                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+                      and not k.startswith(SKIPPED.get(arch, ())))
 
 
 # Options set on both sides. GoogLeNet's input transform (which its pretrained weights need) is
 # checked here, its untransformed input in the training-mode test.
-OPTIONS = {"googlenet": {"transform_input": True}}
+OPTIONS = {"googlenet": {"transform_input": True}, "inception_v3": {"transform_input": True}}
 
 
 @pytest.mark.parametrize("arch", sorted(SIZES))
@@ -226,3 +286,32 @@ def test_mismatched_state_dict_names_the_keys(resnet18):
   assert "missing (1):\n    layer2.0.downsample.1.running_var" in message
   assert "unexpected (1):\n    layer5.0.conv1.weight" in message
   assert "layer1.0.conv2.weight: (64, 64, 1, 1), expected (64, 64, 3, 3)" in message
+
+
+def test_imported_fid_inception_is_a_feature_classifier_as_pytorch_fid_applies_it(tmp_path, capsys):
+  """The FID network imported by the CLI measures images as pytorch-fid does: resized to 299x299
+  (bilinear), scaled to [-1, 1], features from the final average pool, grey images as RGB."""
+  from vision_jax.metrics.feature_classifier import load_feature_classifier
+  torch_model = _torch_model("inception_v3_fid")
+  path = tmp_path / "pt_inception.pth"
+  torch.save(torch_model.state_dict(), path)
+  out_dir = tmp_path / "fid_inception"
+  assert import_torchvision.main(["inception_v3_fid", str(path), str(out_dir)]) == 0
+  assert f"--config.gan.classifier.directory={out_dir}" in capsys.readouterr().out
+  classifier = load_feature_classifier(str(out_dir))
+  features = {}
+  torch_model.avgpool.register_forward_hook(lambda m, i, o: features.update(pool=o.flatten(1)))
+  rng = np.random.default_rng(2)
+  for channels in (3, 1):
+    images = np.tanh(rng.normal(size=(2, 32, 32, channels))).astype(np.float32)  # a generator's range
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).expand(-1, 3, -1, -1)
+    x = F.interpolate((x + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+    with torch.no_grad():
+      probs = F.softmax(torch_model(x), dim=1).numpy()
+    ours_probs, ours_features = classifier(jnp.asarray(images))
+    assert ours_features.shape == (2, 2048) and ours_probs.shape == (2, 1008)
+    # A random network's features reach 1e6: compare them relative to their largest.
+    scale = float(np.abs(features["pool"].numpy()).max())
+    np.testing.assert_allclose(np.asarray(ours_features) / scale, features["pool"].numpy() / scale,
+                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours_probs), probs, rtol=0, atol=1e-5)

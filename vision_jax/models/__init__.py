@@ -1,5 +1,5 @@
 """Model families, registered by name. Import a family here to register it."""
-from vision_jax.models import (alexnet, autoencoders, face_cnn, gan, googlenet, lecture_example, lenet, mlp,  # noqa: F401
+from vision_jax.models import (alexnet, autoencoders, face_cnn, gan, googlenet, inception, lecture_example, lenet, mlp,  # noqa: F401
                                resnet, vgg)
 from vision_jax.models.registry import get_model, list_models, register
 

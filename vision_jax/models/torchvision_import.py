@@ -1,4 +1,4 @@
-"""torchvision state_dicts as our variables, for AlexNet, VGG, GoogLeNet and ResNet.
+"""torchvision state_dicts as our variables, for AlexNet, VGG, GoogLeNet, Inception-v3 and ResNet.
 
 `convert_torchvision_state_dict("resnet50", state_dict)` maps torchvision's parameter names to
 ours, transposes convolutions (OIHW to HWIO) and linear layers, permutes the rows of the linear
@@ -9,8 +9,10 @@ state_dict is a mapping of names to numpy arrays (scripts/import_torchvision.py 
 
 The result is for the model `torchvision_model(arch, state_dict)` returns, which is the
 registered model with `num_classes` read from the classifier (and, for GoogLeNet, auxiliary
-heads if the state_dict has them). torchvision's pretrained GoogLeNet expects
-`transform_input=True` when fed ImageNet-normalised images.
+heads if the state_dict has them). torchvision's pretrained GoogLeNet and Inception-v3 expect
+`transform_input=True` when fed ImageNet-normalised images. Inception-v3's auxiliary classifier
+(`AuxLogits.*`, for training only) is not imported. "inception_v3_fid" takes pytorch-fid's port of
+the FID Inception weights (`pt_inception-2015-12-05-*.pth`), which use torchvision's names.
 """
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.models import alexnet, googlenet, registry, resnet, vgg
+from vision_jax.models import alexnet, googlenet, inception, registry, resnet, vgg
 
-# torchvision's names, which are also our registry's.
-ARCHS = ("alexnet", "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
+# torchvision's names, which are also our registry's (and the FID network's, see above).
+ARCHS = ("alexnet", "googlenet", "inception_v3", "inception_v3_fid", "resnet18", "resnet34", "resnet50",
+         "resnet101", "resnet152", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+         "vgg19_bn")
+# Weights of parts we do not build, by prefix.
+SKIPPED = {"inception_v3": ("AuxLogits.",), "inception_v3_fid": ("AuxLogits.",)}
 
 # Each rule maps one torch layer (a name prefix) to one of our modules (a path in the variable
 # tree) as one of these kinds; a linear layer after a flattened map also gives the map's
@@ -121,7 +126,26 @@ def _googlenet_rules(aux_logits: bool) -> list[Rule]:
   return rules + [_linear("fc", ("head",))]
 
 
+def _inception_rules(params: Mapping[str, Any]) -> list[Rule]:
+  # Our module paths are torchvision's names: Mixed_5b/branch1x1/conv is Mixed_5b.branch1x1.conv.
+  rules = []
+
+  def walk(tree: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    for name, child in tree.items():
+      if name == "conv":
+        rules.append(_conv(".".join((*path, name)), (*path, name)))
+      elif name == "bn":
+        rules.append(_bn(".".join((*path, name)), (*path, name)))
+      elif isinstance(child, Mapping) and name != "head":
+        walk(child, (*path, name))
+
+  walk(params, ())
+  return rules + [_linear("fc", ("head",))]
+
+
 def _rules(model: nn.Module, params: Mapping[str, Any]) -> list[Rule]:
+  if isinstance(model, inception.InceptionV3):
+    return _inception_rules(params)
   if isinstance(model, alexnet.AlexNet):
     return _alexnet_rules()
   if isinstance(model, vgg.VGG):
@@ -167,7 +191,8 @@ def convert_torchvision_state_dict(arch: str,
   """torchvision's `arch` weights as our variables.
 
   Args:
-    arch: one of ARCHS ("alexnet", "googlenet", "resnet18".."resnet152", "vgg11".."vgg19_bn").
+    arch: one of ARCHS ("alexnet", "googlenet", "inception_v3", "inception_v3_fid",
+      "resnet18".."resnet152", "vgg11".."vgg19_bn").
     state_dict: torchvision's parameter and buffer names to numpy arrays, as
       `{k: v.numpy() for k, v in torch_model.state_dict().items()}`.
 
@@ -180,7 +205,7 @@ def convert_torchvision_state_dict(arch: str,
       shape (all of them are listed, by torch name).
   """
   model = torchvision_model(arch, state_dict)
-  size = 224  # The variables' shapes do not depend on the input size.
+  size = 224  # The variables' shapes do not depend on the input size (Inception-v3 needs 75).
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
   expected = jax.tree.map(lambda x: tuple(x.shape), dict(expected))
 
@@ -207,7 +232,7 @@ def convert_torchvision_state_dict(arch: str,
     if bias is not None:
       wanted.append((f"{prefix}.bias", bias, "params", (*path, "bias"), np.asarray))
 
-  ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
+  ignored = {k for k in state_dict if k.endswith(".num_batches_tracked") or k.startswith(SKIPPED.get(arch, ()))}
   unexpected = sorted(set(state_dict) - ignored - {key for key, *_ in wanted})
   missing, wrong_shape = [], []
   variables: dict[str, Any] = {}
