@@ -33,6 +33,8 @@ def run(config, workdir: str) -> dict:
     out["metric"] = f"{split} critic loss (no feature classifier configured)"
   else:
     out["feature_classifier"] = {k: task.classifier.info[k] for k in ("config", "steps", "test_error", "dataset")}
+    if task.classifier.info["model"]["name"] == "inception_v3_fid":  # imported FID weights: the standard numbers
+      out["metric"] = "FID (Inception-v3, the FID weights)"
   return out
 
 

@@ -7,10 +7,16 @@ code, or `.safetensors` if the safetensors package is installed), converts it wi
 `vision_jax.models.torchvision_import.convert_torchvision_state_dict` and writes
 {"params", "batch_stats"} with `vision_jax.train.checkpoint.save_variables`. Weights are never
 downloaded here: fetch the file yourself.
+
+An Inception-v3 (`inception_v3`, or `inception_v3_fid` for pytorch-fid's FID weights) is also
+written as a feature classifier (classifier.json beside the variables: 299x299 bilinear resizing,
+inputs scaled to [-1, 1]), so that `--config.gan.classifier.directory=<out_dir>` measures GAN
+samples with it: the standard FID and Inception score with the FID weights.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Sequence
@@ -78,7 +84,21 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.arch == "googlenet":
     print("note: torchvision's pretrained GoogLeNet expects transform_input=True for "
           "ImageNet-normalised inputs")
+  if args.arch.startswith("inception_v3"):
+    write_feature_classifier(args.out_dir, args.arch, model.num_classes, args.state_dict)
+    print(f"and as a feature classifier: --config.gan.classifier.directory={args.out_dir}")
   return 0
+
+
+def write_feature_classifier(directory: str, arch: str, num_classes: int, source: str) -> None:
+  """classifier.json for `load_feature_classifier`: Inception-v3 sees images resized to 299x299
+  and scaled to [-1, 1] (the FID network's input; torchvision's pretrained weights take the same
+  with transform_input, which maps ImageNet-normalised inputs to it)."""
+  info = {"config": f"import_torchvision {arch}", "model": {"name": arch}, "num_classes": num_classes,
+          "dataset": "ImageNet", "source": os.path.abspath(source), "image_size": 299, "resize": True,
+          "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "steps": None, "test_error": None}
+  with open(os.path.join(directory, "classifier.json"), "w") as f:
+    json.dump(info, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,14 @@ one training loop, then saved as a directory:
     classifier = ensure_feature_classifier("lenet5_mnist", steps=2000)   # trains once, then loads
     probs, features = classifier(images)   # images in [-1, 1], as a generator makes them
 
-The standard FID and Inception score need Inception-v3's ImageNet weights instead; imported as
-saved variables with a matching classifier.json, they would load the same way.
+The standard FID and Inception score need the FID Inception-v3 weights instead (pytorch-fid's
+`pt_inception-2015-12-05-*.pth`, not available offline here). Imported with
+
+    python -m scripts.import_torchvision inception_v3_fid pt_inception-2015-12-05-6726825d.pth DIR
+
+DIR is a feature classifier too (its classifier.json says "resize": images are resized to 299x299
+bilinearly, not zero-padded), and `--config.gan.classifier.directory=DIR` makes a GAN experiment
+report the standard FID and Inception score.
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ class FeatureClassifier:
     image_size: the height and width it was trained at; smaller images are zero-padded to it.
     mean, std: the per-channel standardisation of its training data (images in [0, 1]).
     info: what classifier.json records (config, steps, test error, ...).
+    resize: resize images to image_size (bilinear, as FID's Inception does) instead of padding
+      them; grey images are then repeated over the classifier's three channels.
   """
   model: nn.Module
   variables: Any
@@ -46,17 +54,26 @@ class FeatureClassifier:
   mean: tuple[float, ...]
   std: tuple[float, ...]
   info: dict
+  resize: bool = False
 
   def __call__(self, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """images: [b, h, w, c] in [-1, 1]. Returns (class probabilities [b, K], features [b, F])."""
     b, h, w, c = images.shape
-    if c != len(self.mean) or h > self.image_size or w > self.image_size:
-      raise ValueError(f"the feature classifier takes images of at most {self.image_size}x{self.image_size} "
-                       f"with {len(self.mean)} channels, got {images.shape}")
     x = (images.astype(jnp.float32) + 1.0) / 2.0
-    top, left = (self.image_size - h) // 2, (self.image_size - w) // 2
-    # The classifier saw uint8 zeros as padding (pixel 0.0 before standardisation), as here.
-    x = jnp.pad(x, ((0, 0), (top, self.image_size - h - top), (left, self.image_size - w - left), (0, 0)))
+    if self.resize:
+      if c == 1 and len(self.mean) == 3:
+        x = jnp.repeat(x, 3, axis=-1)
+      elif c != len(self.mean):
+        raise ValueError(f"the feature classifier takes images with {len(self.mean)} channels (or 1), "
+                         f"got {images.shape}")
+      x = jax.image.resize(x, (b, self.image_size, self.image_size, x.shape[-1]), "bilinear")
+    else:
+      if c != len(self.mean) or h > self.image_size or w > self.image_size:
+        raise ValueError(f"the feature classifier takes images of at most {self.image_size}x{self.image_size} "
+                         f"with {len(self.mean)} channels, got {images.shape}")
+      top, left = (self.image_size - h) // 2, (self.image_size - w) // 2
+      # The classifier saw uint8 zeros as padding (pixel 0.0 before standardisation), as here.
+      x = jnp.pad(x, ((0, 0), (top, self.image_size - h - top), (left, self.image_size - w - left), (0, 0)))
     x = (x - jnp.asarray(self.mean)) / jnp.asarray(self.std)
     logits, out = self.model.apply(self.variables, x, train=False)
     return jax.nn.softmax(logits.astype(jnp.float32)), out["pre_logits"].astype(jnp.float32)
@@ -72,8 +89,11 @@ def load_feature_classifier(directory: str) -> FeatureClassifier:
   with open(path) as f:
     info = json.load(f)
   model = build_model(ml_collections.ConfigDict(info["model"]), info["num_classes"])
-  variables = jax.tree.map(jnp.asarray, load_variables(os.path.join(directory, "variables")))
-  return FeatureClassifier(model, variables, info["image_size"], tuple(info["mean"]), tuple(info["std"]), info)
+  # Trained here: <directory>/variables; imported by scripts.import_torchvision: <directory> itself.
+  variables_dir = os.path.join(directory, "variables")
+  variables = jax.tree.map(jnp.asarray, load_variables(variables_dir if os.path.isdir(variables_dir) else directory))
+  return FeatureClassifier(model, variables, info["image_size"], tuple(info["mean"]), tuple(info["std"]), info,
+                           resize=bool(info.get("resize", False)))
 
 
 def default_directory(config_name: str, steps: int, overrides: Sequence[str] = ()) -> str:
