@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
-from vision_jax.models.layers import Conv
+from vision_jax.models.layers import Conv, torchvision_transform_input
 from vision_jax.models.registry import register
 
 # The paper's Table 1 after the stem, in order: each Inception module's name and the widths of
@@ -155,9 +155,7 @@ class GoogLeNet(nn.Module):
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     out = {}
     if self.transform_input:
-      mean = jnp.array([0.485, 0.456, 0.406])
-      std = jnp.array([0.229, 0.224, 0.225])
-      x = (x * std + mean - 0.5) / 0.5
+      x = torchvision_transform_input(x)
     x = jnp.asarray(x, self.dtype)
     if self.stem == "cifar":
       x = BasicConv(192, 3, dtype=self.dtype, name="stem")(x, train=train)

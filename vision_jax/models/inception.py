@@ -2,8 +2,9 @@
 as torchvision builds it, and the variant whose weights define the standard FID.
 
 Layer names and shapes are torchvision's `Inception3` (Conv2d_1a_3x3 ... Mixed_7c; its `fc` is
-our "head", as in every registered classifier), so that its state_dict imports (`scripts.import_torchvision inception_v3`); every convolution is
-bias-free and followed by BatchNorm with epsilon 1e-3. The auxiliary classifier, used only to
+our "head", as in every registered classifier), so that its state_dict imports
+(`scripts.import_torchvision inception_v3`); every convolution is bias-free and followed by
+BatchNorm with epsilon 1e-3. The auxiliary classifier, used only to
 train it, is not built: this model is for inference, features and fine-tuning from
 "pre_logits", and the importer skips torchvision's `AuxLogits.*` weights.
 
@@ -24,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vision_jax.models.layers import Conv
+from vision_jax.models.layers import Conv, torchvision_transform_input
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register
 
@@ -56,7 +57,8 @@ def _avg_pool_3x3(x: jnp.ndarray, count_include_pad: bool) -> jnp.ndarray:
 
 
 class _Block(nn.Module):
-  """An Inception block: `conv(features, kernel, name, stride, padding)` builds its layers."""
+  """An Inception block (or the network): `conv(features, kernel, name, stride, padding)` builds
+  its layers."""
   dtype: Any = jnp.float32
 
   def conv(self, features: int, kernel, name: str, stride: int = 1, padding=(0, 0)) -> BasicConv2d:
@@ -157,7 +159,7 @@ class InceptionE(_Block):
 
 
 @register("inception_v3")
-class InceptionV3(nn.Module):
+class InceptionV3(_Block):
   """Inception-v3 as torchvision builds it (without the auxiliary classifier).
 
   Attributes:
@@ -172,7 +174,6 @@ class InceptionV3(nn.Module):
   fid: bool = False
   transform_input: bool = False
   dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False):
@@ -186,18 +187,14 @@ class InceptionV3(nn.Module):
     if min(x.shape[1:3]) < 75:
       raise ValueError(f"Inception-v3 needs inputs of at least 75x75, got {x.shape[1]}x{x.shape[2]}")
     if self.transform_input:
-      mean = jnp.array([0.485, 0.456, 0.406])
-      std = jnp.array([0.229, 0.224, 0.225])
-      x = (x * std + mean - 0.5) / 0.5
+      x = torchvision_transform_input(x)
     x = jnp.asarray(x, self.dtype)
-    conv = lambda features, kernel, name, **kw: BasicConv2d(
-        features, (kernel, kernel), dtype=self.dtype, name=name, **kw)
-    x = conv(32, 3, "Conv2d_1a_3x3", stride=2)(x, train=train)
-    x = conv(32, 3, "Conv2d_2a_3x3")(x, train=train)
-    x = conv(64, 3, "Conv2d_2b_3x3", padding=(1, 1))(x, train=train)
+    x = self.conv(32, 3, "Conv2d_1a_3x3", stride=2)(x, train=train)
+    x = self.conv(32, 3, "Conv2d_2a_3x3")(x, train=train)
+    x = self.conv(64, 3, "Conv2d_2b_3x3", padding=1)(x, train=train)
     x = max_pool(x, 3, 2)
-    x = conv(80, 1, "Conv2d_3b_1x1")(x, train=train)
-    x = conv(192, 3, "Conv2d_4a_3x3")(x, train=train)
+    x = self.conv(80, 1, "Conv2d_3b_1x1")(x, train=train)
+    x = self.conv(192, 3, "Conv2d_4a_3x3")(x, train=train)
     x = max_pool(x, 3, 2)
     out = {"stem": x}
     for name, pool_features in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):

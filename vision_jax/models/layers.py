@@ -153,3 +153,11 @@ class ConvTranspose(nn.ConvTranspose):
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     y = conv_transpose(inputs, kernel, strides, self.padding, self.precision, self.preferred_element_type)
     return y if bias is None else y + bias.reshape((1, 1, 1, -1))
+
+
+def torchvision_transform_input(x: jnp.ndarray) -> jnp.ndarray:
+  """Inputs normalised with ImageNet's mean and std, mapped to (x - 0.5) / 0.5: what torchvision's
+  pretrained GoogLeNet and Inception-v3 were trained on (their `transform_input`)."""
+  mean = jnp.array([0.485, 0.456, 0.406])
+  std = jnp.array([0.229, 0.224, 0.225])
+  return (x * std + mean - 0.5) / 0.5

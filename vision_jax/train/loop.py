@@ -138,7 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   The summary: {"step", "train_wall_s", "eval": {split/metric: value}, "best_step",
   "early_stopped", "task": the task}. With early stopping, "eval" and "state" are the best
-  evaluation's (see the module docstring); "step" is still the last step trained. Files in `workdir`: metrics.jsonl, config.json,
+  evaluation's (see the module docstring); "step" is still the last step trained.
+  Files in `workdir`: metrics.jsonl, config.json,
   checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
   """
   tc = config.train
@@ -165,8 +166,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if early.metric and not best_metric:  # early stopping selects by its own metric
     best_metric, best_mode = early.metric, early.mode
   meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None, "best_eval": None}
-  restored = store.restore_latest(jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding))
+  abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                state_shape, state_sharding)
+  restored = store.restore_latest(abstract_state)
   if restored is not None:
     state, meta = restored
     for k, v in meta["early_stopping"].items():
@@ -264,8 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final = last_eval[1] if last_eval and last_eval[0] == step else evaluate(state)
   restore_best = early.metric and tc.early_stopping.get("restore_best", True)
   if restore_best and meta.get("best_step") is not None and meta["best_step"] != step:
-    state = store.restore_best(jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding))[0]
+    state = store.restore_best(abstract_state)[0]
     final = meta.get("best_eval") or evaluate(state)
     logging.info("early stopping: ending on step %d's parameters (best %s %.5g), trained to step %d",
                  meta["best_step"], best_metric, meta["best_value"], step)
