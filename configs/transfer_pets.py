@@ -27,9 +27,10 @@ Commands:
     python -m experiments.transfer_pets --workdir runs/transfer_pets_cpu --variant cpu
     python -m experiments.transfer_pets --workdir runs/x --config.init_from=runs/resnet20_cifar10   # an existing run
 
-Variants: cpu (minutes on a 2-core CPU: 300 pretraining steps, 150 steps per arm, 32x32 pets),
+Variants: cpu (minutes on a 2-core CPU: 300 pretraining steps, 150 steps per arm and 5 seeds, 32x32 pets),
 imagenet, smoke (tests).
-Keys beyond base_config(): pretrain.{steps, batch_size, variant, validation_size}, arms and
+Keys beyond base_config(): pretrain.{steps, batch_size, variant, validation_size}, arms, seeds
+(runs per arm: train.seed, train.seed + 1, ...; one pretraining serves them all) and
 finetune_backbone_lr_scale. The experiment sets base_config()'s optim.{head, backbone_lr_scale,
 frozen} and train.frozen_batch_stats per arm (see vision_jax/train/optimizers.py and
 ClassificationTask.losses).
@@ -78,6 +79,7 @@ def get_config(arg=None):
   c.wandb.group = "transfer_pets"
 
   c.arms = ("scratch", "linear_probe", "finetune")
+  c.seeds = 1  # runs per arm, with train.seed, train.seed + 1, ...: mean and spread in the table
   c.finetune_backbone_lr_scale = 0.1
   c.pretrain = ml_collections.ConfigDict()
   c.pretrain.steps = 64000  # of configs/resnet_cifar10.py's recipe, its learning-rate drops scaled to them
@@ -98,6 +100,7 @@ def get_config(arg=None):
     c.data.format_options.image_size = 32
     c.data.augment.crop_padding = 4
     c.pretrain.steps = 300
+    c.seeds = 5  # an arm's run is ~40 s here, and one seed cannot tell the arms apart
     c.train.steps = 150  # 16 epochs
     c.train.log_every = 50
     c.train.eval_every = 150

@@ -7,7 +7,8 @@ backbone, and fine-tuned with a lower backbone learning rate. See configs/transf
 
 Without `init_from` the backbone is first pretrained on CIFAR-10 in workdir/pretrain_cifar10
 (configs/resnet_cifar10.py's recipe at `pretrain.steps`; resumable, skipped once finished).
-Each arm is its own run in workdir/<arm>; table.md and test_accuracy.png compare them.
+Each arm is its own run in workdir/<arm> (with `seeds` > 1, one run per seed in workdir/<arm>/seed<i>,
+reported as mean and standard deviation); table.md and test_accuracy.png compare them.
 """
 from __future__ import annotations
 
@@ -75,21 +76,34 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return {"steps": c.train.steps, "split": split, "error": 100 * evals[-1][f"{split}/error"] if evals else None}
 
 
-def arm_config(config: ml_collections.ConfigDict, arm: str, init_from: str) -> ml_collections.ConfigDict:
+def arm_config(config: ml_collections.ConfigDict, arm: str, init_from: str, seed_index: int = 0) -> ml_collections.ConfigDict:
+  """The run of `arm` with the `seed_index`-th seed (train.seed + seed_index)."""
   pretrained, scale = ARMS[arm]
   c = copy.deepcopy(config)
   c.name = f"{config.name}/{arm}"
-  c.wandb.name = arm
+  c.wandb.name = arm if config.seeds == 1 else f"{arm}/seed{seed_index}"
   c.init_from = init_from if pretrained else ""
   c.optim.backbone_lr_scale = config.finetune_backbone_lr_scale if scale is None else scale
   c.train.frozen_batch_stats = arm == "linear_probe"
+  c.train.seed = config.train.seed + seed_index
   return c
+
+
+def arm_workdir(config: ml_collections.ConfigDict, workdir: str, arm: str, seed_index: int) -> str:
+  """workdir/<arm>, or workdir/<arm>/seed<i> when each arm runs with several seeds."""
+  return os.path.join(workdir, arm) if config.seeds == 1 else os.path.join(workdir, arm, f"seed{seed_index}")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def run(config, workdir: str) -> dict:
   unknown = sorted(set(config.arms) - set(ARMS))
   if unknown:
     raise ValueError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
+  if not isinstance(config.seeds, int) or config.seeds < 1:
+    raise ValueError(f"seeds: the number of runs per arm must be a positive integer, got {config.seeds!r}")
   init_from, pretrained = config.init_from, None
   if not init_from and any(ARMS[a][0] for a in config.arms):
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):
@@ -100,37 +114,54 @@ def run(config, workdir: str) -> dict:
     pretrained = pretrain(config, init_from)
   rows, steps, class_names = {}, 0, ()
   for arm in config.arms:
-    c = arm_config(config, arm, init_from)
-    summary = train_and_evaluate(c, os.path.join(workdir, arm), ClassificationTask)
+    accuracies = []
+    for i in range(config.seeds):
+      c = arm_config(config, arm, init_from, i)
+      summary = train_and_evaluate(c, arm_workdir(config, workdir, arm, i), ClassificationTask)
+      accuracies.append(100 * summary["eval"]["test/accuracy"])
+      steps += summary["step"]
     labels = jax.tree.leaves(parameter_groups(c.optim, summary["state"].params))
     sizes = [int(np.prod(p.shape)) for p in jax.tree.leaves(summary["state"].params)]
+    mean, std = _mean_std(accuracies)
     rows[arm] = {"trained_params": sum(n for n, g in zip(sizes, labels) if g != "frozen"), "params": sum(sizes),
                  "backbone_lr_scale": c.optim.backbone_lr_scale, "init": "pretrained" if c.init_from else "random",
-                 "test_accuracy": 100 * summary["eval"]["test/accuracy"], "test_error": 100 * summary["eval"]["test/error"]}
-    steps += summary["step"]
+                 "test_accuracy": mean, "test_error": 100 - mean, "test_accuracy_std": std,
+                 "seed_test_accuracies": accuracies}
     class_names = summary["task"].spec.class_names
   options = config.data.format_options
+  seeds = config.seeds
   lines = [f"{config.model.name} on {config.data.dataset.split(':')[-1]} ({options.image_size}x{options.image_size}), "
-           f"{config.train.steps} steps per arm at batch {config.train.batch_size}; backbone from "
+           f"{config.train.steps} steps per arm at batch {config.train.batch_size}"
+           + (f", {seeds} seeds per arm (train.seed {config.train.seed} to {config.train.seed + seeds - 1}: the "
+              "head's or scratch network's initialisation, batch order and augmentation; one pretrained backbone)"
+              if seeds > 1 else "") + "; backbone from "
            + (f"CIFAR-10 pretraining ({pretrained['steps']} steps, {pretrained['split']} error {pretrained['error']:.2f}%)"
               if pretrained and pretrained["error"] is not None else f"`{init_from}`"), "",
-           "| arm | starts from | backbone learning rate | trained parameters | test accuracy (%) | test error (%) |",
-           "|---|---|---:|---:|---:|---:|"]
+           "| arm | starts from | backbone learning rate | trained parameters | test accuracy (%) | test error (%) |"
+           + (" per seed (%) |" if seeds > 1 else ""),
+           "|---|---|---:|---:|---:|---:|" + ("---|" if seeds > 1 else "")]
   for arm, r in rows.items():
     rate = "frozen" if r["backbone_lr_scale"] == 0 else f"{r['backbone_lr_scale']:g} x head"
+    accuracy = f"{r['test_accuracy']:.2f}" + (f" ± {r['test_accuracy_std']:.2f}" if seeds > 1 else "")
     lines.append(f"| {ARM_NAMES[arm]} | {r['init']} | {rate} | {r['trained_params']:,} of {r['params']:,} | "
-                 f"{r['test_accuracy']:.2f} | {r['test_error']:.2f} |")
+                 f"{accuracy} | {r['test_error']:.2f} |"
+                 + (" " + ", ".join(f"{a:.2f}" for a in r["seed_test_accuracies"]) + " |" if seeds > 1 else ""))
+  if seeds > 1:
+    lines += ["", f"mean ± sample standard deviation over the {seeds} seeds"]
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "table.md"), "w") as f:
       f.write("\n".join(lines) + "\n")
     plotting.bar_chart([ARM_NAMES[a] for a in rows], [r["test_accuracy"] for r in rows.values()],
                        os.path.join(workdir, "test_accuracy.png"), ylabel="test accuracy (%)",
-                       title=f"{config.model.name} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)")
+                       title=f"{config.model.name} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)",
+                       samples=[r["seed_test_accuracies"] for r in rows.values()] if seeds > 1 else None)
   print("\n".join(lines))
   main = "finetune" if "finetune" in rows else next(iter(rows))
-  return {"value": round(rows[main]["test_error"], 2), "arm": main, "steps": steps,
+  out = {"metric": f"{'fine-tuned' if main == 'finetune' else ARM_NAMES[main]} test error on "
+                   f"{len(class_names)} pet breeds (%)" + (f", mean of {seeds} seeds" if seeds > 1 else "")}
+  return {**out, "value": round(rows[main]["test_error"], 2), "arm": main, "steps": steps, "seeds": seeds,
           "pretrain": pretrained or {"init_from": init_from},
-          "table": {arm: {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for arm, r in rows.items()}}
+          "table": {arm: jax.tree.map(lambda v: round(v, 3) if isinstance(v, float) else v, r) for arm, r in rows.items()}}
 
 
 if __name__ == "__main__":

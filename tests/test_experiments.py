@@ -126,6 +126,32 @@ def test_transfer_pets_smoke(tmp_path, monkeypatch):
   assert again["steps"] == 4 and again["error"] == result["pretrain"]["error"]
 
 
+def test_transfer_pets_repeats_each_arm_over_seeds(tmp_path):
+  """`seeds` runs of an arm, each in its own directory with its own train.seed; the table reports their mean."""
+  require_dataset("oxford_pets_3breeds")
+  import numpy as np
+  from vision_jax.train.checkpoint import read_state
+  workdir = tmp_path / "run"
+  result = run_experiment("transfer_pets", workdir, "--variant", "smoke", "--config.arms=('scratch',)",
+                          "--config.seeds=2")
+  row = result["table"]["scratch"]
+  assert result["seeds"] == 2 and result["steps"] == 8 and "mean of 2 seeds" in result["metric"]
+  assert len(row["seed_test_accuracies"]) == 2
+  assert row["test_accuracy"] == pytest.approx(np.mean(row["seed_test_accuracies"]), abs=1e-3)
+  assert row["test_accuracy_std"] == pytest.approx(np.std(row["seed_test_accuracies"], ddof=1), abs=1e-3)
+  assert result["value"] == pytest.approx(100 - row["test_accuracy"], abs=0.01)
+  configs = [json.loads((workdir / "scratch" / f"seed{i}" / "config.json").read_text()) for i in range(2)]
+  assert [c["train"]["seed"] for c in configs] == [0, 1]
+  first, second = (read_state(str(workdir / "scratch" / f"seed{i}" / "checkpoints" / "4" / "state")) for i in range(2))
+  assert not np.array_equal(first["params"]["head"]["kernel"], second["params"]["head"]["kernel"])
+  assert "± " in (workdir / "table.md").read_text() and (workdir / "test_accuracy.png").exists()
+
+
+def test_transfer_pets_rejects_a_non_positive_number_of_seeds(tmp_path):
+  with pytest.raises(ValueError, match="seeds: the number of runs per arm must be a positive integer, got 0"):
+    run_experiment("transfer_pets", tmp_path / "run", "--variant", "smoke", "--config.seeds=0")
+
+
 def test_transfer_pets_asks_for_weights_for_an_imagenet_backbone(tmp_path):
   with pytest.raises(ValueError, match=r"not 'resnet18'.*--config.init_from=DIR.*import_torchvision resnet18"):
     run_experiment("transfer_pets", tmp_path / "run", "--variant", "imagenet,smoke")

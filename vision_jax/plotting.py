@@ -224,13 +224,23 @@ def image_grid(images: np.ndarray, path: str, cols: int = 8, titles: Sequence[st
   return _save(_mosaic(images, cols, titles), path)
 
 
-def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: str, title: str = "") -> str:
+def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: str, title: str = "",
+              samples: Sequence[Sequence[float]] | None = None) -> str:
+  """One bar per name. With `samples` (each bar's repeated measurements, e.g. seeds), the bar is
+  their mean `values[i]`, with a +-1 standard deviation whisker and every sample drawn as a dot."""
   fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names)), 3.4))
-  ax.bar(range(len(names)), values, color="tab:blue")
+  spread = [float(np.std(s, ddof=1)) if len(s) > 1 else 0.0 for s in samples] if samples else None
+  ax.bar(range(len(names)), values, color="tab:blue", alpha=0.6 if samples else 1.0,
+         yerr=spread, capsize=4 if samples else 0)
   ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
   ax.set_ylabel(ylabel)
   for i, v in enumerate(values):
-    ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+    label = f"{v:.3g}" + (f" ± {spread[i]:.2g}" if spread and len(samples[i]) > 1 else "")
+    ax.text(i, v + (spread[i] if spread else 0), label, ha="center", va="bottom", fontsize=8)
+  if samples:
+    for i, s in enumerate(samples):
+      offsets = np.linspace(-0.2, 0.2, len(s)) if len(s) > 1 else np.zeros(1)
+      ax.plot(i + offsets, s, "o", color="black", ms=3, zorder=3)
   if title:
     ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
