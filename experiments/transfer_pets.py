@@ -161,7 +161,13 @@ def run(config, workdir: str) -> dict:
                    f"{len(class_names)} pet breeds (%)" + (f", mean of {seeds} seeds" if seeds > 1 else "")}
   return {**out, "value": round(rows[main]["test_error"], 2), "arm": main, "steps": steps, "seeds": seeds,
           "pretrain": pretrained or {"init_from": init_from},
-          "table": {arm: jax.tree.map(lambda v: round(v, 3) if isinstance(v, float) else v, r) for arm, r in rows.items()}}
+          "table": {arm: {k: _rounded(v) for k, v in r.items()} for arm, r in rows.items()}}
+
+
+def _rounded(value):
+  if isinstance(value, list):
+    return [_rounded(v) for v in value]
+  return round(value, 3) if isinstance(value, float) else value
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ ml-collections), and it reaches no package registry. So the work is split in two
 Here, on the project's CPU machine (it downloads from PyPI; everything goes to .device/, which git
 ignores):
 
-    python -m scripts.device_run prepare [--data cifar10] [--resume-from DIR]
+    python -m scripts.device_run prepare [--data cifar10] [--prepared transfer_pets] [--resume-from DIR]
 
 There, through the device tool, with carry [".device"] (stdlib only until the wheels are in):
 
@@ -16,7 +16,10 @@ There, through the device tool, with carry [".device"] (stdlib only until the wh
 `prepare` resolves what requirements.txt needs on top of the machine's packages for its Python
 (`pip install --dry-run --report` for that platform), downloads those wheels to .device/whl
 (building the one sdist-only package, promise, into a wheel here), and copies the datasets the jobs
-read to .device/datasets. `run` installs the wheels into /tmp/site, then runs the named jobs one
+read to .device/datasets: as their source files (`--data`), or, where those are too big to carry,
+as the prepared dataset an experiment's config reads (`--prepared`: the Oxford-IIIT Pet subset is
+60 MB of full-size JPEGs, its 64x64 preparation 7 MB), which its job opens with
+`--config.data.dataset=prepared:{device}/prepared/<experiment>`. `run` installs the wheels into /tmp/site, then runs the named jobs one
 after another, each in runs/device/<job> with W&B off and a timeout that keeps the whole run inside
 `--budget-s`. It then writes at most three files to --out: summary.json (each job's status, wall
 time, result.json and the GPU's name), results.tar.gz (each job's workdir: metrics, curves,
@@ -59,6 +62,7 @@ class Job:
   minutes: float  # wall time on one H200 with set-up and compilation: measured for resnet20 (4), guessed elsewhere
   data: tuple[str, ...] = ()  # datasets under $VISION_JAX_DATASETS it reads
   env: tuple[tuple[str, str], ...] = ()  # extra environment variables, e.g. XLA_FLAGS to try
+  prepared: tuple[str, ...] = ()  # experiments whose prepared dataset it reads from {device}/prepared/<experiment>
 
 
 # In the order the open issues want them (#3 first: its ResNet-20 gap, then VGG and GoogLeNet, ...).
@@ -100,6 +104,11 @@ JOBS: dict[str, Job] = {
         "ResNet-20 throughput with the scan's while loop in XLA's command buffers (CUDA graphs)", 1.5,
         env=(("XLA_FLAGS", "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL "
                            "--xla_gpu_command_buffer_unroll_loops=true"),)),
+    "transfer_pets": Job(
+        f"python -m experiments.transfer_pets --workdir {{workdir}} "
+        f"--config.data.dataset=prepared:{{device}}/prepared/transfer_pets {NO_WANDB}",
+        "ResNet-20 pretrained on CIFAR-10 for 64k steps, then 3 pet breeds at 64x64: scratch, linear probe, "
+        "fine-tuning", 6, ("cifar10",), prepared=("transfer_pets",)),
     "dcgan_cifar10": Job(
         f"python -m experiments.dcgan_cifar10 --workdir {{workdir}} {NO_WANDB}",
         "DCGAN on CIFAR-10, 5,000 generator updates at width 64", 5, ("cifar10",)),
@@ -171,7 +180,23 @@ def wanted_requirements(requirements: Sequence[str]) -> list[str]:
   return [r for r in requirements if _requirement_name(r) not in DEVICE_HAS | NOT_CARRIED]
 
 
-def prepare(data: Sequence[str], resume_from: str | None, datasets_root: str, python: str = sys.executable) -> None:
+def carry_prepared(experiments: Sequence[str], dest: str) -> None:
+  """Prepares each experiment's dataset (its default config's `data`) here, if it is not yet, and
+  copies the prepared folder to dest/<experiment>, for `prepared:<folder>` on the device."""
+  from vision_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  from vision_jax.data.sources import get_source  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(dest, ignore_errors=True)
+  for name in experiments:
+    data = load_config(name).data
+    options = data.get("format_options")
+    source = get_source(data.dataset, **(options.to_dict() if options else {}))
+    if source.folder is None:
+      raise SystemExit(f"error: {name} reads {data.dataset}, which is not a local dataset vision_jax prepares")
+    shutil.copytree(source.folder, os.path.join(dest, name))
+
+
+def prepare(data: Sequence[str], resume_from: str | None, datasets_root: str, prepared: Sequence[str] = (),
+            python: str = sys.executable) -> None:
   """Fills .device/: the wheels the device lacks, the datasets, and runs to resume."""
   wheels = os.path.join(DEVICE_DIR, "whl")
   shutil.rmtree(wheels, ignore_errors=True)
@@ -199,6 +224,7 @@ def prepare(data: Sequence[str], resume_from: str | None, datasets_root: str, py
     if not os.path.isdir(source):
       raise SystemExit(f"error: {source} is not a folder; --data names folders under $VISION_JAX_DATASETS")
     shutil.copytree(source, os.path.join(datasets, name))
+  carry_prepared(prepared, os.path.join(DEVICE_DIR, "prepared"))
   runs = os.path.join(DEVICE_DIR, "runs")
   shutil.rmtree(runs, ignore_errors=True)
   if resume_from:
@@ -207,6 +233,7 @@ def prepare(data: Sequence[str], resume_from: str | None, datasets_root: str, py
         shutil.copytree(workdir, os.path.join(runs, os.path.basename(workdir)))
   size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(DEVICE_DIR) for f in fs)
   print(f"{DEVICE_DIR}: {len(os.listdir(wheels))} wheels, data {', '.join(data) or 'none'}, "
+        f"prepared data of {', '.join(prepared) or 'none'}, "
         f"{len(os.listdir(runs)) if os.path.isdir(runs) else 0} runs to resume; {size / 2**20:.1f} MiB "
         "(the device tool carries at most 64 MiB with the working tree)")
 
@@ -245,7 +272,7 @@ def run_job(name: str, job: Job, env: dict[str, str], timeout_s: float, log) -> 
   if os.path.isdir(resume) and not os.path.exists(os.path.join(REPO_ROOT, workdir)):
     shutil.copytree(resume, os.path.join(REPO_ROOT, workdir))
   os.makedirs(os.path.join(REPO_ROOT, workdir), exist_ok=True)
-  command = job.command.format(workdir=workdir)
+  command = job.command.format(workdir=workdir, device=os.path.relpath(DEVICE_DIR, REPO_ROOT))
   env = {**env, **dict(job.env)}
   shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in job.env) + (" " if job.env else "") + command
   log.write(f"\n=== {name}: {shown} (timeout {timeout_s:.0f} s)\n")
@@ -342,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("prepare", help="here: fill .device/ with the wheels, data and runs to carry")
   p.add_argument("--data", default="cifar10", help="comma-separated folders of $VISION_JAX_DATASETS to carry")
+  p.add_argument("--prepared", default="transfer_pets",
+                 help="comma-separated experiments whose dataset is carried prepared (see the module's docstring)")
   p.add_argument("--resume-from", default=None, help="a runs/device folder from an earlier results.tar.gz")
   r = sub.add_parser("run", help="there: install the carried wheels, run the jobs, write --out")
   r.add_argument("jobs", nargs="+", help=f"in order; known: {', '.join(JOBS)}")
@@ -356,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   if args.command == "prepare":
     root = os.environ.get("VISION_JAX_DATASETS") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets")
-    prepare([d for d in args.data.split(",") if d], args.resume_from, root)
+    prepare([d for d in args.data.split(",") if d], args.resume_from, root,
+            prepared=[e for e in args.prepared.split(",") if e])
     return 0
   unknown = [j for j in args.jobs if j not in JOBS]
   if unknown:

@@ -347,6 +347,31 @@ def test_oxford_pets_labels_resize_and_options(tmp_path):
     get_source("sklearn:digits", image_size=12)
 
 
+def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tmp_path):
+  """`prepared:<folder>`: a copy of the prepared dataset reads the same examples once the source is gone."""
+  import shutil
+  _pets_archives(tmp_path / "pets")
+  original = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, label="species")
+  expected = {split: original.arrays(split) for split in original.spec.splits}
+  shutil.copytree(original.folder, tmp_path / "carried")
+  shutil.rmtree(tmp_path / "pets")
+  shutil.rmtree(tmp_path / "cache")
+  for options in ({}, {"image_size": 12, "label": "species", "resize": "center_crop"}):
+    copy = get_source(f"prepared:{tmp_path / 'carried'}", **options)
+    assert copy.spec == original.spec and copy.folder == str(tmp_path / "carried")
+    for split, a in expected.items():
+      b = copy.arrays(split)
+      np.testing.assert_array_equal(a["image"], b["image"])
+      np.testing.assert_array_equal(a["label"], b["label"])
+  with pytest.raises(DatasetError, match=r"prepared from oxford_pets:.*pets with image_size=12, label='species', "
+                                         r"but the config asks for image_size=32, label='breed'"):
+    get_source(f"prepared:{tmp_path / 'carried'}", image_size=32)
+  with pytest.raises(DatasetError, match="no option 'size'"):
+    get_source(f"prepared:{tmp_path / 'carried'}", size=12)
+  with pytest.raises(DatasetError, match="expected a folder that vision_jax prepared"):
+    get_source(f"prepared:{tmp_path}")
+
+
 def test_oxford_pets_missing_archive_names_it(tmp_path):
   _pets_archives(tmp_path / "pets")
   os.remove(tmp_path / "pets" / "annotations.tar.gz")

@@ -83,3 +83,23 @@ def test_a_jobs_environment_reaches_it_and_its_record(sandbox, monkeypatch):
   [entry] = device_run.run(["flags"], str(sandbox / "out"), budget_s=120)
   assert entry["status"] == "done" and entry["bench"] == {"flags": "--xla_cpu_fake=1"}
   assert entry["command"].startswith("XLA_FLAGS=--xla_cpu_fake=1 python -c")
+
+
+def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
+  """transfer_pets' pets travel prepared (598 images of 64x64x3 bytes, not 60 MB of JPEGs); its job reads that copy."""
+  from conftest import require_dataset
+  from vision_jax.config import load_config
+  from vision_jax.data.sources import get_source
+  require_dataset("oxford_pets_3breeds")
+  dest = sandbox / "device" / "prepared"
+  device_run.carry_prepared(["transfer_pets"], str(dest))
+  size = sum(f.stat().st_size for f in (dest / "transfer_pets").iterdir())
+  assert 598 * 64 * 64 * 3 <= size < 8 * 2**20
+  job = device_run.JOBS["transfer_pets"]
+  assert job.prepared == ("transfer_pets",)
+  command = job.command.format(workdir="w", device=str(sandbox / "device"))
+  dataset = next(a for a in command.split() if a.startswith("--config.data.dataset=")).split("=", 1)[1]
+  assert dataset == f"prepared:{dest / 'transfer_pets'}"
+  data = load_config("transfer_pets").data
+  carried = get_source(dataset, **data.format_options.to_dict())
+  assert carried.spec.image_shape == (64, 64, 3) and len(carried.split("test")) == 298

@@ -5,6 +5,7 @@
     source = get_source("sklearn:digits")
     source = get_source("tfds:cifar10")       # needs internet the first time (and tensorflow)
     source = get_source("oxford_pets:oxford_pets_3breeds", image_size=64)   # a format's options
+    source = get_source("prepared:/elsewhere/oxford_pets_oxford_pets_3breeds/0fedc6294013/1.0.0", image_size=64)
 
 Local files are prepared once into TFDS's ArrayRecord format under the cache directory
 (`$VISION_JAX_CACHE`, default `~/.cache/vision_jax`), keyed by a fingerprint of the input files.
@@ -15,6 +16,12 @@ finished, so a killed or failed preparation leaves no partial cache; it is start
 time. Processes that need the same dataset at once (a sweep's parallel points, the processes of
 a multi-process run) take turns on a file lock: one prepares, the others then read its result.
 Every split then reads as a random-access data source (`len`, `[i]`, `__getitems__`).
+
+A prepared dataset's folder (`<cache>/tfds/<builder>/<fingerprint>/<version>`) also opens on its
+own, copied to a machine without the source files: `prepared:<folder>`. Preparation records the
+source's name, format and options there (`vision_jax_source.json`); format options given with
+`prepared:` must be the recorded ones, so a run cannot read, say, 32x32 pets while its config asks
+for 64x64.
 """
 from __future__ import annotations
 
@@ -53,6 +60,7 @@ class Source:
   name: str
   spec: DatasetSpec
   _splits: dict[str, Any]
+  folder: str | None = None  # a local dataset's prepared folder, which `prepared:<folder>` opens elsewhere
 
   def split(self, name: str):
     if name not in self._splits:
@@ -125,6 +133,8 @@ def get_source(name: str, **options) -> Source:
     if options:
       raise DatasetError(f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets")
     return _tfds_source(rest)
+  if kind == "prepared":
+    return _prepared_source(name, rest, options)
   fmt = get_format(kind, **options)
   root = rest if kind == "sklearn" else resolve_path(rest)
   if kind != "sklearn" and not os.path.exists(root):
@@ -144,8 +154,39 @@ def get_source(name: str, **options) -> Source:
             download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   if not os.path.exists(spec_path):
     _save_spec(spec_path, spec)
+  record = os.path.join(builder.data_dir, SOURCE_RECORD)
+  if not os.path.exists(record):
+    _write_json(record, {"name": name, "root": root, "format": fmt.name, "options": fmt.options(),
+                         "spec": dataclasses.asdict(spec)})
   splits = {s: builder.as_data_source(split=s) for s in spec.splits}
-  return Source(name=name, spec=spec, _splits=splits)
+  return Source(name=name, spec=spec, _splits=splits, folder=builder.data_dir)
+
+
+SOURCE_RECORD = "vision_jax_source.json"  # in a prepared dataset's folder: what it was prepared from
+
+
+def _prepared_source(name: str, folder: str, options: dict) -> Source:
+  """A prepared dataset's folder, opened without its source files (see the module's docstring)."""
+  folder = resolve_path(folder)
+  record_path = os.path.join(folder, SOURCE_RECORD)
+  if not os.path.isfile(os.path.join(folder, "dataset_info.json")) or not os.path.isfile(record_path):
+    raise DatasetError(f"{name}: expected a folder that vision_jax prepared, holding dataset_info.json and "
+                       f"{SOURCE_RECORD} (<cache>/tfds/<builder>/<fingerprint>/<version>); {folder} is not one")
+  with open(record_path) as f:
+    record = json.load(f)
+  if options:
+    asked = get_format(record["format"], **options).options()
+    differing = {k: (record["options"].get(k), v) for k, v in asked.items() if record["options"].get(k) != v}
+    if differing:
+      raise DatasetError(f"{name}: prepared from {record['name']} with "
+                         + ", ".join(f"{k}={was!r}" for k, (was, _) in differing.items()) + ", but the config asks for "
+                         + ", ".join(f"{k}={now!r}" for k, (_, now) in differing.items())
+                         + "; prepare it with those options, or drop them")
+  spec = DatasetSpec(image_shape=tuple(record["spec"]["image_shape"]), class_names=tuple(record["spec"]["class_names"]),
+                     splits=tuple(record["spec"]["splits"]))
+  builder = tfds.builder_from_directory(folder)
+  return Source(name=name, spec=spec, _splits={s: builder.as_data_source(split=s) for s in spec.splits},
+                folder=folder)
 
 
 def _load_spec(path: str) -> DatasetSpec | None:
@@ -160,11 +201,16 @@ def _load_spec(path: str) -> DatasetSpec | None:
 
 
 def _save_spec(path: str, spec: DatasetSpec) -> None:
-  """Writes the spec of a prepared dataset atomically (a temporary file renamed into place)."""
+  """Writes the spec of a prepared dataset."""
+  _write_json(path, dataclasses.asdict(spec))
+
+
+def _write_json(path: str, value: Any) -> None:
+  """Writes `value` as JSON atomically (a temporary file renamed into place)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(dataclasses.asdict(spec), f)
+    json.dump(value, f)
   os.replace(tmp, path)
 
 
