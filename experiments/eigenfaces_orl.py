@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import cli, eigenfaces, plotting
+from vision_jax.config import ConfigError
 from vision_jax.data.augment import to_float
 from vision_jax.data.pipeline import get_splits
 from vision_jax.metrics.identification import identification_accuracy
@@ -34,7 +35,7 @@ def _faces(split) -> tuple[np.ndarray, np.ndarray, tuple]:
 def run(config, workdir: str) -> dict:
   ec = config.eigenfaces
   if ec.repeat_over not in ("seed", "fold"):
-    raise ValueError(f"eigenfaces.repeat_over must be 'seed' or 'fold', got {ec.repeat_over!r}")
+    raise ConfigError(f"eigenfaces.repeat_over must be 'seed' or 'fold', got {ec.repeat_over!r}")
   accuracies = []  # [repeats, component counts]
   for r in range(ec.repeats):
     data = copy.deepcopy(config.data)
@@ -55,7 +56,7 @@ def run(config, workdir: str) -> dict:
   accuracies = 100.0 * np.asarray(accuracies)
   mean, std = accuracies.mean(axis=0), accuracies.std(axis=0)
   if ec.num_components not in counts:
-    raise ValueError(f"eigenfaces.num_components {ec.num_components} must be one of the evaluated counts {counts}")
+    raise ConfigError(f"eigenfaces.num_components {ec.num_components} must be one of the evaluated counts {counts}")
   reported = counts.index(ec.num_components)
 
   os.makedirs(workdir, exist_ok=True)

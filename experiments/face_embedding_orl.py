@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from vision_jax import cli, eigenfaces, plotting
+from vision_jax.config import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import get_splits
 from vision_jax.metrics.identification import identification_accuracy
@@ -84,7 +85,7 @@ def run(config, workdir: str) -> dict:
   fc = config.face
   for protocol in fc.protocols:
     if protocol not in EVAL_SPLIT:
-      raise ValueError(f"face.protocols: unknown protocol {protocol!r}; valid: {', '.join(EVAL_SPLIT)}")
+      raise ConfigError(f"face.protocols: unknown protocol {protocol!r}; valid: {', '.join(EVAL_SPLIT)}")
   os.makedirs(workdir, exist_ok=True)
   baseline, baseline_curve = _eigenfaces_row(config)
   rows, curves, steps, train_wall = [baseline], {}, 0, 0.0

@@ -22,6 +22,7 @@ import numpy as np
 
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
+from vision_jax.config import ConfigError
 from vision_jax.models.resnet import CifarResNet
 from vision_jax.models.registry import get_model
 from vision_jax.tasks import ClassificationTask
@@ -101,13 +102,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def run(config, workdir: str) -> dict:
   unknown = sorted(set(config.arms) - set(ARMS))
   if unknown:
-    raise ValueError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
+    raise ConfigError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
   if not isinstance(config.seeds, int) or config.seeds < 1:
-    raise ValueError(f"seeds: the number of runs per arm must be a positive integer, got {config.seeds!r}")
+    raise ConfigError(f"seeds: the number of runs per arm must be a positive integer, got {config.seeds!r}")
   init_from, pretrained = config.init_from, None
   if not init_from and any(ARMS[a][0] for a in config.arms):
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):
-      raise ValueError(f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
+      raise ConfigError(f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
                        f"{config.model.name!r}; give pretrained variables with --config.init_from=DIR "
                        f"(e.g. from python -m scripts.import_torchvision {config.model.name} <file>.pth DIR)")
     init_from = os.path.join(workdir, "pretrain_cifar10")

@@ -42,6 +42,15 @@ def test_demo_job_end_to_end(tmp_path, monkeypatch, capsys):
   assert result["value"] == on_disk["value"]
 
 
+def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tmp_path, monkeypatch, capsys):
+  """ConfigError and DatasetError raised inside an experiment end it with 'error: ...', no traceback."""
+  with pytest.raises(SystemExit, match=r"^error: unknown optimizer 'adamz'; valid: sgd, momentum"):
+    run_experiment("lenet5_digits", tmp_path / "a", "--variant", "smoke", "--config.optim.name=adamz")
+  monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "nowhere"))
+  with pytest.raises(SystemExit, match=r"^error: idx:mnist: .*nowhere/mnist does not exist; set \$VISION_JAX_DATASETS"):
+    run_experiment("lenet5_mnist", tmp_path / "b", "--variant", "smoke")
+
+
 def test_unknown_config_key_is_one_clear_error(tmp_path):
   with pytest.raises(SystemExit, match="unknown config key 'train.stepz'"):
     run_experiment("lenet5_digits", tmp_path, "--config.train.stepz=3")
@@ -148,10 +157,10 @@ def test_transfer_pets_repeats_each_arm_over_seeds(tmp_path):
 
 
 def test_transfer_pets_rejects_a_non_positive_number_of_seeds(tmp_path):
-  with pytest.raises(ValueError, match="seeds: the number of runs per arm must be a positive integer, got 0"):
+  with pytest.raises(SystemExit, match="error: seeds: the number of runs per arm must be a positive integer, got 0"):
     run_experiment("transfer_pets", tmp_path / "run", "--variant", "smoke", "--config.seeds=0")
 
 
 def test_transfer_pets_asks_for_weights_for_an_imagenet_backbone(tmp_path):
-  with pytest.raises(ValueError, match=r"not 'resnet18'.*--config.init_from=DIR.*import_torchvision resnet18"):
+  with pytest.raises(SystemExit, match=r"error: .*not 'resnet18'.*--config.init_from=DIR.*import_torchvision resnet18"):
     run_experiment("transfer_pets", tmp_path / "run", "--variant", "imagenet,smoke")

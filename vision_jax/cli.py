@@ -4,7 +4,8 @@
         [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 Writes DIR/result.json: {experiment, paper, metric, paper_value, value, steps, wall_s,
-hardware, command}, and prints a one-line result.
+hardware, command}, and prints a one-line result. Bad input (an unknown or impossible setting,
+`ConfigError`; a missing or corrupt dataset, `DatasetError`) ends it with one line, "error: ...".
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from vision_jax.config import ConfigError, apply_overrides, load_config
+from vision_jax.data.formats.base import DatasetError
 
 
 def hardware() -> str:
@@ -88,7 +90,11 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
   import jax  # pylint: disable=g-import-not-at-top
   enable_compilation_cache()
   t0 = time.perf_counter()
-  out = run(config, args.workdir)
+  try:
+    out = run(config, args.workdir)
+  except (ConfigError, DatasetError) as e:
+    # Bad input (a setting, a dataset): one line that says what was expected, not a traceback.
+    sys.exit(f"error: {e}")
   result = {
       "experiment": name, "paper": paper, "metric": metric, "paper_value": paper_value,
       "value": out.pop("value"), "steps": out.pop("steps"), "wall_s": round(time.perf_counter() - t0, 1),

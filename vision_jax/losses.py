@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vision_jax.config import ConfigError
+
 
 def softmax_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: float = 0.0) -> jnp.ndarray:
   """Cross-entropy of integer `labels` [b] under `logits` [b, classes], with label smoothing."""
@@ -48,4 +50,4 @@ def classification_loss(name: str, logits: jnp.ndarray, labels: jnp.ndarray, *, 
     return softmax_mse(logits, labels)
   if name == "focal":
     return focal_loss(logits, labels, focal_gamma)
-  raise ValueError(f"unknown loss {name!r}; valid: {', '.join(CLASSIFICATION_LOSSES)}")
+  raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(CLASSIFICATION_LOSSES)}")

@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from vision_jax import plotting
+from vision_jax.config import ConfigError
 from vision_jax.metrics import sample_quality
 from vision_jax.models import get_model
 from vision_jax.tasks.base import Batch, Task, masked_mean
@@ -51,7 +52,7 @@ def build_gan_model(model_config: ml_collections.ConfigDict, **extra):
   kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_config.items() if k != "name"}
   if "dtype" in kwargs:
     if kwargs["dtype"] not in DTYPES:
-      raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
+      raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
     kwargs["dtype"] = DTYPES[kwargs["dtype"]]
   return get_model(model_config.name, **kwargs, **extra)
 
@@ -93,26 +94,26 @@ class AdversarialTask(Task):
     super().__init__(config, spec)
     gc = config.gan
     if gc.loss not in LOSSES:
-      raise ValueError(f"gan.loss must be one of {LOSSES}, got {gc.loss!r}")
+      raise ConfigError(f"gan.loss must be one of {LOSSES}, got {gc.loss!r}")
     if not isinstance(gc.n_critic, int) or gc.n_critic < 1:
-      raise ValueError(f"gan.n_critic must be an integer of at least 1 (critic updates per generator "
+      raise ConfigError(f"gan.n_critic must be an integer of at least 1 (critic updates per generator "
                        f"update), got {gc.n_critic!r}")
     if gc.clip < 0 or gc.gradient_penalty < 0:
-      raise ValueError(f"gan.clip and gan.gradient_penalty must be >= 0, got {gc.clip}, {gc.gradient_penalty}")
+      raise ConfigError(f"gan.clip and gan.gradient_penalty must be >= 0, got {gc.clip}, {gc.gradient_penalty}")
     if gc.clip and gc.gradient_penalty:
-      raise ValueError("gan.clip (WGAN's weight clipping) and gan.gradient_penalty (WGAN-GP) are two ways "
+      raise ConfigError("gan.clip (WGAN's weight clipping) and gan.gradient_penalty (WGAN-GP) are two ways "
                        "to keep the critic Lipschitz; Gulrajani et al. replace one by the other. Set one to 0.")
     if gc.gradient_penalty and config.model.critic.get("norm", "none") == "batch":
-      raise ValueError("a gradient penalty needs each critic score to depend on its own image only; "
+      raise ConfigError("a gradient penalty needs each critic score to depend on its own image only; "
                        "BatchNorm mixes the batch (WGAN-GP, Section 4). Set model.critic.norm to 'layer' or 'none'.")
     if config.train.batch_size % gc.n_critic:
-      raise ValueError(f"train.batch_size {config.train.batch_size} must be a multiple of gan.n_critic "
+      raise ConfigError(f"train.batch_size {config.train.batch_size} must be a multiple of gan.n_critic "
                        f"{gc.n_critic}: each of the n critic updates takes its own slice of real images")
     if config.get("init_from", ""):
-      raise ValueError("init_from loads one classifier's variables; a GAN has two players. Resume a GAN "
+      raise ConfigError("init_from loads one classifier's variables; a GAN has two players. Resume a GAN "
                        "from its workdir's checkpoints instead (run the same command again).")
     if any(d is None for d in spec.image_shape):
-      raise ValueError(f"a GAN needs images of one size; {config.data.dataset} has {spec.image_shape}")
+      raise ConfigError(f"a GAN needs images of one size; {config.data.dataset} has {spec.image_shape}")
     size = config.data.get("pad_to", 0)
     self.image_shape = (size, size, spec.image_shape[2]) if size else tuple(spec.image_shape)
     self.n_critic, self.latent_dim = gc.n_critic, gc.latent_dim

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.stats
 
 from vision_jax import plotting
+from vision_jax.config import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.metrics import likelihood
 from vision_jax.models import get_model
@@ -70,32 +71,32 @@ def default_options() -> ml_collections.ConfigDict:
 def check_options(options: ml_collections.ConfigDict, loss_name: str) -> None:
   """One clear error for an impossible setting."""
   if loss_name not in RECONSTRUCTION_LOSSES:
-    raise ValueError(f"unknown reconstruction loss (loss.name) {loss_name!r}; valid: {', '.join(RECONSTRUCTION_LOSSES)}")
+    raise ConfigError(f"unknown reconstruction loss (loss.name) {loss_name!r}; valid: {', '.join(RECONSTRUCTION_LOSSES)}")
   if options.binarize not in BINARIZATIONS:
-    raise ValueError(f"unknown autoencoder.binarize {options.binarize!r}; valid: {', '.join(BINARIZATIONS)}")
+    raise ConfigError(f"unknown autoencoder.binarize {options.binarize!r}; valid: {', '.join(BINARIZATIONS)}")
   if options.corruption not in CORRUPTIONS:
-    raise ValueError(f"unknown autoencoder.corruption {options.corruption!r}; valid: {', '.join(CORRUPTIONS)}")
+    raise ConfigError(f"unknown autoencoder.corruption {options.corruption!r}; valid: {', '.join(CORRUPTIONS)}")
   if options.noise_level < 0:
-    raise ValueError(f"autoencoder.noise_level must be >= 0 (a noise std or a masked fraction), got {options.noise_level}")
+    raise ConfigError(f"autoencoder.noise_level must be >= 0 (a noise std or a masked fraction), got {options.noise_level}")
   if options.corruption == "masking" and options.noise_level > 1:
-    raise ValueError(f"masking noise sets a fraction of pixels to 0: autoencoder.noise_level must be in [0, 1], "
+    raise ConfigError(f"masking noise sets a fraction of pixels to 0: autoencoder.noise_level must be in [0, 1], "
                      f"got {options.noise_level}")
   if options.eval_noise_std < 0:
-    raise ValueError(f"autoencoder.eval_noise_std must be >= 0, got {options.eval_noise_std}")
+    raise ConfigError(f"autoencoder.eval_noise_std must be >= 0, got {options.eval_noise_std}")
   if options.sparsity_weight < 0:
-    raise ValueError(f"autoencoder.sparsity_weight must be >= 0, got {options.sparsity_weight}")
+    raise ConfigError(f"autoencoder.sparsity_weight must be >= 0, got {options.sparsity_weight}")
   if not 0 <= options.sparsity_target < 1:
-    raise ValueError(f"autoencoder.sparsity_target must be 0 (L1 penalty) or a target activation rho in (0, 1), "
+    raise ConfigError(f"autoencoder.sparsity_target must be 0 (L1 penalty) or a target activation rho in (0, 1), "
                      f"got {options.sparsity_target}")
   if options.kl_weight < 0:
-    raise ValueError(f"autoencoder.kl_weight must be >= 0, got {options.kl_weight}")
+    raise ConfigError(f"autoencoder.kl_weight must be >= 0, got {options.kl_weight}")
   if options.decoder_std <= 0:
-    raise ValueError(f"autoencoder.decoder_std must be > 0, got {options.decoder_std}")
+    raise ConfigError(f"autoencoder.decoder_std must be > 0, got {options.decoder_std}")
   if not isinstance(options.iw_samples, int) or options.iw_samples < 0:
-    raise ValueError(f"autoencoder.iw_samples is the k of the importance-weighted bound: an integer >= 1, "
+    raise ConfigError(f"autoencoder.iw_samples is the k of the importance-weighted bound: an integer >= 1, "
                      f"or 0 for none; got {options.iw_samples!r}")
   if options.iw_chunk < 1:
-    raise ValueError(f"autoencoder.iw_chunk must be >= 1, got {options.iw_chunk}")
+    raise ConfigError(f"autoencoder.iw_chunk must be >= 1, got {options.iw_chunk}")
 
 
 def corrupt(rng: jax.Array, images: jnp.ndarray, kind: str, level: float) -> jnp.ndarray:
@@ -171,13 +172,13 @@ class AutoencodingTask(Task):
     super().__init__(config, spec)
     data = config.data
     if tuple(data.mean) != (0.0,) * len(data.mean) or tuple(data.std) != (1.0,) * len(data.std):
-      raise ValueError(f"autoencoders reconstruct images in [0, 1]: set data.mean to 0 and data.std to 1 "
+      raise ConfigError(f"autoencoders reconstruct images in [0, 1]: set data.mean to 0 and data.std to 1 "
                        f"(got mean {tuple(data.mean)}, std {tuple(data.std)})")
     self.options = default_options()
     given = dict(config.get("autoencoder", {}))
     unknown = sorted(set(given) - set(self.options))
     if unknown:
-      raise ValueError(f"unknown autoencoder option(s) {', '.join(unknown)}; valid: {', '.join(sorted(self.options))}")
+      raise ConfigError(f"unknown autoencoder option(s) {', '.join(unknown)}; valid: {', '.join(sorted(self.options))}")
     self.options.update(given)
     self.loss_name = config.loss.name
     check_options(self.options, self.loss_name)
@@ -200,10 +201,10 @@ class AutoencodingTask(Task):
     self.is_vae = isinstance(self.model, VariationalAutoencoder)
     o = self.options
     if o.sparsity_weight and o.sparsity_target and getattr(self.model, "latent_activation", "") != "sigmoid":
-      raise ValueError("the KL sparsity target (autoencoder.sparsity_target > 0) needs codes in (0, 1): "
+      raise ConfigError("the KL sparsity target (autoencoder.sparsity_target > 0) needs codes in (0, 1): "
                        "use a sae_* model or model.latent_activation='sigmoid'")
     if self.is_vae and o.sparsity_weight:
-      raise ValueError("autoencoder.sparsity_weight applies to deterministic codes; the VAE's code is regularised by its KL term")
+      raise ConfigError("autoencoder.sparsity_weight applies to deterministic codes; the VAE's code is regularised by its KL term")
     return self.model
 
   def init_state(self, rng, batch, total_steps):
@@ -294,7 +295,7 @@ class AutoencodingTask(Task):
     Each image's k samples come from its own key, in chunks of `chunk_size` decoded at once.
     """
     if not self.is_vae:
-      raise ValueError(f"the importance-weighted bound needs a VAE; model {self.model_config.name!r} is not one")
+      raise ConfigError(f"the importance-weighted bound needs a VAE; model {self.model_config.name!r} is not one")
     mean, logvar = self._apply(params, x, method="encode")
     chunk = chunk_size or self.options.iw_chunk
 
@@ -386,7 +387,7 @@ class AutoencodingTask(Task):
   def manifold(self, state, path: str, n: int = 20) -> str:
     """A 2-D VAE's decoder over an n x n grid of the prior's quantiles (Kingma & Welling, Fig. 4)."""
     if not self.is_vae or self.model.latent_dim != 2:
-      raise ValueError("the manifold picture needs a VAE with model.latent_dim = 2")
+      raise ConfigError("the manifold picture needs a VAE with model.latent_dim = 2")
     values = scipy.stats.norm.ppf(np.linspace(0.05, 0.95, n)).astype(np.float32)
     z1, z2 = np.meshgrid(values, values[::-1])  # row i has z2 = values[-1 - i]: z2 grows upwards
     z = np.stack([z1.ravel(), z2.ravel()], -1)

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 
 from vision_jax import losses, plotting
+from vision_jax.config import ConfigError
 from vision_jax.models import get_model
 from vision_jax.tasks.base import Batch, Metrics, Task, masked_mean
 from vision_jax.train.optimizers import make_optimizer
@@ -22,7 +23,7 @@ def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
   kwargs = {k: v for k, v in model_config.items() if k != "name"}
   if "dtype" in kwargs:
     if kwargs["dtype"] not in DTYPES:
-      raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
+      raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
     kwargs["dtype"] = DTYPES[kwargs["dtype"]]
   for k, v in kwargs.items():
     if isinstance(v, list):

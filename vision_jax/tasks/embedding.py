@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from vision_jax import losses, metric_learning, plotting
+from vision_jax.config import ConfigError
 from vision_jax.data.pipeline import Split
 from vision_jax.tasks.base import Batch, Task, masked_mean
 from vision_jax.tasks.classification import build_model
@@ -58,7 +59,7 @@ class EmbeddingTask(Task):
     super().__init__(config, spec)
     self.loss_config = lc = config.loss
     if lc.name not in metric_learning.EMBEDDING_LOSSES:
-      raise ValueError(f"unknown embedding loss {lc.name!r}; valid: {', '.join(metric_learning.EMBEDDING_LOSSES)}")
+      raise ConfigError(f"unknown embedding loss {lc.name!r}; valid: {', '.join(metric_learning.EMBEDDING_LOSSES)}")
     self.model = build_model(config.model, spec.num_classes)
     self.head = {"cross_entropy": nn.Dense(spec.num_classes), "arcface": CosineClassifier(spec.num_classes)}.get(lc.name)
 
@@ -69,7 +70,7 @@ class EmbeddingTask(Task):
     params = {"embedder": variables.pop("params")}
     embedding, out = self.model.apply({"params": params["embedder"], **variables}, batch["image"], train=False)
     if embedding.ndim != 2:
-      raise ValueError(f"model {self.config.model.name!r} must output embeddings [batch, dim], got {embedding.shape}")
+      raise ConfigError(f"model {self.config.model.name!r} must output embeddings [batch, dim], got {embedding.shape}")
     if self.head is not None:
       params["head"] = self.head.init(head_rng, self._head_input(embedding, out))["params"]
     return TrainState.create(params, self.tx, dict(variables))

@@ -34,6 +34,7 @@ import ml_collections
 import numpy as np
 
 from vision_jax import plotting
+from vision_jax.config import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.tasks.base import Task
@@ -114,7 +115,7 @@ def scan_steps(train_config: ml_collections.ConfigDict) -> bool:
   """Whether a chunk of steps runs as one scanned call: `train.scan_steps` "auto" (all but CPUs), "true", "false"."""
   value = str(train_config.get("scan_steps", "auto")).lower()
   if value not in ("auto", "true", "false"):
-    raise ValueError(f"train.scan_steps must be 'auto', 'true' or 'false', got {value!r}")
+    raise ConfigError(f"train.scan_steps must be 'auto', 'true' or 'false', got {value!r}")
   return jax.default_backend() != "cpu" if value == "auto" else value == "true"
 
 
@@ -306,7 +307,7 @@ def _init_from(task: Task, state, path: str, sharding):
     model_state[collection], m, r = _merge(target, loaded[collection], collection)
     mismatched, reinit = mismatched + m, reinit + r
   if mismatched:
-    raise ValueError(f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched))
+    raise ConfigError(f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched))
   if reinit:
     logging.warning("init_from %s: re-initialising the head for a different number of classes: %s",
                     path, "; ".join(reinit))

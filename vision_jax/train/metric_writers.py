@@ -22,11 +22,13 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from vision_jax.config import ConfigError
+
 
 def wandb_mode(requested: str) -> str:
   """"auto" resolves to online when W&B credentials exist, else offline."""
   if requested not in ("auto", "online", "offline", "disabled"):
-    raise ValueError(f"wandb.mode must be auto, online, offline or disabled, got {requested!r}")
+    raise ConfigError(f"wandb.mode must be auto, online, offline or disabled, got {requested!r}")
   if requested != "auto":
     return requested
   if os.environ.get("WANDB_API_KEY"):

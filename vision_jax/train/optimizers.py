@@ -26,6 +26,8 @@ import jax
 import ml_collections
 import optax
 
+from vision_jax.config import ConfigError
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine")
 
@@ -39,12 +41,12 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
   elif name == "step":
     boundaries = optim.get("boundaries", ())
     if list(boundaries) != sorted(boundaries) or any(b <= 0 for b in boundaries):
-      raise ValueError(f"optim.boundaries must be increasing positive steps, got {boundaries}")
+      raise ConfigError(f"optim.boundaries must be increasing positive steps, got {boundaries}")
     schedule = optax.piecewise_constant_schedule(lr, {int(b) - warmup: optim.get("decay_factor", 0.1) for b in boundaries})
   elif name == "cosine":
     schedule = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup))
   else:
-    raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+    raise ConfigError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
   return schedule
@@ -89,7 +91,7 @@ def _update_rule(optim: ml_collections.ConfigDict, lr: optax.Schedule) -> list[o
     core = optax.rmsprop(lr, decay=optim.get("decay", 0.9), eps=eps or 1e-8,
                          momentum=optim.get("rmsprop_momentum", 0.0) or None)
   else:
-    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
   if optim.get("weight_decay", 0.0) and name != "adamw":
     return [optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask(optim)), core]
   return [core]
@@ -119,9 +121,9 @@ def parameter_groups(optim: ml_collections.ConfigDict, params) -> object:
   modules = sorted({p.split("/")[0] for p in paths})
   for pattern in frozen:
     if not any(re.match(pattern, p) for p in paths):
-      raise ValueError(f"optim.frozen: {pattern!r} matches no parameter; the model's modules: {', '.join(modules)}")
+      raise ConfigError(f"optim.frozen: {pattern!r} matches no parameter; the model's modules: {', '.join(modules)}")
   if _has_groups(optim) and not any(re.match(head, p) for p in paths):
-    raise ValueError(f"optim.head: {head!r} matches no parameter; the model's modules: {', '.join(modules)}")
+    raise ConfigError(f"optim.head: {head!r} matches no parameter; the model's modules: {', '.join(modules)}")
 
   def label(path, _):
     name = parameter_path(path)
