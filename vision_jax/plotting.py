@@ -241,6 +241,11 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
     for i, s in enumerate(samples):
       offsets = np.linspace(-0.2, 0.2, len(s)) if len(s) > 1 else np.zeros(1)
       ax.plot(i + offsets, s, "o", color="black", ms=3, zorder=3)
+  tops = [v + (spread[i] if spread else 0) for i, v in enumerate(values)]
+  if samples:
+    tops += [max(s) for s in samples]
+  if max(tops, default=0) > 0:
+    ax.set_ylim(top=1.1 * max(tops))  # room for the labels under the title
   if title:
     ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
