@@ -16,6 +16,12 @@ whole calls) are timed, each call waited for (`block_until_ready`). Peak memory 
 `peak_bytes_in_use` where the backend reports it (GPU, TPU), else this process's maximum
 resident set size, labelled "host_rss"; both cover the whole run (init and compile included).
 
+`--profile DIR` then traces two more calls with `jax.profiler` into DIR (open it in TensorBoard or
+Perfetto) and summarises the trace under "profile": per device, the time its XLA ops kept it busy
+against the traced span, the ops per step, the median idle gap between ops, and the ops that took
+the most time. A small model whose device is busy a small fraction of the span is bound by
+launching its kernels, not by computing them.
+
 `--compare-torch` trains torchvision's model of the same name (or `TORCHVISION_EQUIVALENTS`)
 on the same device with the same batch and the same optimizer (Adam), eagerly or with
 `--torch-compile`, and prints the ratio. It is skipped, with a message, when torch or the
@@ -24,10 +30,15 @@ counterpart is missing.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
+import glob
+import gzip
 import json
 import math
+import os
 import resource
+import statistics
 import sys
 import time
 from typing import Any, Sequence
@@ -49,7 +60,7 @@ TORCHVISION_EQUIVALENTS: dict[str, str] = {}
 
 def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_classes: int = 10,
           dtype: str = "float32", steps_per_call: int | None = None, steps: int = 50,
-          model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+          model_kwargs: dict[str, Any] | None = None, profile_dir: str | None = None) -> dict[str, Any]:
   """Trains `model` on synthetic data; returns the measurements (see `main` for the fields).
 
   `steps_per_call` None follows the loop's `train.scan_steps` "auto": 10 scanned steps per call,
@@ -103,6 +114,13 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
     state, metrics = jax.block_until_ready(compiled(state, data, xs))
   wall_s = time.perf_counter() - t0
   timed_steps = calls * steps_per_call
+  profile = None
+  if profile_dir:
+    profile_calls = 2
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for _ in range(profile_calls):
+        state, metrics = jax.block_until_ready(compiled(state, data, xs))
+    profile = profile_summary(profile_dir, profile_calls * steps_per_call)
   peak_bytes, peak_kind = peak_memory()
   device = jax.devices()[0]
   return {"model": model, "model_kwargs": dict(model_kwargs or {}), "batch": batch, "image_size": image_size,
@@ -111,7 +129,63 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
           "steps_per_s": timed_steps / wall_s, "images_per_s": timed_steps * batch / wall_s,
           "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
           "final_loss": float(metrics["loss"][-1]), "backend": jax.default_backend(),
-          "device_kind": device.device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__}
+          "device_kind": device.device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__,
+          **({"profile": profile} if profile else {})}
+
+
+def _union_s(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
+  """Total length of the union of [start, end) intervals (microseconds), and the gaps between them."""
+  busy, gaps, end = 0.0, [], None
+  for start, stop in sorted(intervals):
+    if end is None or start > end:
+      if end is not None:
+        gaps.append(start - end)
+      busy += stop - start
+      end = stop
+    elif stop > end:
+      busy += stop - end
+      end = stop
+  return busy, gaps
+
+
+def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict[str, Any]:
+  """Summarises the newest `jax.profiler` trace in `trace_dir` (its perfetto_trace.json.gz) that
+  covered `steps` train steps: per process (a device, or the host on CPUs) holding XLA op events."""
+  paths = sorted(glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz")))
+  if not paths:
+    raise FileNotFoundError(f"{trace_dir}: no plugins/profile/*/perfetto_trace.json.gz; was it written by "
+                            "jax.profiler.trace(..., create_perfetto_trace=True)?")
+  with gzip.open(paths[-1]) as f:
+    trace = json.load(f)
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  names = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+  threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  ops = collections.defaultdict(list)  # pid -> XLA op events (kernels on a GPU)
+  for e in events:
+    if e.get("ph") == "X" and "dur" in e and "hlo_op" in (e.get("args") or {}):
+      ops[e["pid"]].append(e)
+  summary = {"trace": paths[-1], "steps": steps, "devices": {}}
+  for pid, evs in ops.items():
+    name = names.get(pid, str(pid))
+    main_tid = collections.Counter(e["tid"] for e in evs).most_common(1)[0][0]
+    # A device's ops are counted on one line (its busiest stream: the kernels, not also the "XLA Ops"
+    # line that echoes them); a CPU's run on a pool of threads and are all counted.
+    main = [e for e in evs if e["tid"] == main_tid] if name.startswith("/device:") else evs
+    busy_us, gaps = _union_s([(e["ts"], e["ts"] + e["dur"]) for e in evs])
+    span_us = max(e["ts"] + e["dur"] for e in evs) - min(e["ts"] for e in evs)
+    totals, counts = collections.Counter(), collections.Counter()
+    for e in main:
+      totals[e["args"]["hlo_op"]] += e["dur"]
+      counts[e["args"]["hlo_op"]] += 1
+    main_us = sum(totals.values())
+    summary["devices"][name] = {
+        "busy_s": busy_us / 1e6, "span_s": span_us / 1e6, "busy_fraction": busy_us / span_us if span_us else 1.0,
+        "ops_per_step": len(main) / steps, "median_gap_us": statistics.median(gaps) if gaps else 0.0,
+        "op_thread": threads.get((pid, main_tid), str(main_tid)) if name.startswith("/device:") else "all",
+        "top_ops": [{"hlo_op": n, "total_ms": t / 1e3, "count": counts[n], "share": t / main_us if main_us else 0.0}
+                    for n, t in totals.most_common(top)]}
+  return summary
 
 
 def peak_memory() -> tuple[int, str]:
@@ -199,12 +273,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                       help="a model argument, as config.model.KEY would set it (repeatable)")
   parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH ('-': stdout)")
+  parser.add_argument("--profile", metavar="DIR", help="also trace two calls into DIR and summarise where the time went")
   parser.add_argument("--compare-torch", action="store_true", help="also time torchvision's model of the same name")
   parser.add_argument("--torch-compile", action="store_true", help="with --compare-torch: torch.compile the model")
   args = parser.parse_args(argv)
   try:
     result = bench(args.model, args.batch, args.image_size, args.channels, args.num_classes, args.dtype,
-                   args.steps_per_call, args.steps, parse_kwargs(args.kw))
+                   args.steps_per_call, args.steps, parse_kwargs(args.kw), args.profile)
   except (KeyError, ValueError, TypeError) as e:  # unknown model, bad settings, unknown model argument
     parser.exit(2, f"error: {e}\n")
   if args.compare_torch:
@@ -214,8 +289,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       result["jax_over_torch"] = result["images_per_s"] / result["torch"]["images_per_s"]
     except LookupError as e:
       result["torch"] = {"skipped": str(e)}
-  # With --json -, stdout is the JSON alone and the readable line goes to stderr.
-  print(describe(result), file=sys.stderr if args.json == "-" else sys.stdout)
+  # With --json -, stdout is the JSON alone and the readable lines go to stderr.
+  out = sys.stderr if args.json == "-" else sys.stdout
+  print(describe(result), file=out)
+  for device, p in result.get("profile", {}).get("devices", {}).items():
+    print(f"profile {device}: busy {100 * p['busy_fraction']:.0f}% of {p['span_s'] * 1e3:.1f} ms, "
+          f"{p['ops_per_step']:.0f} ops per step, median gap {p['median_gap_us']:.1f} us; top: "
+          + ", ".join(f"{o['hlo_op']} {100 * o['share']:.0f}%" for o in p["top_ops"][:5]), file=out)
   if args.json:
     text = json.dumps(result, indent=1)
     if args.json == "-":

@@ -109,6 +109,11 @@ JOBS: dict[str, Job] = {
         f"--config.data.dataset=prepared:{{device}}/prepared/transfer_pets {NO_WANDB}",
         "ResNet-20 pretrained on CIFAR-10 for 64k steps, then 3 pet breeds at 64x64: scratch, linear probe, "
         "fine-tuning", 6, ("cifar10",), prepared=("transfer_pets",)),
+    # Where ResNet-20's step time goes on the GPU: busy fraction, kernels per step, idle gaps, top kernels.
+    "profile_resnet20": Job(
+        "python -m scripts.bench resnet20 --batch 128 --steps-per-call 100 --steps 1000 --profile {workdir}/trace "
+        "--json {workdir}/bench.json",
+        "ResNet-20's step traced with jax.profiler: is it bound by kernel launches or by the kernels?", 1.5),
     "dcgan_cifar10": Job(
         f"python -m experiments.dcgan_cifar10 --workdir {{workdir}} {NO_WANDB}",
         "DCGAN on CIFAR-10, 5,000 generator updates at width 64", 5, ("cifar10",)),
