@@ -106,9 +106,9 @@ JOBS: dict[str, Job] = {
                            "--xla_gpu_command_buffer_unroll_loops=true"),)),
     "transfer_pets": Job(
         f"python -m experiments.transfer_pets --workdir {{workdir}} "
-        f"--config.data.dataset=prepared:{{device}}/prepared/transfer_pets {NO_WANDB}",
+        f"--config.data.dataset=prepared:{{device}}/prepared/transfer_pets --config.seeds=3 {NO_WANDB}",
         "ResNet-20 pretrained on CIFAR-10 for 64k steps, then 3 pet breeds at 64x64: scratch, linear probe, "
-        "fine-tuning", 6, ("cifar10",), prepared=("transfer_pets",)),
+        "fine-tuning, 3 seeds each", 7, ("cifar10",), prepared=("transfer_pets",)),
     # Where ResNet-20's step time goes on the GPU: busy fraction, kernels per step, idle gaps, top kernels.
     "profile_resnet20": Job(
         "python -m scripts.bench resnet20 --batch 128 --steps-per-call 100 --steps 1000 --profile {workdir}/trace "
