@@ -370,6 +370,10 @@ def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tm
     get_source(f"prepared:{tmp_path / 'carried'}", size=12)
   with pytest.raises(DatasetError, match="expected a folder that vision_jax prepared"):
     get_source(f"prepared:{tmp_path}")
+  (tmp_path / "carried" / "vision_jax_source.json").write_text('{"name": "x"')
+  get_source.cache_clear()
+  with pytest.raises(DatasetError, match="vision_jax_source.json is unreadable or incomplete"):
+    get_source(f"prepared:{tmp_path / 'carried'}")
 
 
 def test_oxford_pets_missing_archive_names_it(tmp_path):

@@ -172,8 +172,12 @@ def _prepared_source(name: str, folder: str, options: dict) -> Source:
   if not os.path.isfile(os.path.join(folder, "dataset_info.json")) or not os.path.isfile(record_path):
     raise DatasetError(f"{name}: expected a folder that vision_jax prepared, holding dataset_info.json and "
                        f"{SOURCE_RECORD} (<cache>/tfds/<builder>/<fingerprint>/<version>); {folder} is not one")
-  with open(record_path) as f:
-    record = json.load(f)
+  try:
+    with open(record_path) as f:
+      record = json.load(f)
+    record["format"], record["options"], record["spec"]["image_shape"]  # pylint: disable=pointless-statement
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DatasetError(f"{name}: {record_path} is unreadable or incomplete ({e}); copy the prepared folder again") from e
   if options:
     asked = get_format(record["format"], **options).options()
     differing = {k: (record["options"].get(k), v) for k, v in asked.items() if record["options"].get(k) != v}
