@@ -175,19 +175,19 @@ def _prepared_source(name: str, folder: str, options: dict) -> Source:
   try:
     with open(record_path) as f:
       record = json.load(f)
-    record["format"], record["options"], record["spec"]["image_shape"]  # pylint: disable=pointless-statement
+    origin, fmt_name, recorded = record["name"], record["format"], record["options"]
+    spec = DatasetSpec(image_shape=tuple(record["spec"]["image_shape"]),
+                       class_names=tuple(record["spec"]["class_names"]), splits=tuple(record["spec"]["splits"]))
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise DatasetError(f"{name}: {record_path} is unreadable or incomplete ({e}); copy the prepared folder again") from e
   if options:
-    asked = get_format(record["format"], **options).options()
-    differing = {k: (record["options"].get(k), v) for k, v in asked.items() if record["options"].get(k) != v}
+    asked = get_format(fmt_name, **options).options()
+    differing = {k: (recorded.get(k), v) for k, v in asked.items() if recorded.get(k) != v}
     if differing:
-      raise DatasetError(f"{name}: prepared from {record['name']} with "
+      raise DatasetError(f"{name}: prepared from {origin} with "
                          + ", ".join(f"{k}={was!r}" for k, (was, _) in differing.items()) + ", but the config asks for "
                          + ", ".join(f"{k}={now!r}" for k, (_, now) in differing.items())
                          + "; prepare it with those options, or drop them")
-  spec = DatasetSpec(image_shape=tuple(record["spec"]["image_shape"]), class_names=tuple(record["spec"]["class_names"]),
-                     splits=tuple(record["spec"]["splits"]))
   builder = tfds.builder_from_directory(folder)
   return Source(name=name, spec=spec, _splits={s: builder.as_data_source(split=s) for s in spec.splits},
                 folder=folder)
