@@ -194,7 +194,10 @@ def carry_prepared(experiments: Sequence[str], dest: str) -> None:
   for name in experiments:
     data = load_config(name).data
     options = data.get("format_options")
-    source = get_source(data.dataset, **(options.to_dict() if options else {}))
+    try:
+      source = get_source(data.dataset, **(options.to_dict() if options else {}))
+    except ValueError as e:  # DatasetError: the source is missing or bad
+      raise SystemExit(f"error: --prepared {name}: {e} (or leave it out: --prepared '')") from e
     if source.folder is None:
       raise SystemExit(f"error: {name} reads {data.dataset}, which is not a local dataset vision_jax prepares")
     shutil.copytree(source.folder, os.path.join(dest, name))

@@ -103,3 +103,9 @@ def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
   data = load_config("transfer_pets").data
   carried = get_source(dataset, **data.format_options.to_dict())
   assert carried.spec.image_shape == (64, 64, 3) and len(carried.split("test")) == 298
+
+
+def test_preparing_a_missing_dataset_is_one_clear_error(sandbox, monkeypatch):
+  monkeypatch.setenv("VISION_JAX_DATASETS", str(sandbox / "nowhere"))
+  with pytest.raises(SystemExit, match=r"error: --prepared transfer_pets: .*does not exist.*--prepared ''"):
+    device_run.carry_prepared(["transfer_pets"], str(sandbox / "device" / "prepared"))
