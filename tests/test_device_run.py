@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from scripts import device_run
+from vision_jax.data.sources import get_source
 
 
 @pytest.fixture
@@ -16,7 +17,9 @@ def sandbox(tmp_path, monkeypatch):
   monkeypatch.setattr(device_run, "DEVICE_DIR", str(tmp_path / "device"))
   monkeypatch.setattr(device_run, "RUNS_DIR", str(tmp_path / "runs"))
   monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path / "cache"))
-  return tmp_path
+  get_source.cache_clear()  # sources opened earlier are remembered by name, with their old cache
+  yield tmp_path
+  get_source.cache_clear()
 
 
 def test_carries_what_the_device_lacks_and_not_what_it_has():
@@ -89,7 +92,6 @@ def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
   """transfer_pets' pets travel prepared (598 images of 64x64x3 bytes, not 60 MB of JPEGs); its job reads that copy."""
   from conftest import require_dataset
   from vision_jax.config import load_config
-  from vision_jax.data.sources import get_source
   require_dataset("oxford_pets_3breeds")
   dest = sandbox / "device" / "prepared"
   device_run.carry_prepared(["transfer_pets"], str(dest))

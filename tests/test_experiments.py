@@ -46,7 +46,9 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   """ConfigError and DatasetError raised inside an experiment end it with 'error: ...', no traceback."""
   with pytest.raises(SystemExit, match=r"^error: unknown optimizer 'adamz'; valid: sgd, momentum"):
     run_experiment("lenet5_digits", tmp_path / "a", "--variant", "smoke", "--config.optim.name=adamz")
+  from vision_jax.data.sources import get_source
   monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "nowhere"))
+  get_source.cache_clear()  # a source opened by an earlier test is remembered by name
   with pytest.raises(SystemExit, match=r"^error: idx:mnist: .*nowhere/mnist does not exist; set \$VISION_JAX_DATASETS"):
     run_experiment("lenet5_mnist", tmp_path / "b", "--variant", "smoke")
 
