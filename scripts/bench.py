@@ -133,7 +133,7 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
           **({"profile": profile} if profile else {})}
 
 
-def _union_s(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
+def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
   """Total length of the union of [start, end) intervals (microseconds), and the gaps between them."""
   busy, gaps, end = 0.0, [], None
   for start, stop in sorted(intervals):
@@ -172,7 +172,7 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict[str, Any]
     # A device's ops are counted on one line (its busiest stream: the kernels, not also the "XLA Ops"
     # line that echoes them); a CPU's run on a pool of threads and are all counted.
     main = [e for e in evs if e["tid"] == main_tid] if name.startswith("/device:") else evs
-    busy_us, gaps = _union_s([(e["ts"], e["ts"] + e["dur"]) for e in evs])
+    busy_us, gaps = _union([(e["ts"], e["ts"] + e["dur"]) for e in evs])
     span_us = max(e["ts"] + e["dur"] for e in evs) - min(e["ts"] for e in evs)
     totals, counts = collections.Counter(), collections.Counter()
     for e in main:

@@ -19,8 +19,9 @@ There, through the device tool, with carry [".device"] (stdlib only until the wh
 read to .device/datasets: as their source files (`--data`), or, where those are too big to carry,
 as the prepared dataset an experiment's config reads (`--prepared`: the Oxford-IIIT Pet subset is
 60 MB of full-size JPEGs, its 64x64 preparation 7 MB), which its job opens with
-`--config.data.dataset=prepared:{device}/prepared/<experiment>`. `run` installs the wheels into /tmp/site, then runs the named jobs one
-after another, each in runs/device/<job> with W&B off and a timeout that keeps the whole run inside
+`--config.data.dataset=prepared:{device}/prepared/<experiment>`. By default both are what the
+jobs name (`Job.data`, `Job.prepared`). `run` installs the wheels into /tmp/site, then runs the
+named jobs one after another, each in runs/device/<job> with W&B off and a timeout that keeps the whole run inside
 `--budget-s`. It then writes at most three files to --out: summary.json (each job's status, wall
 time, result.json and the GPU's name), results.tar.gz (each job's workdir: metrics, curves,
 pictures, result.json and log; an unfinished job's checkpoints too) and run.log.
@@ -372,13 +373,20 @@ def run(jobs: Sequence[str], out: str, budget_s: float, reserve_s: float = 30.0)
   return entries
 
 
+def _carried(field: str) -> str:
+  """The comma-separated union of the jobs' `data` or `prepared`: what `prepare` carries by default."""
+  return ",".join(sorted({name for job in JOBS.values() for name in getattr(job, field)}))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("prepare", help="here: fill .device/ with the wheels, data and runs to carry")
-  p.add_argument("--data", default="cifar10", help="comma-separated folders of $VISION_JAX_DATASETS to carry")
-  p.add_argument("--prepared", default="transfer_pets",
-                 help="comma-separated experiments whose dataset is carried prepared (see the module's docstring)")
+  p.add_argument("--data", default=_carried("data"),
+                 help="comma-separated folders of $VISION_JAX_DATASETS to carry (default: those the jobs read)")
+  p.add_argument("--prepared", default=_carried("prepared"),
+                 help="comma-separated experiments whose dataset is carried prepared (default: those the jobs "
+                      "read so; see the module's docstring)")
   p.add_argument("--resume-from", default=None, help="a runs/device folder from an earlier results.tar.gz")
   r = sub.add_parser("run", help="there: install the carried wheels, run the jobs, write --out")
   r.add_argument("jobs", nargs="+", help=f"in order; known: {', '.join(JOBS)}")

@@ -58,5 +58,5 @@ def test_bench_profile_summarises_where_the_step_time_went(tmp_path, capsys):
 
 
 def test_union_of_intervals_and_the_gaps_between_them():
-  busy, gaps = bench._union_s([(10, 20), (0, 5), (15, 30), (40, 41)])
+  busy, gaps = bench._union([(10, 20), (0, 5), (15, 30), (40, 41)])
   assert busy == 5 + 20 + 1 and gaps == [5, 10]
