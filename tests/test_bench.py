@@ -7,6 +7,7 @@ import jax
 import pytest
 
 from scripts import bench
+from vision_jax.config import ConfigError
 
 
 def test_bench_lenet5_json(tmp_path, capsys, monkeypatch):
@@ -30,7 +31,7 @@ def test_bench_lenet5_json(tmp_path, capsys, monkeypatch):
 def test_bench_rejects_bad_settings():
   with pytest.raises(ValueError, match="at least 1"):
     bench.bench("lenet5", batch=0)
-  with pytest.raises(KeyError, match="registered models"):
+  with pytest.raises(ConfigError, match="registered models"):
     bench.bench("no_such_model", batch=4)
 
 

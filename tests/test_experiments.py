@@ -46,6 +46,14 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   """ConfigError and DatasetError raised inside an experiment end it with 'error: ...', no traceback."""
   with pytest.raises(SystemExit, match=r"^error: unknown optimizer 'adamz'; valid: sgd, momentum"):
     run_experiment("lenet5_digits", tmp_path / "a", "--variant", "smoke", "--config.optim.name=adamz")
+  # A model that does not exist, or a model setting it does not have, found when the model is built.
+  with pytest.raises(SystemExit, match=r"^error: unknown model 'lenet6' \(model.name\); registered models: .*lenet5"):
+    run_experiment("lenet5_digits", tmp_path / "m", "--variant", "smoke", "--config.model.name=lenet6")
+  with pytest.raises(SystemExit, match=r"^error: pooling must be 'max', 'avg' or 'subsample', got 'median'"):
+    run_experiment("lenet5_digits", tmp_path / "p", "--variant", "smoke", "--config.model.pooling=median")
+  # A metric name that no evaluation produces, found at the first evaluation.
+  with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; have \["):
+    run_experiment("lenet5_digits", tmp_path / "e", "--variant", "smoke", "--config.train.best_metric=test/eror")
   from vision_jax.data.sources import get_source
   monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "nowhere"))
   get_source.cache_clear()  # a source opened by an earlier test is remembered by name

@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
@@ -50,7 +51,7 @@ class AlexNet(nn.Module):
       "pool" [batch, 6, 6, 256] and "fc1", "fc2"; "pre_logits" is "fc2", the head's input.
     """
     if min(x.shape[1:3]) < 63:
-      raise ValueError(f"AlexNet needs images of at least 63x63, got {x.shape}")
+      raise ConfigError(f"AlexNet needs images of at least 63x63, got {x.shape}")
     out = {}
     x = jnp.asarray(x, self.dtype)
     for i, (features, kernel, stride, padding, pool) in enumerate(_CONVS):

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.metrics import likelihood
 from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
@@ -32,7 +33,7 @@ ARCHITECTURES = ("mlp", "conv")
 
 def _activation(name: str, what: str):
   if name not in ACTIVATIONS:
-    raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    raise ConfigError(f"unknown {what} {name!r}; valid: {', '.join(ACTIVATIONS)}")
   return ACTIVATIONS[name]
 
 
@@ -116,13 +117,13 @@ class ConvDecoder(nn.Module):
 
 def _check(latent_dim: int, architecture: str, hidden: Sequence[int], image_shape: Sequence[int]) -> None:
   if not isinstance(latent_dim, int) or latent_dim < 1:
-    raise ValueError(f"the latent size (model.latent_dim) must be an integer >= 1, got {latent_dim!r}")
+    raise ConfigError(f"the latent size (model.latent_dim) must be an integer >= 1, got {latent_dim!r}")
   if architecture not in ARCHITECTURES:
-    raise ValueError(f"unknown autoencoder architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    raise ConfigError(f"unknown autoencoder architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
   if architecture == "conv" and not hidden:
-    raise ValueError("a convolutional autoencoder needs at least one layer in model.hidden (its channels)")
+    raise ConfigError("a convolutional autoencoder needs at least one layer in model.hidden (its channels)")
   if len(image_shape) != 3 or any(not isinstance(d, int) or d < 1 for d in image_shape):
-    raise ValueError(f"image_shape must be (height, width, channels) of positive ints, got {image_shape!r}")
+    raise ConfigError(f"image_shape must be (height, width, channels) of positive ints, got {image_shape!r}")
 
 
 def _encoder_decoder(module, outputs: int):

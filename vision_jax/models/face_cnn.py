@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.metric_learning import l2_normalize
 from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
@@ -39,9 +40,9 @@ class FaceCNN(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool = False):
     """x: [batch, height, width, channels] float. Returns (embedding [batch, embedding_dim], features)."""
     if x.ndim != 4 or min(x.shape[1:3]) < 16 * self.input_pool:
-      raise ValueError(f"face_cnn expects images of [batch, height, width >= {16 * self.input_pool}, channels], got {x.shape}")
+      raise ConfigError(f"face_cnn expects images of [batch, height, width >= {16 * self.input_pool}, channels], got {x.shape}")
     if len(self.widths) != 4:
-      raise ValueError(f"face_cnn has four stages: widths must have 4 entries, got {self.widths}")
+      raise ConfigError(f"face_cnn has four stages: widths must have 4 entries, got {self.widths}")
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=name)
     out = {}
     if self.input_pool > 1:

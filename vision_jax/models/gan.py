@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.config import ConfigError
 from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
 
@@ -34,7 +35,7 @@ def _dcgan_stages(image_shape: Sequence[int], who: str) -> tuple[int, int]:
     return 3, 4  # 4 -> 8 -> 16 -> 32
   if tuple(image_shape[:2]) == (28, 28):
     return 2, 7  # 7 -> 14 -> 28
-  raise ValueError(f"{who} is built for 28x28 or 32x32 images, got {tuple(image_shape)}; "
+  raise ConfigError(f"{who} is built for 28x28 or 32x32 images, got {tuple(image_shape)}; "
                    "set data.pad_to or use the MLP models for other sizes")
 
 
@@ -133,7 +134,7 @@ class DCGANCritic(nn.Module):
       raise ValueError(f"dcgan_critic expects images [batch, h, w, c], got {x.shape}")
     stages, _ = _dcgan_stages(x.shape[1:], "dcgan_critic")
     if self.norm not in CRITIC_NORMS:
-      raise ValueError(f"norm must be one of {CRITIC_NORMS}, got {self.norm!r}")
+      raise ConfigError(f"norm must be one of {CRITIC_NORMS}, got {self.norm!r}")
     out = {}
     for i in range(stages):
       x = Conv(self.width * 2 ** i, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_DCGAN_INIT,

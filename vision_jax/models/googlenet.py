@@ -31,6 +31,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv, torchvision_transform_input
 from vision_jax.models.registry import register
@@ -152,7 +153,7 @@ class GoogLeNet(nn.Module):
       and in training with aux_logits the auxiliary logits "aux1", "aux2" [batch, num_classes].
     """
     if self.stem not in ("imagenet", "cifar"):
-      raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+      raise ConfigError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     out = {}
     if self.transform_input:
       x = torchvision_transform_input(x)

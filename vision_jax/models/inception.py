@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.models.layers import Conv, torchvision_transform_input
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register
@@ -153,7 +154,7 @@ class InceptionE(_Block):
     elif self.pool in ("avg", "avg_exclude_pad"):
       pooled = _avg_pool_3x3(x, self.pool == "avg")
     else:
-      raise ValueError(f"pool must be 'avg', 'avg_exclude_pad' or 'max', got {self.pool!r}")
+      raise ConfigError(f"pool must be 'avg', 'avg_exclude_pad' or 'max', got {self.pool!r}")
     bp = self.conv(192, 1, "branch_pool")(pooled, train=train)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
@@ -185,7 +186,7 @@ class InceptionV3(_Block):
       of "mixed7": FID's pool3 features).
     """
     if min(x.shape[1:3]) < 75:
-      raise ValueError(f"Inception-v3 needs inputs of at least 75x75, got {x.shape[1]}x{x.shape[2]}")
+      raise ConfigError(f"Inception-v3 needs inputs of at least 75x75, got {x.shape[1]}x{x.shape[2]}")
     if self.transform_input:
       x = torchvision_transform_input(x)
     x = jnp.asarray(x, self.dtype)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.config import ConfigError
 from vision_jax.models.layers import Conv
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register
@@ -118,15 +119,15 @@ class LeNet5(nn.Module):
       return nn.avg_pool(x, (2, 2), strides=(2, 2))
     if self.pooling == "subsample":
       return Subsampling(name=name)(x)
-    raise ValueError(f"pooling must be 'max', 'avg' or 'subsample', got {self.pooling!r}")
+    raise ConfigError(f"pooling must be 'max', 'avg' or 'subsample', got {self.pooling!r}")
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False):
     """x: [batch, 32, 32, channels] float. Returns (logits [batch, classes], features)."""
     if x.ndim != 4 or x.shape[1:3] != (32, 32):
-      raise ValueError(f"LeNet-5 expects images of [batch, 32, 32, channels], got {x.shape}")
+      raise ConfigError(f"LeNet-5 expects images of [batch, 32, 32, channels], got {x.shape}")
     if self.activation not in _ACTIVATIONS:
-      raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+      raise ConfigError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
     act = _ACTIVATIONS[self.activation]
     out = {}
     x = act(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="C1")(x))             # 28x28x6

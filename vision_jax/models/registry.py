@@ -10,6 +10,8 @@ from typing import Callable
 
 import flax.linen as nn
 
+from vision_jax.config import ConfigError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -28,7 +30,7 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds the model registered as `name` with constructor arguments `kwargs`."""
   if name not in _MODELS:
-    raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}")
+    raise ConfigError(f"unknown model {name!r} (model.name); registered models: {', '.join(sorted(_MODELS))}")
   return _MODELS[name](**kwargs)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
@@ -168,7 +169,7 @@ class CifarResNet(_ConvBN):
       8x8x64 at 32x32 input) and "pre_logits" [batch, 64], the globally average-pooled "stage3".
     """
     if (self.depth - 2) % 6:
-      raise ValueError(f"depth must be 6n+2, got {self.depth}")
+      raise ConfigError(f"depth must be 6n+2, got {self.depth}")
     out = {}
     x = jnp.asarray(x, self.dtype)
     x = self.conv(16, 3, 1, "conv_init")(x)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.config import ConfigError
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
@@ -75,9 +76,9 @@ class VGG(nn.Module):
       "cifar" one "pool" [batch, 512], "fc1", "pre_logits" = "fc1".
     """
     if self.classifier not in CLASSIFIERS:
-      raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+      raise ConfigError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
     if min(x.shape[1:3]) < 32:
-      raise ValueError(f"VGG needs images of at least 32x32, got {x.shape}")
+      raise ConfigError(f"VGG needs images of at least 32x32, got {x.shape}")
     out = {}
     x = jnp.asarray(x, self.dtype)
     for b, widths in enumerate(self.blocks, start=1):

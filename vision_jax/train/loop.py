@@ -244,11 +244,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.write(step, results)
         if early.metric:
           if early.metric not in results:
-            raise KeyError(f"early_stopping.metric {early.metric!r} is not an eval metric; have {sorted(results)}")
+            raise ConfigError(f"train.early_stopping.metric {early.metric!r} is not an eval metric; have {sorted(results)}")
           early.update(results[early.metric])
         if best_metric:
           if best_metric not in results:
-            raise KeyError(f"train.best_metric {best_metric!r} is not an eval metric; have {sorted(results)}")
+            raise ConfigError(f"train.best_metric {best_metric!r} is not an eval metric; have {sorted(results)}")
           if _is_better(results[best_metric], meta["best_value"], best_mode):
             meta["best_value"], meta["best_step"], is_best = results[best_metric], step, True
             meta["best_eval"] = results
