@@ -51,6 +51,9 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
     run_experiment("lenet5_digits", tmp_path / "m", "--variant", "smoke", "--config.model.name=lenet6")
   with pytest.raises(SystemExit, match=r"^error: pooling must be 'max', 'avg' or 'subsample', got 'median'"):
     run_experiment("lenet5_digits", tmp_path / "p", "--variant", "smoke", "--config.model.pooling=median")
+  with pytest.raises(SystemExit, match=r"^error: model 'resnet20' has no setting 'activation', 'partial_c3', 'pooling' "
+                                       r"\(model\.\* in the config\); it takes: depth, dropout, dtype, num_classes, shortcut$"):
+    run_experiment("lenet5_digits", tmp_path / "r", "--variant", "smoke", "--config.model.name=resnet20")
   # A metric name that no evaluation produces, found at the first evaluation.
   with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; have \["):
     run_experiment("lenet5_digits", tmp_path / "e", "--variant", "smoke", "--config.train.best_metric=test/eror")

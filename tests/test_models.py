@@ -251,3 +251,15 @@ def test_cifar_resnet_dropout_before_the_head():
 
   assert not np.allclose(logits(True, 0), logits(True, 1))
   np.testing.assert_array_equal(logits(False, 0), logits(False, 1))
+
+
+def test_every_model_names_its_settings_and_refuses_others():
+  """A setting a model does not take is a ConfigError naming the ones it does (a config that
+  switches model.name keeps the old model's keys)."""
+  from vision_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from vision_jax.models import registry  # pylint: disable=g-import-not-at-top
+  for name in list_models():
+    accepted = registry.settings(name)
+    assert accepted, f"{name}: its constructor's keyword arguments cannot be read"
+    with pytest.raises(ConfigError, match=rf"^model '{name}' has no setting 'no_such_setting' .* it takes: {accepted[0]}"):
+      get_model(name, no_such_setting=1)

@@ -6,6 +6,7 @@ stage, plus the pooled features under "pre_logits"), so that heads and evaluator
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import flax.linen as nn
@@ -31,7 +32,24 @@ def get_model(name: str, **kwargs) -> nn.Module:
   """Builds the model registered as `name` with constructor arguments `kwargs`."""
   if name not in _MODELS:
     raise ConfigError(f"unknown model {name!r} (model.name); registered models: {', '.join(sorted(_MODELS))}")
+  accepted = settings(name)
+  unknown = [] if accepted is None else sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise ConfigError(f"model {name!r} has no setting {', '.join(map(repr, unknown))} (model.* in the config); "
+                      f"it takes: {', '.join(accepted)}")
   return _MODELS[name](**kwargs)
+
+
+def settings(name: str) -> list[str] | None:
+  """The keyword arguments the model registered as `name` takes (sorted), or None when it takes any."""
+  try:
+    params = inspect.signature(_MODELS[name]).parameters.values()
+  except (TypeError, ValueError):  # no signature to read: let the call decide
+    return None
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+    return None
+  keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+  return sorted(p.name for p in params if p.kind in keyword and p.name not in ("parent", "name"))
 
 
 def list_models() -> list[str]:
