@@ -47,6 +47,9 @@ SIZES = {
     "resnet18": (45, 39),    # Odd sizes: torch's symmetric padding differs from "SAME".
     "resnet50": (45, 39),
 }
+# Every other importable architecture: the same sizes as its family's first member.
+SIZES.update({f"vgg{depth}{bn}": SIZES["vgg11"] for depth in (13, 16, 19) for bn in ("", "_bn")})
+SIZES.update({"resnet34": SIZES["resnet18"], "resnet101": SIZES["resnet50"], "resnet152": SIZES["resnet50"]})
 
 
 LOGITS_STD = 3.0
@@ -315,3 +318,7 @@ def test_imported_fid_inception_is_a_feature_classifier_as_pytorch_fid_applies_i
     np.testing.assert_allclose(np.asarray(ours_features) / scale, features["pool"].numpy() / scale,
                                rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(ours_probs), probs, rtol=0, atol=1e-5)
+
+
+def test_logits_are_checked_for_every_importable_architecture():
+  assert set(SIZES) == set(ARCHS)
