@@ -36,7 +36,7 @@ def _dcgan_stages(image_shape: Sequence[int], who: str) -> tuple[int, int]:
   if tuple(image_shape[:2]) == (28, 28):
     return 2, 7  # 7 -> 14 -> 28
   raise ConfigError(f"{who} is built for 28x28 or 32x32 images, got {tuple(image_shape)}; "
-                   "set data.pad_to or use the MLP models for other sizes")
+                    "set data.pad_to or use the MLP models for other sizes")
 
 
 @register("mlp_generator")
