@@ -54,9 +54,14 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   with pytest.raises(SystemExit, match=r"^error: model 'resnet20' has no setting 'activation', 'partial_c3', 'pooling' "
                                        r"\(model\.\* in the config\); it takes: depth, dropout, dtype, num_classes, shortcut$"):
     run_experiment("lenet5_digits", tmp_path / "r", "--variant", "smoke", "--config.model.name=resnet20")
-  # A metric name that no evaluation produces, found at the first evaluation.
-  with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; have \["):
+  # A metric name that no evaluation produces, found before the first step: nothing trained, nothing saved.
+  with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; "
+                                       r"have \['test/accuracy', 'test/error', 'test/loss'\]"):
     run_experiment("lenet5_digits", tmp_path / "e", "--variant", "smoke", "--config.train.best_metric=test/eror")
+  assert not (tmp_path / "e" / "metrics.jsonl").exists() or not (tmp_path / "e" / "metrics.jsonl").read_text().strip()
+  assert not (tmp_path / "e" / "checkpoints").exists() or not os.listdir(tmp_path / "e" / "checkpoints")
+  with pytest.raises(SystemExit, match=r"^error: train.early_stopping.metric 'val/error' is not an eval metric"):
+    run_experiment("lenet5_digits", tmp_path / "v", "--variant", "smoke", "--config.train.early_stopping.metric=val/error")
   from vision_jax.data.sources import get_source
   monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "nowhere"))
   get_source.cache_clear()  # a source opened by an earlier test is remembered by name

@@ -210,6 +210,9 @@ def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
   sums = jax.device_get(jax.jit(task.eval_step)(state, {"image": test, "label": jnp.zeros(len(test), jnp.int32),
                                                         "mask": jnp.ones(len(test), bool)}))
   results = task.eval_metrics(sums)
+  # The loop's check of a configured best/early-stopping metric finds the same names without evaluating.
+  assert task.eval_metric_names(state, {"image": test[:1], "label": jnp.zeros(1, jnp.int32),
+                                        "mask": jnp.ones(1, bool)}) == sorted(results)
   assert results["frechet_distance"] > 0 and 1.0 <= results["classifier_score_fake"] <= 10.0
   np.testing.assert_allclose(results["classifier_score_real"], real_score, rtol=1e-3)
 

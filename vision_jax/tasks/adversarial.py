@@ -282,6 +282,13 @@ class AdversarialTask(Task):
       results["frechet_distance"] = sample_quality.frechet_distance(*gaussians["real"], *gaussians["fake"])
     return results
 
+  def eval_metric_names(self, state, batch):
+    """The critic's numbers, and with a feature classifier the scores `eval_metrics` derives."""
+    names = [k for k in super().eval_metric_names(state, batch) if not k.startswith(("real_", "fake_"))]
+    if self.classifier is not None:
+      names += ["classifier_score_fake", "classifier_score_real", "frechet_distance"]
+    return sorted(names)
+
   @property
   def primary_metric(self) -> str:
     return "frechet_distance" if self.classifier is not None else "loss"

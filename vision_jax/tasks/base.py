@@ -47,6 +47,11 @@ class Task:
     """
     return {k: float(total) / max(float(count), 1.0) for k, (total, count) in sums.items()}
 
+  def eval_metric_names(self, state: TrainState, batch: Batch) -> list[str]:
+    """The names `eval_metrics` reports, found without evaluating: `eval_step` is only traced
+    (`jax.eval_shape`). A task whose `eval_metrics` derives other names overrides this."""
+    return sorted(jax.eval_shape(self.eval_step, state, batch))
+
   def visuals(self, state: TrainState, batch: Batch, directory: str, prefix: str) -> dict[str, str]:
     """Writes pictures for one eval batch as PNG files under `directory`; returns name -> path."""
     return {}

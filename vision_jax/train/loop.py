@@ -17,6 +17,7 @@ config.train: steps, batch_size, log_every, eval_every, checkpoint_every, seed, 
 Early stopping keeps the model it stopped for: with `early_stopping.metric` set, the best
 checkpoint is chosen by that metric (unless `best_metric` names another), and the run ends on the
 best evaluation's parameters and metrics, not on the last ones (`restore_best`, default on).
+A metric name that no evaluation reports is refused before the first step.
 """
 from __future__ import annotations
 
@@ -133,6 +134,16 @@ def run_chunk(train_chunk: Callable, state, data, xs, scan: bool):
   return state, jax.tree.map(lambda *ms: jnp.concatenate(ms), *parts)
 
 
+def _check_metric_names(task: Task, state, batch, eval_splits, wanted: dict[str, str]) -> None:
+  """Refuses a metric (config key -> "<split>/<metric>") that no evaluation reports, before the
+  first step and before anything is written, not at the first evaluation."""
+  names = sorted(f"{split}/{m}" for split in eval_splits for m in task.eval_metric_names(state, batch))
+  for key, name in wanted.items():
+    if name and name not in names:
+      raise ConfigError(f"{key} {name!r} is not an eval metric; have {names} "
+                        f"(<split>/<metric>, the splits of data.eval_splits)")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        task_cls: Callable[..., Task]) -> dict[str, Any]:
   """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
@@ -158,6 +169,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state_shape = jax.eval_shape(init, init_rng)
   state_sharding = jax.tree.map(lambda _: replicated, state_shape)
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+  _check_metric_names(task, state, {**example, "mask": jnp.ones(example["image"].shape[0], bool)},
+                      config.data.eval_splits, {"train.early_stopping.metric": tc.early_stopping.metric,
+                                                "train.best_metric": tc.get("best_metric", "")})
   store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
   if config.get("init_from", "") and store.latest_step() is None:  # a resumed run restores its own state
     state = _init_from(task, state, config.init_from, replicated)
@@ -243,12 +257,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         last_eval = (step, results)
         writer.write(step, results)
         if early.metric:
-          if early.metric not in results:
-            raise ConfigError(f"train.early_stopping.metric {early.metric!r} is not an eval metric; have {sorted(results)}")
           early.update(results[early.metric])
         if best_metric:
-          if best_metric not in results:
-            raise ConfigError(f"train.best_metric {best_metric!r} is not an eval metric; have {sorted(results)}")
           if _is_better(results[best_metric], meta["best_value"], best_mode):
             meta["best_value"], meta["best_step"], is_best = results[best_metric], step, True
             meta["best_eval"] = results
