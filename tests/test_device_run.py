@@ -1,5 +1,6 @@
 """scripts.device_run: what it carries to an accelerator machine, and how it runs jobs there
 within a time budget (here on the CPU, with the project's own environment)."""
+import importlib
 import json
 import os
 import sys
@@ -34,6 +35,10 @@ def test_every_job_names_a_runnable_module():
     module = job.command.split()[2]
     assert job.command.startswith("python -m ") and "{workdir}" in job.command, name
     assert os.path.exists(os.path.join(device_run.REPO_ROOT, *module.split(".")) + ".py"), name
+    if module == "scripts.sweep":  # ... and a sweep its config has
+      words = job.command.split()
+      experiment, sweep = words[3], words[words.index("--sweep") + 1]
+      assert sweep in importlib.import_module(f"configs.{experiment}").get_sweeps(), name
 
 
 def test_runs_a_job_and_writes_the_summary_and_its_results(sandbox):
