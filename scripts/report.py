@@ -1,7 +1,7 @@
 """Turns a sweep's runs into a markdown table and plots (written by `python -m scripts.sweep`).
 
     python -m scripts.report runs/sweeps/lenet5_mnist/optimizers [--metric test/error] [--out DIR]
-        [--image-prefix docs/ablations/optimizers/]
+        [--image-prefix docs/ablations/optimizers/] [--ylim LOW,HIGH]
 
 Writes into the sweep directory (or --out): report.md, a table with one row per point (its
 overrides, the final eval metrics, steps, the seconds spent in training steps and the process's
@@ -78,10 +78,12 @@ def short_labels(points: Sequence[dict]) -> list[str]:
   return labels if len(set(labels)) == len(labels) else [p["name"] for p in points]
 
 
-def config_plots(sweep: dict, points: Sequence[dict], labels: Sequence[str], out: str) -> list[tuple[str, str]]:
+def config_plots(sweep: dict, points: Sequence[dict], labels: Sequence[str], out: str,
+                 ylim: Sequence[float] | None = None) -> list[tuple[str, str]]:
   """Draws the plots `configs/<experiment>.py` asks for this sweep (`get_sweep_plots()`) from its
   finished points; returns (alt text, path) per plot drawn. A plot none of whose panels has a
-  finished point, or whose points logged none of its metrics, is left out."""
+  finished point, or whose points logged none of its metrics, is left out. `ylim` replaces the
+  plots' own y range (a paper's axis, such as Figure 6's 0-20%, hides a short run's curves)."""
   try:
     specs = sweeps.get_sweep_plots(sweep["experiment"]).get(sweep["sweep"], [])
   except ModuleNotFoundError:  # a sweep of a config this checkout does not have
@@ -103,7 +105,7 @@ def config_plots(sweep: dict, points: Sequence[dict], labels: Sequence[str], out
       path = plotting.plot_panels(panels, spec["curves"], os.path.join(out, spec["file"]),
                                   title=spec.get("title", ""), xlabel=spec.get("xlabel", "step"),
                                   ylabel=spec.get("ylabel", ""), scale=spec.get("scale", 1.0),
-                                  ylim=spec.get("ylim"))
+                                  ylim=ylim or spec.get("ylim"))
     except ValueError:  # the finished points logged none of the plot's metrics
       continue
     images.append((spec.get("title") or spec["file"], path))
@@ -111,7 +113,7 @@ def config_plots(sweep: dict, points: Sequence[dict], labels: Sequence[str], out
 
 
 def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = None,
-                 image_prefix: str = "") -> str:
+                 image_prefix: str = "", ylim: Sequence[float] | None = None) -> str:
   """Writes report.md and its plots into `out` (default: the sweep directory); returns report.md's path."""
   out = out or sweep_dir
   sweep, points = load_sweep(sweep_dir)
@@ -136,7 +138,7 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
     images.append((f"final {metric}", plotting.bar_chart(bar_labels, values, os.path.join(out, bar_name),
                                                          ylabel=header(metric), title=title)))
 
-    images.extend(config_plots(sweep, points, labels, out))
+    images.extend(config_plots(sweep, points, labels, out, ylim))
 
   hardware = sorted({p["result"].get("hardware", "?") for p in finished})
   total_wall = sum(p["result"].get("wall_s", 0.0) for p in finished)
@@ -177,6 +179,16 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
   return report_path
 
 
+def _ylim(text: str) -> tuple[float, float]:
+  try:
+    low, high = (float(v) for v in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+  if not low < high:
+    raise argparse.ArgumentTypeError(f"LOW must be below HIGH, got {text!r}")
+  return low, high
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description="Write report.md and plots for a sweep run by scripts.sweep.")
   parser.add_argument("sweep_dir", help="<workdir>/<experiment>/<sweep>, holding sweep.json")
@@ -184,9 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--out", default=None, help="where report.md and the PNGs go (default: the sweep directory)")
   parser.add_argument("--image-prefix", default="",
                       help="prepended to the image links, e.g. docs/ablations/optimizers/ for the README")
+  parser.add_argument("--ylim", default=None, metavar="LOW,HIGH", type=_ylim,
+                      help="the y range of the config's plots (get_sweep_plots()), instead of their own")
   args = parser.parse_args(argv)
   try:
-    path = write_report(args.sweep_dir, args.metric, args.out, args.image_prefix)
+    path = write_report(args.sweep_dir, args.metric, args.out, args.image_prefix, args.ylim)
   except (FileNotFoundError, KeyError, ConfigError) as e:
     print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2

@@ -260,7 +260,7 @@ def _fake_point(point_dir, train_error, test_error, steps=(1000, 2000, 3000, 400
                "eval": {"test/error": test_error[-1], "test/accuracy": 1 - test_error[-1]}}, f)
 
 
-def test_report_draws_the_configs_figure6_for_degradation(tmp_path, monkeypatch):
+def test_report_draws_the_configs_figure6_for_degradation(tmp_path, monkeypatch, capsys):
   """resnet_cifar10's degradation sweep: its config's get_sweep_plots() asks for Figure 6."""
   points = sweeps.expand_sweep(sweeps.get_sweeps("resnet_cifar10")["degradation"])
   sweep_dir = tmp_path / "resnet_cifar10" / "degradation"
@@ -296,6 +296,14 @@ def test_report_draws_the_configs_figure6_for_degradation(tmp_path, monkeypatch)
   assert steps == [1000, 2000, 3000, 4000] and train_error == pytest.approx([50, 20, 10, 8])
   assert plotting.curve_points(records, test["key"], test.get("complement", False), 100.0)[1] == pytest.approx(
       [50, 25, 15, 13])
+  # A short run's errors lie above the paper's 0-20% axis: --ylim replaces it.
+  drawn.clear()
+  assert report_script.main([str(sweep_dir), "--ylim", "30,70"]) == 0
+  assert drawn[0][2]["ylim"] == (30.0, 70.0)
+  for bad, message in (("30", "expected LOW,HIGH"), ("70,30", "LOW must be below HIGH"), ("a,b", "expected LOW,HIGH")):
+    with pytest.raises(SystemExit):
+      report_script.main([str(sweep_dir), "--ylim", bad])
+    assert message in capsys.readouterr().err
 
 
 def test_sweep_plots_are_checked():
