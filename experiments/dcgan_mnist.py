@@ -27,8 +27,7 @@ def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, AdversarialTask)
   task = summary["task"]
   split = config.data.eval_splits[0]
-  out = {"value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4), "steps": summary["step"],
-         "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  out = {"value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4), **cli.loop_result(config, summary)}
   if task.classifier is None:  # no Fréchet distance without features: the value is the critic's loss
     out["metric"] = f"{split} critic loss (no feature classifier configured)"
   else:

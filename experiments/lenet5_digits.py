@@ -16,8 +16,7 @@ from vision_jax.train.loop import train_and_evaluate
 
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
-  return {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
-          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  return {"value": round(100.0 * summary["eval"]["test/error"], 3), **cli.loop_result(config, summary)}
 
 
 if __name__ == "__main__":

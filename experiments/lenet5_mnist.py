@@ -15,11 +15,7 @@ from vision_jax.train.loop import train_and_evaluate
 
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
-  out = {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
-         "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
-  if config.train.early_stopping.metric:  # the evaluation the run ended on, and whether it stopped early
-    out.update(best_step=summary["best_step"], early_stopped=summary["early_stopped"])
-  return out
+  return {"value": round(100.0 * summary["eval"]["test/error"], 3), **cli.loop_result(config, summary)}
 
 
 if __name__ == "__main__":

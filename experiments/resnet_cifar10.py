@@ -18,8 +18,7 @@ PAPER_ERRORS = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56"
 
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
-  return {"value": round(100.0 * summary["eval"]["test/error"], 3), "steps": summary["step"],
-          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"],
+  return {"value": round(100.0 * summary["eval"]["test/error"], 3), **cli.loop_result(config, summary),
           "model": config.model.name, "paper_value": PAPER_ERRORS.get(config.model.name)}
 
 

@@ -69,11 +69,10 @@ def run(config, workdir: str) -> dict:
   task.latent_scatter(state, test["image"][:5000], test["label"][:5000], os.path.join(pictures, "latent_space.png"))
   if config.model.latent_dim == 2:
     task.manifold(state, os.path.join(pictures, "manifold.png"))
-  return {"value": round(float(nll.mean()), 3), "steps": summary["step"],
+  return {"value": round(float(nll.mean()), 3), **cli.loop_result(config, summary),
           "nll_std_error": round(float(nll.std(ddof=1) / math.sqrt(n)), 3) if n > 1 else None,
           "iw_samples": ev.iw_samples, "test_images": n, "iw_wall_s": round(iw_wall, 1),
-          "epochs": round(summary["step"] * config.train.batch_size / len(splits[config.data.train_split]), 2),
-          "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+          "epochs": round(summary["step"] * config.train.batch_size / len(splits[config.data.train_split]), 2)}
 
 
 if __name__ == "__main__":

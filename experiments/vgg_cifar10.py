@@ -21,8 +21,7 @@ def run(config, workdir: str) -> dict:
   # The smoke variant evaluates on held-out training images instead of the test set.
   split = "test" if "test" in config.data.eval_splits else config.data.eval_splits[0]
   return {"value": round(100.0 * summary["eval"][f"{split}/error"], 3), "split": split,
-          "steps": summary["step"], "train_wall_s": round(summary["train_wall_s"], 1),
-          "eval": summary["eval"], "model": config.model.name}
+          **cli.loop_result(config, summary), "model": config.model.name}
 
 
 if __name__ == "__main__":

@@ -164,7 +164,10 @@ def write_report(sweep_dir: str, metric: str = "test/error", out: str | None = N
       losses = [rec[TRAIN_LOSS] for rec in p["records"] if TRAIN_LOSS in rec]
       cells += [show(m, r.get("eval", {}).get(m)) for m in metrics]
       train_s = r.get("train_wall_s")
-      cells += [show(TRAIN_LOSS, losses[-1] if losses else None), str(r.get("steps", "—")),
+      steps = str(r.get("steps", "—"))
+      if r.get("best_step") is not None and r["best_step"] != r.get("steps"):  # early stopping's evaluation
+        steps += f" (best: {r['best_step']})"
+      cells += [show(TRAIN_LOSS, losses[-1] if losses else None), steps,
                 f"{train_s:.0f}" if isinstance(train_s, (int, float)) else "—", f"{r.get('wall_s', 0):.0f}"]
     else:
       cells += [p["status"]] + ["—"] * (len(metrics) + 3)

@@ -69,6 +69,20 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
     run_experiment("lenet5_mnist", tmp_path / "b", "--variant", "smoke")
 
 
+def test_an_early_stopped_run_reports_the_step_it_ended_on(tmp_path):
+  """result.json of a loop-trained experiment: with early stopping, the best step and whether it stopped."""
+  # "Best" by the highest test error: the first evaluation's, so patience 1 stops at the second.
+  result = run_experiment("lenet5_digits", tmp_path / "e", "--variant", "smoke", "--config.wandb.mode=disabled",
+                          "--config.train.early_stopping.metric=test/error", "--config.train.early_stopping.mode=max",
+                          "--config.train.early_stopping.patience=1")
+  assert (result["steps"], result["best_step"], result["early_stopped"]) == (20, 10, True)
+  logged = [r for r in map(json.loads, open(tmp_path / "e" / "metrics.jsonl")) if "test/error" in r]
+  assert result["value"] == pytest.approx(100 * logged[0]["test/error"], abs=1e-3) and logged[0]["step"] == 10
+  assert json.load(open(tmp_path / "e" / "result.json"))["best_step"] == 10
+  plain = run_experiment("lenet5_digits", tmp_path / "p", "--variant", "smoke", "--config.wandb.mode=disabled")
+  assert "best_step" not in plain and "early_stopped" not in plain
+
+
 def test_unknown_config_key_is_one_clear_error(tmp_path):
   with pytest.raises(SystemExit, match="unknown config key 'train.stepz'"):
     run_experiment("lenet5_digits", tmp_path, "--config.train.stepz=3")
@@ -86,6 +100,15 @@ def test_mlp_vs_cnn_smoke(tmp_path):
   table = result["table"]
   assert table["mlp"]["params"] == 60040 and table["lenet5"]["params"] == 60806
   assert (tmp_path / "run" / "table.md").exists() and (tmp_path / "run" / "shift_errors.png").exists()
+
+
+def test_resnet_cifar10_smoke(tmp_path):
+  require_dataset("cifar10")
+  result = run_experiment("resnet_cifar10", tmp_path / "run", "--variant", "smoke,model=resnet32",
+                          "--config.wandb.mode=disabled")
+  assert result["steps"] == 4 and result["model"] == "resnet32" and result["paper_value"] == 7.51
+  assert set(result["eval"]) == {"test/accuracy", "test/error", "test/loss"}
+  assert 0 <= result["value"] <= 100 and result["value"] == pytest.approx(100 * result["eval"]["test/error"], abs=1e-3)
 
 
 def test_vgg_cifar10_smoke(tmp_path):

@@ -260,6 +260,22 @@ def _fake_point(point_dir, train_error, test_error, steps=(1000, 2000, 3000, 400
                "eval": {"test/error": test_error[-1], "test/accuracy": 1 - test_error[-1]}}, f)
 
 
+def test_report_shows_the_step_an_early_stopped_point_ended_on(tmp_path):
+  sweep_dir = tmp_path / "lenet5_mnist" / "regularisation"
+  entries = []
+  for name, best in (("base", None), ("early", 3000)):
+    _fake_point(str(sweep_dir / name), train_error=[0.5, 0.2, 0.1, 0.05], test_error=[0.5, 0.25, 0.15, 0.2])
+    if best:
+      result = json.load(open(sweep_dir / name / "result.json"))
+      json.dump({**result, "best_step": best, "early_stopped": True}, open(sweep_dir / name / "result.json", "w"))
+    entries.append({"name": name, "overrides": {"train.early_stopping.patience": 1} if best else {},
+                    "workdir": name, "status": "done"})
+  with open(sweep_dir / "sweep.json", "w") as f:
+    json.dump({"experiment": "lenet5_mnist", "sweep": "regularisation", "points": entries}, f)
+  rows = {line.split(" | ")[0]: line for line in open(report_script.write_report(str(sweep_dir))) if line.startswith("| `")}
+  assert " | 4000 (best: 3000) | " in rows["| `early`"] and " | 4000 | " in rows["| `base`"]
+
+
 def test_report_draws_the_configs_figure6_for_degradation(tmp_path, monkeypatch, capsys):
   """resnet_cifar10's degradation sweep: its config's get_sweep_plots() asks for Figure 6."""
   points = sweeps.expand_sweep(sweeps.get_sweeps("resnet_cifar10")["degradation"])

@@ -68,6 +68,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   return args, overrides
 
 
+def loop_result(config: ml_collections.ConfigDict, summary: dict[str, Any]) -> dict[str, Any]:
+  """What every experiment trained by the loop reports in result.json: "steps" trained,
+  "train_wall_s" and the final "eval"; with early stopping also "best_step", the step whose
+  parameters (and "eval") the run ended on, and "early_stopped"."""
+  out = {"steps": summary["step"], "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  if config.train.early_stopping.metric:
+    out.update(best_step=summary["best_step"], early_stopped=summary["early_stopped"])
+  return out
+
+
 def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, Any]], *, paper: str,
          metric: str, paper_value: float | None, argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Parses flags, loads configs/<name>.py, runs `run(config, workdir)` and writes result.json.
