@@ -22,7 +22,7 @@ import numpy as np
 
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
-from vision_jax.config import ConfigError
+from vision_jax.config import ConfigError, check_config
 from vision_jax.models.resnet import CifarResNet
 from vision_jax.models.registry import get_model
 from vision_jax.tasks import ClassificationTask
@@ -103,8 +103,7 @@ def run(config, workdir: str) -> dict:
   unknown = sorted(set(config.arms) - set(ARMS))
   if unknown:
     raise ConfigError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
-  if not isinstance(config.seeds, int) or config.seeds < 1:
-    raise ConfigError(f"seeds: the number of runs per arm must be a positive integer, got {config.seeds!r}")
+  check_config(config)  # seeds and pretrain.* too, when run is called with a config built in code
   init_from, pretrained = config.init_from, None
   if not init_from and any(ARMS[a][0] for a in config.arms):
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):

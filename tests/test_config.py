@@ -1,6 +1,6 @@
 import pytest
 
-from vision_jax.config import ConfigError, apply_overrides, load_config, parse_arg
+from vision_jax.config import ConfigError, apply_overrides, check_config, load_config, parse_arg
 
 
 def test_overrides_convert_to_the_defaults_type():
@@ -49,3 +49,61 @@ def test_optimizer_and_transfer_keys_are_settable_in_every_experiment():
   assert config.optim.eps == 1e-4 and config.optim.rmsprop_momentum == 0.9 and config.optim.head == "F6/"
   assert config.optim.backbone_lr_scale == 0.1 and config.optim.frozen == ("C1/",)
   assert config.train.frozen_batch_stats is True
+
+
+def test_every_config_and_variant_meets_the_bounds():
+  """The shipped configs are possible settings: load_config + apply_overrides([]) checks them."""
+  import glob
+  import os
+  for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))):
+    name = os.path.basename(path)[:-3]
+    if name in ("__init__", "common", "gan_base"):
+      continue
+    for variant in (None, "smoke"):
+      check_config(load_config(name, variant))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=0", "train.batch_size must be an integer >= 1, got 0"),
+    ("train.steps=-5", "train.steps must be an integer >= 0, got -5"),
+    ("train.early_stopping.mode=mni", "train.early_stopping.mode must be one of 'min', 'max', got 'mni'"),
+    ("data.std=(0.2, 0.0, 0.2)", r"data.std must be one positive number per channel \(or one for all\), got \(0.2, 0.0, 0.2\)"),
+    ("data.augment.crop_padding=-1", "data.augment.crop_padding must be an integer >= 0, got -1"),
+    ("data.on_device=maybe", "data.on_device must be one of 'auto', 'yes', 'no', got 'maybe'"),
+    ("loss.label_smoothing=1.0", r"loss.label_smoothing must be a number in \[0, 1\), got 1.0"),
+    ("optim.learning_rate=-0.1", "optim.learning_rate must be a number >= 0, got -0.1"),
+    ("optim.momentum=1.5", r"optim.momentum must be a number in \[0, 1\), got 1.5"),
+    ("optim.eps=0.0", r"optim.eps must be None \(the optimizer's default\) or a number > 0, got 0.0"),
+])
+def test_an_impossible_setting_is_refused_with_what_it_expects(override, message):
+  with pytest.raises(ConfigError, match=f"^impossible setting: {message}$"):
+    apply_overrides(load_config("resnet_cifar10"), [override])
+
+
+def test_every_impossible_setting_is_listed_and_each_player_s_optimizer_is_checked():
+  with pytest.raises(ConfigError) as e:
+    apply_overrides(load_config("dcgan_mnist"), ["optim.critic.learning_rate=-1", "optim.generator.b1=1.0",
+                                                  "data.mean=(0.5, 0.5)"])
+  assert str(e.value).splitlines() == [
+      "impossible settings:",
+      "  optim.critic.learning_rate must be a number >= 0, got -1.0",
+      "  optim.generator.b1 must be a number in [0, 1), got 1.0",
+      "  data.mean and data.std must have one value each per channel, got 2 and 1"]
+  # A config built in code meets the same bounds when the loop starts.
+  from vision_jax.train.loop import train_and_evaluate
+  config = load_config("lenet5_digits", "smoke")
+  config.train.batch_size = -1
+  with pytest.raises(ConfigError, match="train.batch_size must be an integer >= 1, got -1"):
+    train_and_evaluate(config, "/nonexistent/never/written", task_cls=None)
+
+
+@pytest.mark.parametrize("name, override, message", [
+    ("gmm_mnist", "gmm.components=(0, 3)", r"gmm.components must be values, each an integer >= 1, got \(0, 3\)"),
+    ("face_embedding_orl", "face.far=2.0", r"face.far must be a number in \[0, 1\], got 2.0"),
+    ("vae_mnist", "evaluation.iw_samples=0", "evaluation.iw_samples must be an integer >= 1, got 0"),
+    ("gan_mnist", "gan.latent_dim=0", "gan.latent_dim must be an integer >= 1, got 0"),
+    ("transfer_pets", "pretrain.steps=0", "pretrain.steps must be an integer >= 1, got 0"),
+])
+def test_an_experiment_s_own_impossible_setting_is_refused(name, override, message):
+  with pytest.raises(ConfigError, match=f"^impossible setting: {message}$"):
+    apply_overrides(load_config(name), [override])

@@ -54,6 +54,14 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   with pytest.raises(SystemExit, match=r"^error: model 'resnet20' has no setting 'activation', 'partial_c3', 'pooling' "
                                        r"\(model\.\* in the config\); it takes: depth, dropout, dtype, num_classes, shortcut$"):
     run_experiment("lenet5_digits", tmp_path / "r", "--variant", "smoke", "--config.model.name=resnet20")
+  # An impossible setting, found before the data are read: nothing is written.
+  with pytest.raises(SystemExit, match=r"^error: impossible settings:\n  train.batch_size must be an integer >= 1, "
+                                       r"got 0\n  optim.learning_rate must be a number >= 0, got -0.1$"):
+    run_experiment("lenet5_digits", tmp_path / "i", "--variant", "smoke", "--config.train.batch_size=0",
+                   "--config.optim.learning_rate=-0.1")
+  assert not (tmp_path / "i").exists()
+  with pytest.raises(SystemExit, match=r"^error: train.batch_size \d+ is larger than the 10 training examples"):
+    run_experiment("lenet5_digits", tmp_path / "t", "--variant", "smoke", "--config.data.train_size=10")
   # A metric name that no evaluation produces, found before the first step: nothing trained, nothing saved.
   with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; "
                                        r"have \['test/accuracy', 'test/error', 'test/loss'\]"):
@@ -198,7 +206,7 @@ def test_transfer_pets_repeats_each_arm_over_seeds(tmp_path):
 
 
 def test_transfer_pets_rejects_a_non_positive_number_of_seeds(tmp_path):
-  with pytest.raises(SystemExit, match="error: seeds: the number of runs per arm must be a positive integer, got 0"):
+  with pytest.raises(SystemExit, match="^error: impossible setting: seeds must be an integer >= 1, got 0$"):
     run_experiment("transfer_pets", tmp_path / "run", "--variant", "smoke", "--config.seeds=0")
 
 

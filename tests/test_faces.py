@@ -11,6 +11,7 @@ from sklearn import decomposition, metrics as sk_metrics
 from sklearn.datasets import load_digits
 
 from vision_jax import eigenfaces, metric_learning
+from vision_jax.config import ConfigError
 from vision_jax.data import face_protocols
 from vision_jax.data.augment import make_preprocess
 from vision_jax.metrics import identification, verification
@@ -169,6 +170,17 @@ def test_identification_split_and_leave_k_out_folds():
   assert sorted(tested) == list(range(400))
   with pytest.raises(ValueError, match="valid folds are 0 .. 1"):
     face_protocols.identification_split(labels, test_per_person=5, fold=2)
+  with pytest.raises(ValueError, match="test_per_person must be at most 9 so that one trains, got 10"):
+    face_protocols.identification_split(labels, test_per_person=10)
+
+
+def test_a_protocol_this_dataset_cannot_meet_is_a_config_error():
+  labels = _orl_like_labels()
+  protocol = ml_collections.ConfigDict({"name": "verification", "num_unseen": 40, "seed": 0})
+  with pytest.raises(ConfigError, match=r"^data.protocol \(verification\): num_unseen must be between 1 and 39"):
+    face_protocols.apply_protocol(protocol, labels)
+  with pytest.raises(ConfigError, match="unknown data.protocol.name 'closed'; valid: identification, verification"):
+    face_protocols.apply_protocol(ml_collections.ConfigDict({"name": "closed"}), labels)
 
 
 @pytest.mark.parametrize("test_per_person", [0, 5])

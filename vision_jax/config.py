@@ -5,7 +5,9 @@
 `--variant` is the `arg` of `get_config(arg)`: comma-separated flags and key=value pairs
 (`"smoke"`, `"model=resnet56,smoke"`), parsed by `parse_arg`. Every `--config.<key>=<value>`
 must name a key the config has; an unknown key is an error that lists the valid ones, and a
-value is converted to the type of the default it replaces.
+value is converted to the type of the default it replaces. The result is then checked against
+the bounds of the common settings (`check_config`), so an impossible one (a batch of 0, a
+negative learning rate) stops the run before it prepares data or writes anything.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
-  """Applies "a.b=value" overrides in place; an unknown key raises ConfigError listing valid keys."""
+  """Applies "a.b=value" overrides in place, then `check_config`; an unknown key raises
+  ConfigError listing valid keys."""
   valid = flat_keys(config)
   for item in overrides:
     key, eq, value = item.partition("=")
@@ -71,6 +74,141 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     for p in parents:
       node = node[p]
     node[leaf] = _convert(value, node[leaf], key)
+  return check_config(config)
+
+
+def _is(low=None, high=None, *, low_open=False, high_open=False, integer=False):
+  """A rule: (test, what it expects in words) for a number in [low, high], ends open or closed."""
+  def test(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+      return False
+    return ((low is None or (v > low if low_open else v >= low)) and
+            (high is None or (v < high if high_open else v <= high)))
+  kind = "an integer" if integer else "a number"
+  if low is not None and high is not None:
+    words = f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+  else:
+    words = f"{kind} {'>' if low_open else '>='} {low}"
+  return test, words
+
+
+def _one_of(*choices):
+  return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def _each(rule):
+  """A rule for a tuple: at least one value, each meeting `rule`."""
+  test, words = rule
+  return (lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(map(test, v))), f"values, each {words}"
+
+
+# The bounds of the settings every config has (configs/common.py), then of some experiments' own.
+# A config without a key skips its rule; choices that name a component (optimizer, loss, model)
+# are checked where they are looked up.
+RULES = {
+    "train.steps": _is(0, integer=True),
+    "train.batch_size": _is(1, integer=True),
+    "train.eval_batch_size": _is(1, integer=True),
+    "train.log_every": _is(0, integer=True),
+    "train.eval_every": _is(0, integer=True),
+    "train.checkpoint_every": _is(0, integer=True),
+    "train.keep_checkpoints": _is(1, integer=True),
+    "train.visuals_every": _is(0, integer=True),
+    "train.best_mode": _one_of("min", "max"),
+    "train.early_stopping.mode": _one_of("min", "max"),
+    "train.early_stopping.patience": _is(0, integer=True),
+    "train.early_stopping.min_delta": _is(0),
+    "data.validation_size": _is(0, integer=True),
+    "data.train_size": _is(0, integer=True),
+    "data.pad_to": _is(0, integer=True),
+    "data.on_device": _one_of("auto", "yes", "no"),
+    "data.std": ((lambda v: len(v) > 0 and all(isinstance(s, (int, float)) and s > 0 for s in v)),
+                 "one positive number per channel (or one for all)"),
+    "data.augment.crop_padding": _is(0, integer=True),
+    "data.augment.noise_std": _is(0),
+    "data.augment.brightness": _is(0, 1),
+    "loss.label_smoothing": _is(0, 1, high_open=True),
+    "loss.focal_gamma": _is(0),
+    "loss.aux_weight": _is(0),
+    # Keys of some experiments' configs; those naming a component are checked where they are used.
+    "model.dropout": _is(0, 1, high_open=True),
+    "model.aux_dropout": _is(0, 1, high_open=True),
+    "loss.contrastive_margin": _is(0),
+    "loss.triplet_margin": _is(0),
+    "loss.arcface_margin": _is(0),
+    "loss.arcface_scale": _is(0, low_open=True),
+    "gan.latent_dim": _is(1, integer=True),
+    "gan.classifier.steps": _is(1, integer=True),
+    "evaluation.iw_samples": _is(1, integer=True),
+    "evaluation.test_size": _is(0, integer=True),
+    "evaluation.batch_size": _is(1, integer=True),
+    "evaluation.chunk": _is(1, integer=True),
+    "face.far": _is(0, 1),
+    "face.eigenfaces_components": _is(1, integer=True),
+    "eigenfaces.repeats": _is(1, integer=True),
+    "eigenfaces.components": _each(_is(1, integer=True)),
+    "gmm.pca_dims": _is(1, integer=True),
+    "gmm.components": _each(_is(1, integer=True)),
+    "gmm.reg": _is(0),
+    "gmm.max_iter": _is(1, integer=True),
+    "gmm.tol": _is(0),
+    "gmm.num_samples": _is(0, integer=True),
+    "stability.images_per_update": _is(1, integer=True),
+    "compare.probe_train_size": _is(1, integer=True),
+    "mlp_hidden": _each(_is(1, integer=True)),
+    "seeds": _is(1, integer=True),
+    "pretrain.steps": _is(1, integer=True),
+    "pretrain.batch_size": _is(1, integer=True),
+    "pretrain.validation_size": _is(0, integer=True),
+}
+
+# The bounds of an optimizer's settings (vision_jax/train/optimizers.py), for `optim` or, in a
+# config of several players (a GAN's `optim.generator` and `optim.critic`), for each of them.
+OPTIM_RULES = {
+    "learning_rate": _is(0),  # 0 trains nothing, but is a run (the untrained model's evaluations)
+    "momentum": _is(0, 1, high_open=True),
+    "b1": _is(0, 1, high_open=True),
+    "b2": _is(0, 1, high_open=True),
+    "decay": _is(0, 1, high_open=True),
+    "rmsprop_momentum": _is(0, 1, high_open=True),
+    "eps": ((lambda v: v is None or _is(0, low_open=True)[0](v)), "None (the optimizer's default) or a number > 0"),
+    "decay_factor": _is(0, low_open=True),
+    "warmup_steps": _is(0, integer=True),
+    "weight_decay": _is(0),
+    "grad_clip_norm": _is(0),
+    "backbone_lr_scale": _is(0),
+}
+
+_MISSING = object()
+
+
+def _lookup(config: ml_collections.ConfigDict, key: str) -> Any:
+  node = config
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return _MISSING
+    node = node[part]
+  return node
+
+
+def check_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Raises one ConfigError listing every common setting outside its bounds (`RULES`,
+  `OPTIM_RULES`), each with what it expects; returns `config` when all are possible."""
+  rules = dict(RULES)
+  optim = config.get("optim")
+  if isinstance(optim, ml_collections.ConfigDict):
+    players = [""] if "name" in optim else [f"{k}." for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)]
+    rules.update({f"optim.{p}{key}": rule for p in players for key, rule in OPTIM_RULES.items()})
+  bad = []
+  for key, (test, expected) in rules.items():
+    value = _lookup(config, key)
+    if value is not _MISSING and not test(value):
+      bad.append(f"{key} must be {expected}, got {value!r}")
+  mean, std = _lookup(config, "data.mean"), _lookup(config, "data.std")
+  if mean is not _MISSING and std is not _MISSING and len(mean) != len(std):
+    bad.append(f"data.mean and data.std must have one value each per channel, got {len(mean)} and {len(std)}")
+  if bad:
+    raise ConfigError("impossible setting" + ("s:\n  " if len(bad) > 1 else ": ") + "\n  ".join(bad))
   return config
 
 

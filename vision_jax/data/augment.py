@@ -11,11 +11,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vision_jax.config import ConfigError
+
 Batch = dict[str, jnp.ndarray]
 
 
 def to_float(images: jnp.ndarray, mean: Sequence[float], std: Sequence[float]) -> jnp.ndarray:
   """uint8 [b, h, w, c] -> float32, scaled to [0, 1] then standardised per channel."""
+  channels = images.shape[-1]
+  if len(mean) not in (1, channels) or len(std) not in (1, channels):
+    raise ConfigError(f"data.mean and data.std need one value per channel ({channels}) or one for all, "
+                      f"got {tuple(mean)} and {tuple(std)}")
   x = images.astype(jnp.float32) / 255.0
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
@@ -24,7 +30,7 @@ def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
   """Zero-pads [b, h, w, c] symmetrically to [b, size, size, c] (MNIST's 28 -> LeNet-5's 32)."""
   h, w = images.shape[1:3]
   if h > size or w > size:
-    raise ValueError(f"cannot pad images of {h}x{w} to {size}x{size}")
+    raise ConfigError(f"data.pad_to {size}: cannot pad images of {h}x{w} to {size}x{size}")
   top, left = (size - h) // 2, (size - w) // 2
   return jnp.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
 

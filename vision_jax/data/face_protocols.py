@@ -21,6 +21,8 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
+from vision_jax.config import ConfigError
+
 PROTOCOLS = ("identification", "verification")
 
 
@@ -43,7 +45,10 @@ def identification_split(labels: np.ndarray, *, test_per_person: int = 5, fold: 
   for person in np.unique(labels):
     order = _person_order(labels, person, seed)
     lo, hi = fold * test_per_person, (fold + 1) * test_per_person
-    if fold < 0 or hi > len(order) or len(order) - test_per_person < 1:
+    if len(order) - test_per_person < 1:
+      raise ValueError(f"person {person} has {len(order)} images: test_per_person must be at most "
+                       f"{len(order) - 1} so that one trains, got {test_per_person}")
+    if fold < 0 or hi > len(order):
       raise ValueError(f"person {person} has {len(order)} images: cannot hold out images [{lo}, {hi}) of them "
                        f"and train on the rest (fold {fold}, test_per_person {test_per_person}); "
                        f"valid folds are 0 .. {len(order) // test_per_person - 1}")
@@ -89,10 +94,13 @@ def apply_protocol(protocol: ml_collections.ConfigDict, labels: np.ndarray) -> d
   people's images all train).
   """
   name = protocol.name
-  if name == "identification":
-    return identification_split(labels, test_per_person=protocol.test_per_person, fold=protocol.get("fold", 0),
-                                seed=protocol.seed)
-  if name == "verification":
-    return verification_split(labels, num_unseen=protocol.num_unseen,
-                              test_per_person=protocol.get("seen_test_per_person", 0), seed=protocol.seed)
-  raise ValueError(f"unknown data.protocol.name {name!r}; valid: {', '.join(PROTOCOLS)}")
+  try:
+    if name == "identification":
+      return identification_split(labels, test_per_person=protocol.test_per_person, fold=protocol.get("fold", 0),
+                                  seed=protocol.seed)
+    if name == "verification":
+      return verification_split(labels, num_unseen=protocol.num_unseen,
+                                test_per_person=protocol.get("seen_test_per_person", 0), seed=protocol.seed)
+  except ValueError as e:  # settings this dataset cannot meet: the config's error, not a traceback
+    raise ConfigError(f"data.protocol ({name}): {e}") from None
+  raise ConfigError(f"unknown data.protocol.name {name!r}; valid: {', '.join(PROTOCOLS)}")

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vision_jax.config import ConfigError
 from vision_jax.data.face_protocols import apply_protocol
 from vision_jax.data.formats import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
@@ -191,9 +192,7 @@ class StreamData:
 
 def make_train_data(split: Split, data: ml_collections.ConfigDict, batch_size: int, mesh: Mesh, seed: int):
   """DeviceData when the split fits (`data.on_device`: "auto", "yes" or "no"), else StreamData."""
-  mode = data.get("on_device", "auto")
-  if mode not in ("auto", "yes", "no"):
-    raise ValueError(f"data.on_device must be 'auto', 'yes' or 'no', got {mode!r}")
+  mode = data.get("on_device", "auto")  # "auto", "yes" or "no" (config.check_config)
   example = split.read(np.arange(1))
   nbytes = len(split) * sum(v[0].nbytes for v in example.values())
   if mode == "yes" or (mode == "auto" and nbytes <= ON_DEVICE_LIMIT):
@@ -220,8 +219,9 @@ def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[Batch]:
 def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
   n_dev = mesh.devices.size
   if batch_size % n_dev:
-    raise ValueError(f"batch size {batch_size} must be a multiple of the {n_dev} devices")
+    raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {n_dev} devices")
   if batch_size % jax.process_count():
-    raise ValueError(f"batch size {batch_size} must be a multiple of the {jax.process_count()} processes")
+    raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {jax.process_count()} processes")
   if batch_size > num_examples:
-    raise ValueError(f"batch size {batch_size} is larger than the {num_examples} training examples")
+    raise ConfigError(f"train.batch_size {batch_size} is larger than the {num_examples} training examples "
+                      f"(data.train_size, data.validation_size)")

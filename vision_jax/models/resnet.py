@@ -73,8 +73,7 @@ class _Block(_ConvBN):
         x = x[:, ::self.stride, ::self.stride, :]
         x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - x.shape[-1])))
       else:
-        raise ValueError(
-            f"shortcut must be 'projection', 'zero_pad' or 'none', got {self.shortcut!r}")
+        raise ConfigError(f"shortcut must be 'projection', 'zero_pad' or 'none', got {self.shortcut!r}")
     return nn.relu(y + x)
 
 

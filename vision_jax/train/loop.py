@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from vision_jax import plotting
-from vision_jax.config import ConfigError
+from vision_jax.config import ConfigError, check_config
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.tasks.base import Task
@@ -156,6 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Files in `workdir`: metrics.jsonl, config.json,
   checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
   """
+  check_config(config)  # a config built in code, not through apply_overrides, meets the same bounds
   tc = config.train
   mesh = mesh_lib.make_mesh()
   spec, splits = get_splits(config.data)
