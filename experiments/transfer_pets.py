@@ -23,6 +23,7 @@ import numpy as np
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
 from vision_jax.config import ConfigError, check_config
+from vision_jax.data.sources import get_source
 from vision_jax.models.resnet import CifarResNet
 from vision_jax.models.registry import get_model
 from vision_jax.tasks import ClassificationTask
@@ -130,7 +131,9 @@ def run(config, workdir: str) -> dict:
     class_names = summary["task"].spec.class_names
   options = config.data.format_options
   seeds = config.seeds
-  lines = [f"{config.model.name} on {config.data.dataset.split(':')[-1]} ({options.image_size}x{options.image_size}), "
+  # Named by its origin: a `prepared:` copy carried to another machine is still the pets subset.
+  dataset = get_source(config.data.dataset, **options.to_dict()).origin.split(":", 1)[-1]
+  lines = [f"{config.model.name} on {os.path.basename(dataset.rstrip('/'))} ({options.image_size}x{options.image_size}), "
            f"{config.train.steps} steps per arm at batch {config.train.batch_size}"
            + (f", {seeds} seeds per arm (train.seed {config.train.seed} to {config.train.seed + seeds - 1}: the "
               "head's or scratch network's initialisation, batch order and augmentation; one pretrained backbone)"

@@ -359,6 +359,7 @@ def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tm
   for options in ({}, {"image_size": 12, "label": "species", "resize": "center_crop"}):
     copy = get_source(f"prepared:{tmp_path / 'carried'}", **options)
     assert copy.spec == original.spec and copy.folder == str(tmp_path / "carried")
+    assert original.origin == original.name and copy.origin == f"oxford_pets:{tmp_path / 'pets'}"
     for split, a in expected.items():
       b = copy.arrays(split)
       np.testing.assert_array_equal(a["image"], b["image"])

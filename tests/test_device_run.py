@@ -110,6 +110,7 @@ def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
   data = load_config("transfer_pets").data
   carried = get_source(dataset, **data.format_options.to_dict())
   assert carried.spec.image_shape == (64, 64, 3) and len(carried.split("test")) == 298
+  assert carried.origin == data.dataset  # what the table names, not .device/prepared/transfer_pets
 
 
 def test_preparing_a_missing_dataset_is_one_clear_error(sandbox, monkeypatch):

@@ -61,6 +61,10 @@ class Source:
   spec: DatasetSpec
   _splits: dict[str, Any]
   folder: str | None = None  # a local dataset's prepared folder, which `prepared:<folder>` opens elsewhere
+  origin: str = ""  # what it was prepared from: `name`, or for `prepared:<folder>` the name recorded there
+
+  def __post_init__(self):
+    self.origin = self.origin or self.name
 
   def split(self, name: str):
     if name not in self._splits:
@@ -190,7 +194,7 @@ def _prepared_source(name: str, folder: str, options: dict) -> Source:
                          + "; prepare it with those options, or drop them")
   builder = tfds.builder_from_directory(folder)
   return Source(name=name, spec=spec, _splits={s: builder.as_data_source(split=s) for s in spec.splits},
-                folder=folder)
+                folder=folder, origin=origin)
 
 
 def _load_spec(path: str) -> DatasetSpec | None:
