@@ -44,6 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.boundaries = ()  # steps at which the step schedule multiplies by decay_factor
   c.optim.decay_factor = 0.1
   c.optim.warmup_steps = 0
+  c.optim.warmup_shape = "linear"  # linear (from warmup_factor x the rate) | constant (at warmup_factor x the rate)
+  c.optim.warmup_factor = 0.0
   c.optim.weight_decay = 0.0
   c.optim.decay_kernels_only = False
   c.optim.grad_clip_norm = 0.0

@@ -119,7 +119,6 @@ def check_supported(config: ml_collections.ConfigDict) -> None:
   unsupported = [
       (o.name not in ("sgd", "momentum", "nesterov"), f"optim.name={o.name!r} (sgd, momentum, nesterov)"),
       (o.get("schedule", "constant") not in ("constant", "step", "cosine"), f"optim.schedule={o.schedule!r}"),
-      (o.get("warmup_steps", 0) != 0, "optim.warmup_steps"),
       (o.get("grad_clip_norm", 0.0) != 0.0, "optim.grad_clip_norm"),
       (o.get("decay_kernels_only", False), "optim.decay_kernels_only"),
       (bool(o.get("frozen", ())) or float(o.get("backbone_lr_scale", 1.0)) != 1.0,
@@ -146,10 +145,16 @@ def learning_rate(step: int, optim: ml_collections.ConfigDict, total_steps: int)
   constant schedule: the update at index 32000 is the first at 0.01)."""
   lr = optim.learning_rate
   schedule = optim.get("schedule", "constant")
-  if schedule == "step":
+  warmup, factor = optim.get("warmup_steps", 0), optim.get("warmup_factor", 0.0)
+  if step < warmup:  # optax.join_schedules: the warm-up, then the schedule counted from its end
+    if optim.get("warmup_shape", "linear") == "constant":
+      return factor * lr
+    return factor * lr + (1.0 - factor) * lr * step / warmup
+  if schedule == "step":  # boundaries stay absolute steps
     return lr * optim.get("decay_factor", 0.1) ** sum(step >= b for b in optim.get("boundaries", ()))
   if schedule == "cosine":
-    return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    steps, t = max(1, total_steps - warmup), min(step - warmup, total_steps - warmup)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
   return lr
 
 

@@ -100,6 +100,13 @@ def test_learning_rate_is_our_schedule():
   ours = make_schedule(optim, 64000)
   for step in (0, 1000, 32000, 63999, 64000):
     assert ref.learning_rate(step, optim, 64000) == pytest.approx(float(ours(step)), rel=1e-5, abs=1e-9), step
+  # ResNet-110's warm-up (0.01 for 400 steps), before a step or a cosine schedule; and a linear one.
+  for schedule, shape in (("step", "constant"), ("cosine", "constant"), ("step", "linear"), ("cosine", "linear")):
+    optim = load_config("resnet_cifar10", "model=resnet110").optim
+    optim.schedule, optim.warmup_shape = schedule, shape
+    ours = make_schedule(optim, 64000)
+    for step in (0, 1, 200, 399, 400, 401, 31999, 32000, 48000, 63999):
+      assert ref.learning_rate(step, optim, 64000) == pytest.approx(float(ours(step)), rel=1e-5, abs=1e-9), (schedule, shape, step)
 
 
 def _assert_same_updates(theirs, ours, before, tolerance: float) -> None:

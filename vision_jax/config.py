@@ -174,6 +174,7 @@ OPTIM_RULES = {
     "eps": ((lambda v: v is None or _is(0, low_open=True)[0](v)), "None (the optimizer's default) or a number > 0"),
     "decay_factor": _is(0, low_open=True),
     "warmup_steps": _is(0, integer=True),
+    "warmup_factor": _is(0, 1),
     "weight_decay": _is(0),
     "grad_clip_norm": _is(0),
     "backbone_lr_scale": _is(0),

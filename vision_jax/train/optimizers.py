@@ -3,7 +3,10 @@
     optim.name: sgd | momentum | nesterov | adam | adamw | adagrad | rmsprop
     optim.learning_rate, optim.momentum (momentum, nesterov, rmsprop), optim.b1, optim.b2, optim.eps
     optim.schedule: constant | step | cosine     optim.boundaries (steps), optim.decay_factor
-    optim.warmup_steps: linear warm-up from 0 before the schedule
+    optim.warmup_steps: a warm-up of this many steps before the schedule, whose steps and
+      boundaries still count from 0; optim.warmup_shape "linear" (from warmup_factor x the rate up
+      to the rate; factor 0 by default) or "constant" (warmup_factor x the rate throughout: the
+      ResNet paper's 0.01 before 0.1 for ResNet-110)
     optim.weight_decay: L2 added to the gradient (decoupled for adamw); optim.decay_kernels_only
     optim.grad_clip_norm: clip the global gradient norm (0 = off)
 
@@ -48,7 +51,15 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
   else:
     raise ConfigError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
   if warmup:
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+    shape, factor = optim.get("warmup_shape", "linear"), optim.get("warmup_factor", 0.0)
+    if shape == "linear":
+      warm = optax.linear_schedule(factor * lr, lr, warmup)
+    elif shape == "constant" and factor > 0:
+      warm = optax.constant_schedule(factor * lr)
+    else:
+      raise ConfigError(f"optim.warmup_shape must be 'linear' or 'constant' (with optim.warmup_factor > 0), "
+                        f"got {shape!r} with factor {factor}")
+    schedule = optax.join_schedules([warm, schedule], [warmup])
   return schedule
 
 
