@@ -51,6 +51,7 @@ from torch import nn
 
 from vision_jax.config import ConfigError, apply_overrides, load_config
 from vision_jax.data.pipeline import get_splits
+from vision_jax.errors import RunError
 from vision_jax.train.metric_writers import MetricWriter, Progress
 
 EXPERIMENT = "resnet_cifar10"  # the config, data and recipe this reproduces
@@ -345,7 +346,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
   compile_mode = args.compile or ("default" if device.type == "cuda" else "none")
   t0 = time.perf_counter()
-  summary = train(config, args.workdir, device, compile_mode)
+  try:
+    summary = train(config, args.workdir, device, compile_mode)
+  except RunError as e:  # the data, as for our experiments: one line, not a traceback
+    sys.exit(f"error: {e}")
   test = "test" if "test" in config.data.eval_splits else config.data.eval_splits[0]
   result = {
       "experiment": "torch_resnet_cifar10", "paper": "He et al. 2015, Table 6 (CIFAR-10)",

@@ -62,6 +62,16 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   assert not (tmp_path / "i").exists()
   with pytest.raises(SystemExit, match=r"^error: train.batch_size \d+ is larger than the 10 training examples"):
     run_experiment("lenet5_digits", tmp_path / "t", "--variant", "smoke", "--config.data.train_size=10")
+  # Saved variables that are not there or do not read; a run that diverges.
+  with pytest.raises(SystemExit, match=r"^error: no saved variables at .*nowhere: expected a directory written by"):
+    run_experiment("lenet5_digits", tmp_path / "n", "--variant", "smoke", f"--config.init_from={tmp_path / 'nowhere'}")
+  (tmp_path / "junk").mkdir()
+  (tmp_path / "junk" / "file").write_text("not a checkpoint")
+  with pytest.raises(SystemExit, match=r"^error: .*junk does not read as saved variables \(.*\); expected a directory"):
+    run_experiment("lenet5_digits", tmp_path / "j", "--variant", "smoke", f"--config.init_from={tmp_path / 'junk'}")
+  with pytest.raises(SystemExit, match=r"^error: non-finite loss at step \d+ .*Lower the learning rate"):
+    run_experiment("lenet5_digits", tmp_path / "d", "--variant", "smoke", "--config.optim.name=sgd",
+                   "--config.optim.learning_rate=1e30")
   # A metric name that no evaluation produces, found before the first step: nothing trained, nothing saved.
   with pytest.raises(SystemExit, match=r"^error: train.best_metric 'test/eror' is not an eval metric; "
                                        r"have \['test/accuracy', 'test/error', 'test/loss'\]"):

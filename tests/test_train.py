@@ -21,7 +21,7 @@ from vision_jax.config import load_config, apply_overrides
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
-from vision_jax.train.checkpoint import CheckpointStore, read_state
+from vision_jax.train.checkpoint import CheckpointError, CheckpointStore, read_state
 from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import OPTIMIZERS, make_optimizer
@@ -166,21 +166,39 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   assert straight == resumed
 
 
-def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
-  workdir = str(tmp_path / "run")
-  train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
-  # Truncate every data file of the latest checkpoint.
-  latest = os.path.join(workdir, "checkpoints", "20")
-  for d, _, files in os.walk(latest):
+def _truncate_data_files(step_dir: str) -> None:
+  for d, _, files in os.walk(step_dir):
     for f in files:
       if "ocdbt" in d or f.startswith("d") or f.endswith(".data"):
         with open(os.path.join(d, f), "r+b") as fh:
           fh.truncate(3)
+
+
+def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, capfd):
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
+  _truncate_data_files(os.path.join(workdir, "checkpoints", "20"))
+  capfd.readouterr()
   with caplog.at_level("WARNING"):
     summary = train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
   assert "does not restore" in caplog.text
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "corrupt-20"))
   assert summary["step"] == 20  # resumed from step 10 and trained again to 20
+  # The failed reads' callbacks do not bury the warning under tracebacks.
+  assert "Event loop is closed" not in capfd.readouterr().err
+
+
+def test_a_run_whose_every_checkpoint_is_corrupt_refuses_to_start_afresh_every_time(tmp_path, capfd):
+  workdir = str(tmp_path / "run")
+  config = lambda: digits_config("train.steps=20", "train.checkpoint_every=10")
+  train_and_evaluate(config(), workdir, ClassificationTask)
+  for step in ("10", "20"):
+    _truncate_data_files(os.path.join(workdir, "checkpoints", step))
+  for _ in range(2):  # nothing is moved aside, so a second attempt does not start from scratch either
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*checkpoints restores; refusing to start from scratch"):
+      train_and_evaluate(config(), workdir, ClassificationTask)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
+  assert "Event loop is closed" not in capfd.readouterr().err
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

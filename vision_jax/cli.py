@@ -5,7 +5,9 @@
 
 Writes DIR/result.json: {experiment, paper, metric, paper_value, value, steps, wall_s,
 hardware, command}, and prints a one-line result. Bad input (an unknown or impossible setting,
-`ConfigError`; a missing or corrupt dataset, `DatasetError`) ends it with one line, "error: ...".
+`ConfigError`; a missing or corrupt dataset, `DatasetError`; unreadable saved variables or
+checkpoints, `CheckpointError`; a diverged run: every `errors.RunError`) ends it with one line,
+"error: ...".
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from vision_jax.config import ConfigError, apply_overrides, load_config
-from vision_jax.data.formats.base import DatasetError
+from vision_jax.errors import RunError
 
 
 def hardware() -> str:
@@ -102,8 +104,9 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
   t0 = time.perf_counter()
   try:
     out = run(config, args.workdir)
-  except (ConfigError, DatasetError) as e:
-    # Bad input (a setting, a dataset): one line that says what was expected, not a traceback.
+  except RunError as e:
+    # Bad input (a setting, a dataset, a checkpoint) or a diverged run: one line that says what
+    # was expected, not a traceback.
     sys.exit(f"error: {e}")
   result = {
       "experiment": name, "paper": paper, "metric": metric, "paper_value": paper_value,

@@ -17,8 +17,10 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from vision_jax.errors import RunError
 
-class ConfigError(ValueError):
+
+class ConfigError(RunError, ValueError):
   """A config, variant or override that cannot be applied."""
 
 

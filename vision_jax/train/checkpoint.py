@@ -14,13 +14,22 @@ from either with `--config.init_from=PATH`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import time
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from vision_jax.errors import RunError
+
+
+class CheckpointError(RunError):
+  """Saved variables or checkpoints that are missing or do not read."""
 
 
 def save_variables(path: str, variables: Any) -> None:
@@ -42,14 +51,20 @@ def load_variables(path: str) -> Any:
   """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"no saved variables at {path}: expected a directory written by "
-                            "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
-                            "a training run's workdir, or one of its checkpoints/<step>")
+    raise CheckpointError(f"no saved variables at {path}: expected a directory written by "
+                          "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
+                          "a training run's workdir, or one of its checkpoints/<step>")
   step_dir = _run_step(path)
-  if step_dir is None:
-    return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
-  logging.info("reading the model variables of the run checkpoint %s", step_dir)
-  state = read_state(os.path.join(step_dir, "state"))
+  try:
+    with _quiet_closed_event_loops():
+      if step_dir is None:
+        return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+      logging.info("reading the model variables of the run checkpoint %s", step_dir)
+      state = read_state(os.path.join(step_dir, "state"))
+  except Exception as e:  # orbax raises many types for damaged or foreign directories
+    raise CheckpointError(f"{step_dir or path} does not read as saved variables ({e.__class__.__name__}: "
+                          f"{str(e)[:300]}); expected a directory written by save_variables, "
+                          "scripts.import_torchvision or a training run") from e
   return {"params": state["params"], **state["model_state"]}
 
 
@@ -62,7 +77,7 @@ def _run_step(path: str) -> str | None:
     return None
   steps = [int(s) for s in os.listdir(directory) if s.isdigit()]  # finished steps only: orbax renames when done
   if not steps:
-    raise FileNotFoundError(f"{path} is a run's workdir, but {directory} holds no finished checkpoint")
+    raise CheckpointError(f"{path} is a run's workdir, but {directory} holds no finished checkpoint")
   return os.path.join(directory, str(max(steps)))
 
 
@@ -98,28 +113,36 @@ class CheckpointStore:
   def restore_latest(self, abstract_state: Any) -> tuple[Any, dict] | None:
     """The newest checkpoint that restores, as (state, meta); None if there is none.
 
-    A step that fails to restore (truncated or corrupt files) is moved aside to
-    `checkpoints/corrupt-<step>` with a warning, and the previous one is tried. If every
-    checkpoint is unreadable this raises rather than start silently from scratch.
+    A step that fails to restore (truncated or corrupt files) is tried no further: the previous
+    one is, with a warning, and once one restores the failed ones are moved aside to
+    `checkpoints/corrupt-<step>`. If every checkpoint is unreadable this raises and moves nothing,
+    so that running again raises again rather than start silently from scratch.
     """
     steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       return None
-    errors = []
+    errors, failed = [], []
     for step in steps:
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-        return restored["state"], dict(restored["meta"])
+        with _quiet_closed_event_loops():
+          restored = self._manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
       except Exception as e:  # orbax raises many types for damaged files
         errors.append(f"step {step}: {e.__class__.__name__}: {str(e)[:300]}")
-        logging.warning("checkpoint at step %d in %s does not restore (%s); moving it aside and "
-                        "falling back to the previous one", step, self.directory, e.__class__.__name__)
+        failed.append(step)
+        logging.warning("checkpoint at step %d in %s does not restore (%s); falling back to the previous one",
+                        step, self.directory, e.__class__.__name__)
+        continue
+      if failed:
         if jax.process_index() == 0:
-          os.replace(os.path.join(self.directory, str(step)), os.path.join(self.directory, f"corrupt-{step}"))
+          for bad in failed:
+            os.replace(os.path.join(self.directory, str(bad)), os.path.join(self.directory, f"corrupt-{bad}"))
+        logging.warning("moved the checkpoints that do not restore aside: %s",
+                        ", ".join(f"corrupt-{bad}" for bad in failed))
         self._manager.reload()
-    raise RuntimeError(f"no checkpoint in {self.directory} restores; refusing to start from scratch "
-                       "over them. Move the directory away to start afresh.\n  " + "\n  ".join(errors))
+      return restored["state"], dict(restored["meta"])
+    raise CheckpointError(f"no checkpoint in {self.directory} restores; refusing to start from scratch "
+                          "over them. Move the directory away to start afresh.\n  " + "\n  ".join(errors))
 
   def restore_best(self, abstract_state: Any) -> tuple[Any, dict] | None:
     step = self._best.latest_step()
@@ -132,6 +155,27 @@ class CheckpointStore:
   def close(self) -> None:
     self._manager.close()
     self._best.close()
+
+
+@contextlib.contextmanager
+def _quiet_closed_event_loops():
+  """Drops the "Event loop is closed" RuntimeErrors that tensorstore's read callbacks report, as
+  unraisable, for each read still pending when orbax gives up on a damaged checkpoint: dozens of
+  tracebacks that would bury the one warning or error that says what happened. Any other
+  unraisable exception goes to the hook that was there."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  sys.unraisablehook = hook
+  try:
+    yield
+  except BaseException:
+    time.sleep(0.05)  # the failed reads' callbacks run on tensorstore's threads, just after the error
+    raise
+  finally:
+    sys.unraisablehook = previous
 
 
 def read_state(step_dir: str) -> Any:

@@ -38,13 +38,14 @@ from vision_jax import plotting
 from vision_jax.config import ConfigError, check_config
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
+from vision_jax.errors import RunError
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import CheckpointStore
 from vision_jax.train.metric_writers import MetricWriter, Progress, read_metrics
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(RunError, FloatingPointError):
   """The training loss became NaN or infinite."""
 
 

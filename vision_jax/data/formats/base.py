@@ -8,8 +8,10 @@ from typing import Iterator
 
 import numpy as np
 
+from vision_jax.errors import RunError
 
-class DatasetError(ValueError):
+
+class DatasetError(RunError, ValueError):
   """Bad input data: a missing path, a file of the wrong format, a corrupt image, a bad label."""
 
 
