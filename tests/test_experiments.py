@@ -85,6 +85,11 @@ def test_bad_settings_and_missing_data_found_during_a_run_are_one_line_errors(tm
   get_source.cache_clear()  # a source opened by an earlier test is remembered by name
   with pytest.raises(SystemExit, match=r"^error: idx:mnist: .*nowhere/mnist does not exist; set \$VISION_JAX_DATASETS"):
     run_experiment("lenet5_mnist", tmp_path / "b", "--variant", "smoke")
+  # A misspelt model or model setting is found before the data are looked for (or prepared).
+  with pytest.raises(SystemExit, match=r"^error: unknown model 'lenet6' \(model.name\)"):
+    run_experiment("lenet5_mnist", tmp_path / "b", "--variant", "smoke", "--config.model.name=lenet6")
+  with pytest.raises(SystemExit, match=r"^error: unknown model 'dcgan_critik' \(model.name\)"):
+    run_experiment("dcgan_mnist", tmp_path / "g", "--variant", "smoke", "--config.model.critic.name=dcgan_critik")
 
 
 def test_an_early_stopped_run_reports_the_step_it_ended_on(tmp_path):

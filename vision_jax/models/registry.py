@@ -30,14 +30,30 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds the model registered as `name` with constructor arguments `kwargs`."""
+  check_model(name, kwargs)
+  return _MODELS[name](**kwargs)
+
+
+def check_model(name: str, setting_names) -> None:
+  """Raises ConfigError unless `name` is registered and takes every one of `setting_names`."""
   if name not in _MODELS:
     raise ConfigError(f"unknown model {name!r} (model.name); registered models: {', '.join(sorted(_MODELS))}")
   accepted = settings(name)
-  unknown = [] if accepted is None else sorted(set(kwargs) - set(accepted))
+  unknown = [] if accepted is None else sorted(set(setting_names) - set(accepted))
   if unknown:
     raise ConfigError(f"model {name!r} has no setting {', '.join(map(repr, unknown))} (model.* in the config); "
                       f"it takes: {', '.join(accepted)}")
-  return _MODELS[name](**kwargs)
+
+
+def check_model_config(model_config) -> None:
+  """`check_model` for a config's `model` (its name and other keys), or for each of its players'
+  (a GAN's `model.generator`, `model.critic`): before any data are read, not when it is built."""
+  if "name" in model_config:
+    check_model(model_config.name, [k for k in model_config if k != "name"])
+    return
+  for player in model_config.values():
+    if hasattr(player, "keys") and "name" in player:
+      check_model_config(player)
 
 
 def settings(name: str) -> list[str] | None:

@@ -39,6 +39,7 @@ from vision_jax.config import ConfigError, check_config
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.errors import RunError
+from vision_jax.models.registry import check_model_config
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import CheckpointStore
@@ -158,6 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
   """
   check_config(config)  # a config built in code, not through apply_overrides, meets the same bounds
+  check_model_config(config.model)  # a misspelt model or setting, before a dataset is prepared
   tc = config.train
   mesh = mesh_lib.make_mesh()
   spec, splits = get_splits(config.data)
