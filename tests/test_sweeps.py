@@ -159,6 +159,13 @@ def test_swept_key_on_the_command_line_is_an_error(capsys, tmp_path):
   assert not os.listdir(tmp_path)
 
 
+def test_an_impossible_setting_stops_the_sweep_before_any_point_runs(capsys, tmp_path):
+  assert sweep_script.main(["lenet5_mnist", "--sweep", "losses", "--workdir", str(tmp_path / "s"),
+                            "--config.train.batch_size=0"]) == 2
+  assert "impossible setting: train.batch_size must be an integer >= 1, got 0" in capsys.readouterr().err
+  assert not (tmp_path / "s").exists()
+
+
 def test_failed_point_does_not_stop_the_sweep(monkeypatch, tmp_path, capsys, two_losses):
   calls = []
 
