@@ -25,7 +25,7 @@ from vision_jax import cli, plotting
 from vision_jax.config import ConfigError, check_config
 from vision_jax.data.sources import get_source
 from vision_jax.models.resnet import CifarResNet
-from vision_jax.models.registry import get_model
+from vision_jax.models.registry import get_model, model_label
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train.checkpoint import CheckpointStore
 from vision_jax.train.loop import train_and_evaluate
@@ -133,7 +133,7 @@ def run(config, workdir: str) -> dict:
   seeds = config.seeds
   # Named by its origin: a `prepared:` copy carried to another machine is still the pets subset.
   dataset = get_source(config.data.dataset, **options.to_dict()).origin.split(":", 1)[-1]
-  lines = [f"{config.model.name} on {os.path.basename(dataset.rstrip('/'))} ({options.image_size}x{options.image_size}), "
+  lines = [f"{model_label(config.model)} on {os.path.basename(dataset.rstrip('/'))} ({options.image_size}x{options.image_size}), "
            f"{config.train.steps} steps per arm at batch {config.train.batch_size}"
            + (f", {seeds} seeds per arm (train.seed {config.train.seed} to {config.train.seed + seeds - 1}: the "
               "head's or scratch network's initialisation, batch order and augmentation; one pretrained backbone)"
@@ -156,7 +156,7 @@ def run(config, workdir: str) -> dict:
       f.write("\n".join(lines) + "\n")
     plotting.bar_chart([ARM_NAMES[a] for a in rows], [r["test_accuracy"] for r in rows.values()],
                        os.path.join(workdir, "test_accuracy.png"), ylabel="test accuracy (%)",
-                       title=f"{config.model.name} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)",
+                       title=f"{model_label(config.model)} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)",
                        samples=[r["seed_test_accuracies"] for r in rows.values()] if seeds > 1 else None)
   print("\n".join(lines))
   main = "finetune" if "finetune" in rows else next(iter(rows))

@@ -185,7 +185,7 @@ def test_transfer_pets_smoke(tmp_path, monkeypatch):
   assert result["steps"] == 12 and result["pretrain"]["steps"] == 4 and 0 <= result["value"] <= 100
   for f in ("table.md", "test_accuracy.png", "pretrain_cifar10/checkpoints/4", "finetune/checkpoints/4"):
     assert (workdir / f).exists(), f
-  assert (workdir / "table.md").read_text().startswith("resnet20 on oxford_pets_3breeds (16x16), 4 steps per arm")
+  assert (workdir / "table.md").read_text().startswith("resnet20 (depth=8) on oxford_pets_3breeds (16x16), 4 steps per arm")
   pre = read_state(str(workdir / "pretrain_cifar10" / "checkpoints" / "4" / "state"))
   probe = read_state(str(workdir / "linear_probe" / "checkpoints" / "4" / "state"))
   frozen = {k: v for k, v in pre["params"].items() if k != "head"}

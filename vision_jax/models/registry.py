@@ -68,5 +68,13 @@ def settings(name: str) -> list[str] | None:
   return sorted(p.name for p in params if p.kind in keyword and p.name not in ("parent", "name"))
 
 
+def model_label(model_config) -> str:
+  """`model.name`, with the settings that change what its registration fixes: a config's
+  `resnet20` at `model.depth=8` builds a ResNet-8 and reads "resnet20 (depth=8)"."""
+  fixed = getattr(_MODELS.get(model_config.name), "keywords", {})
+  changed = [f"{k}={model_config[k]}" for k in fixed if k in model_config and model_config[k] != fixed[k]]
+  return model_config.name + (f" ({', '.join(changed)})" if changed else "")
+
+
 def list_models() -> list[str]:
   return sorted(_MODELS)
