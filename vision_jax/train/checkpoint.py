@@ -14,12 +14,13 @@ from either with `--config.init_from=PATH`.
 """
 from __future__ import annotations
 
-import contextlib
+import gc
+import inspect
 import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -55,17 +56,19 @@ def load_variables(path: str) -> Any:
                           "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
                           "a training run's workdir, or one of its checkpoints/<step>")
   step_dir = _run_step(path)
-  try:
-    with _quiet_closed_event_loops():
-      if step_dir is None:
-        return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
-      logging.info("reading the model variables of the run checkpoint %s", step_dir)
-      state = read_state(os.path.join(step_dir, "state"))
-  except Exception as e:  # orbax raises many types for damaged or foreign directories
-    raise CheckpointError(f"{step_dir or path} does not read as saved variables ({e.__class__.__name__}: "
-                          f"{str(e)[:300]}); expected a directory written by save_variables, "
-                          "scripts.import_torchvision or a training run") from e
-  return {"params": state["params"], **state["model_state"]}
+
+  def read():
+    if step_dir is None:
+      return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+    logging.info("reading the model variables of the run checkpoint %s", step_dir)
+    state = read_state(os.path.join(step_dir, "state"))
+    return {"params": state["params"], **state["model_state"]}
+
+  variables, failure = _restore_quietly(read)  # orbax raises many types for damaged or foreign directories
+  if failure:
+    raise CheckpointError(f"{step_dir or path} does not read as saved variables ({failure}); expected a "
+                          "directory written by save_variables, scripts.import_torchvision or a training run")
+  return variables
 
 
 def _run_step(path: str) -> str | None:
@@ -123,15 +126,13 @@ class CheckpointStore:
       return None
     errors, failed = [], []
     for step in steps:
-      try:
-        with _quiet_closed_event_loops():
-          restored = self._manager.restore(step, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-      except Exception as e:  # orbax raises many types for damaged files
-        errors.append(f"step {step}: {e.__class__.__name__}: {str(e)[:300]}")
+      restored, failure = _restore_quietly(lambda step=step: self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())))
+      if failure:  # orbax raises many types for damaged files
+        errors.append(f"step {step}: {failure}")
         failed.append(step)
         logging.warning("checkpoint at step %d in %s does not restore (%s); falling back to the previous one",
-                        step, self.directory, e.__class__.__name__)
+                        step, self.directory, failure.partition(":")[0])
         continue
       if failed:
         if jax.process_index() == 0:
@@ -157,23 +158,36 @@ class CheckpointStore:
     self._best.close()
 
 
-@contextlib.contextmanager
-def _quiet_closed_event_loops():
-  """Drops the "Event loop is closed" RuntimeErrors that tensorstore's read callbacks report, as
-  unraisable, for each read still pending when orbax gives up on a damaged checkpoint: dozens of
-  tracebacks that would bury the one warning or error that says what happened. Any other
-  unraisable exception goes to the hook that was there."""
+def _restore_quietly(restore: Callable[[], Any]) -> tuple[Any, str | None]:
+  """(restore(), None), or (None, "<exception class>: <message>") when it raises.
+
+  The reads still pending when orbax gives up on a damaged checkpoint report as unraisable, each:
+  tensorstore's callbacks an "Event loop is closed" RuntimeError, orbax's abandoned read coroutines
+  the exception they answer being closed with (GeneratorExit) when they are collected. Dozens of
+  tracebacks, at some later garbage collection, that would bury the one warning or error that says
+  what happened. So the failure is kept as text, the exception and its coroutines are collected here,
+  and their reports are dropped; any other unraisable exception goes to the hook that was there.
+  (With debug logging on, the failure's traceback is logged.)
+  """
   previous = sys.unraisablehook
 
   def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+    exc = unraisable.exc_value
+    closed_loop = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+    abandoned_read = inspect.iscoroutine(unraisable.object) and isinstance(exc.__cause__, GeneratorExit)
+    if not (closed_loop or abandoned_read):
       previous(unraisable)
+
   sys.unraisablehook = hook
   try:
-    yield
-  except BaseException:
+    try:
+      return restore(), None
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      failure = f"{e.__class__.__name__}: {str(e)[:300]}"
+      logging.debug("restore failed", exc_info=True)
     time.sleep(0.05)  # the failed reads' callbacks run on tensorstore's threads, just after the error
-    raise
+    gc.collect()
+    return None, failure
   finally:
     sys.unraisablehook = previous
 
