@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from configs.common import base_config
-from vision_jax import sweeps
+from vision_jax import cli, sweeps
 from vision_jax.config import ConfigError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,13 +52,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                       help="points run at once (default 1); more only where the devices or cores have room for them")
   parser.add_argument("--fresh", action="store_true",
                       help="delete a point's directory when it holds a run of a different config, and rerun it")
-  args, rest = parser.parse_known_args(argv)
-  common = []
-  for item in rest:
-    if not item.startswith("--config."):
-      parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
-    common.append(item[len("--config."):])
-  return args, common
+  return cli.parse_config_overrides(parser, argv)
 
 
 def _write_json(path: str, data: Any) -> None:

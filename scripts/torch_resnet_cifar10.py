@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vision_jax import cli
 from vision_jax.config import ConfigError, apply_overrides, load_config
 from vision_jax.data.pipeline import get_splits
 from vision_jax.errors import RunError
@@ -216,8 +217,7 @@ def hardware(device: torch.device) -> str:
   if device.type == "cuda":
     return f"{torch.cuda.get_device_name(device)} x1"
   import jax  # pylint: disable=g-import-not-at-top
-  from vision_jax.cli import hardware as jax_hardware  # pylint: disable=g-import-not-at-top
-  return jax_hardware() if jax.default_backend() == "cpu" else f"CPU ({os.cpu_count()} cores)"
+  return cli.hardware() if jax.default_backend() == "cpu" else f"CPU ({os.cpu_count()} cores)"
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
@@ -324,13 +324,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
   parser.add_argument("--compile", default=None, choices=("none", "default", "reduce-overhead", "max-autotune"),
                       help="torch.compile mode for the model (default: 'default' on CUDA, 'none' on CPU)")
-  args, rest = parser.parse_known_args(argv)
-  overrides = []
-  for item in rest:
-    if not item.startswith("--config."):
-      parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
-    overrides.append(item[len("--config."):])
-  return args, overrides
+  return cli.parse_config_overrides(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -107,3 +107,17 @@ def test_every_impossible_setting_is_listed_and_each_player_s_optimizer_is_check
 def test_an_experiment_s_own_impossible_setting_is_refused(name, override, message):
   with pytest.raises(ConfigError, match=f"^impossible setting: {message}$"):
     apply_overrides(load_config(name), [override])
+
+
+@pytest.mark.parametrize("module", ["vision_jax.cli", "scripts.sweep", "scripts.torch_resnet_cifar10"])
+def test_every_command_reads_config_overrides_alike_and_refuses_other_flags(module, capsys):
+  """The experiments' CLI, the sweep runner and the PyTorch reference share one reading of
+  --config.<key>=<value>; a misspelt flag is a usage error, never a silently dropped override."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  parse_args = importlib.import_module(module).parse_args
+  positional = ["lenet5_digits", "--sweep", "optimizers"] if module == "scripts.sweep" else []
+  args, overrides = parse_args(positional + ["--workdir", "w", "--config.train.steps=3", "--config.optim.name=adam"])
+  assert args.workdir == "w" and overrides == ["train.steps=3", "optim.name=adam"]
+  with pytest.raises(SystemExit):
+    parse_args(positional + ["--workdir", "w", "--confg.train.steps=3"])
+  assert "unrecognised argument '--confg.train.steps=3'; config keys are set as --config.<key>=<value>" in capsys.readouterr().err

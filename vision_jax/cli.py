@@ -52,6 +52,18 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(), "xla"))
 
 
+def parse_config_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
+  """`parser.parse_known_args(argv)`, with the rest read as `--config.<key>=<value>` overrides:
+  (args, ["<key>=<value>", ...]); any other unknown argument is the parser's usage error."""
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  for item in rest:
+    if not item.startswith("--config."):
+      parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
+    overrides.append(item[len("--config."):])
+  return args, overrides
+
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
       description="Run one experiment. Override any config key with --config.<key>=<value>.")
@@ -61,13 +73,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--num_processes", type=int, default=None)
   parser.add_argument("--process_id", type=int, default=None)
   parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() with auto-detection")
-  args, rest = parser.parse_known_args(argv)
-  overrides = []
-  for item in rest:
-    if not item.startswith("--config."):
-      parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
-    overrides.append(item[len("--config."):])
-  return args, overrides
+  return parse_config_overrides(parser, argv)
 
 
 def loop_result(config: ml_collections.ConfigDict, summary: dict[str, Any]) -> dict[str, Any]:
