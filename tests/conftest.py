@@ -26,6 +26,17 @@ def require_dataset(name: str) -> str:
   return path
 
 
+@pytest.fixture(scope="module")
+def fast_compilation():
+  """XLA's optimisations off for a module (`pytestmark = pytest.mark.usefixtures("fast_compilation")`):
+  its many large models compile in a fraction of the time, and run once each."""
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
 def run_env(**extra) -> dict:
   """The environment for a subprocess running the project's commands."""
   env = {**os.environ, "PYTHONPATH": REPO, "VISION_JAX_NO_PROGRESS": "1", **extra}

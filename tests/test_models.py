@@ -46,12 +46,7 @@ GRADIENT_MODELS = ("alexnet", "googlenet", "lenet5", "mlp", "plain20", "resnet20
 OP_BY_OP = ("ResNet", "CifarResNet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compilation():
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
 def _image_size(name: str) -> int:

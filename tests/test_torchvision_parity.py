@@ -55,12 +55,7 @@ SIZES.update({"resnet34": SIZES["resnet18"], "resnet101": SIZES["resnet50"], "re
 LOGITS_STD = 3.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compilation():
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
 def _torch_fid_inception(**kwargs) -> torch.nn.Module:
