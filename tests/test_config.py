@@ -120,4 +120,5 @@ def test_every_command_reads_config_overrides_alike_and_refuses_other_flags(modu
   assert args.workdir == "w" and overrides == ["train.steps=3", "optim.name=adam"]
   with pytest.raises(SystemExit):
     parse_args(positional + ["--workdir", "w", "--confg.train.steps=3"])
-  assert "unrecognised argument '--confg.train.steps=3'; config keys are set as --config.<key>=<value>" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "unrecognised argument '--confg.train.steps=3'; config keys are set as --config.<key>=<value>" in err

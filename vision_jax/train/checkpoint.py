@@ -174,7 +174,8 @@ def _restore_quietly(restore: Callable[[], Any]) -> tuple[Any, str | None]:
   def hook(unraisable):
     exc = unraisable.exc_value
     closed_loop = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
-    abandoned_read = inspect.iscoroutine(unraisable.object) and isinstance(getattr(exc, "__cause__", None), GeneratorExit)
+    cause = getattr(exc, "__cause__", None)
+    abandoned_read = inspect.iscoroutine(unraisable.object) and isinstance(cause, GeneratorExit)
     if not (closed_loop or abandoned_read):
       previous(unraisable)
 
