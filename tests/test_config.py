@@ -63,6 +63,38 @@ def test_every_config_and_variant_meets_the_bounds():
       check_config(load_config(name, variant))
 
 
+def _numeric_settings(node, prefix=""):
+  """The keys of `node`'s numbers and tuples of numbers (not booleans), with their values."""
+  import ml_collections
+  for key, value in node.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _numeric_settings(value, f"{prefix}{key}.")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield prefix + key, value
+    elif isinstance(value, (tuple, list)) and value and all(isinstance(v, (int, float)) for v in value):
+      yield prefix + key, value
+
+
+def test_every_numeric_setting_has_bounds_or_says_where_they_are_checked():
+  """A new number in a config gets a rule in RULES (or OPTIM_RULES) or a line in CHECKED_WHERE_USED,
+  so `--config.model.widths=(0, 8)` is refused with what it expects, not met by a traceback."""
+  import glob
+  import os
+  from vision_jax.config import CHECKED_WHERE_USED, OPTIM_RULES, RULES
+  unruled = set()
+  for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))):
+    name = os.path.basename(path)[:-3]
+    if name in ("__init__", "common", "gan_base"):
+      continue
+    for variant in (None, "smoke"):
+      for key, _ in _numeric_settings(load_config(name, variant)):
+        optim_key = key.split(".")[-1] if key.startswith("optim.") else None
+        if key not in RULES and optim_key not in OPTIM_RULES and key not in CHECKED_WHERE_USED:
+          unruled.add(f"{name}: {key}")
+  assert not unruled, "numeric settings with no bounds anywhere:\n" + "\n".join(sorted(unruled))
+  assert not set(CHECKED_WHERE_USED) & set(RULES), "a key is both bounded here and said to be checked elsewhere"
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=0", "train.batch_size must be an integer >= 1, got 0"),
     ("train.steps=-5", "train.steps must be an integer >= 0, got -5"),
@@ -103,6 +135,13 @@ def test_every_impossible_setting_is_listed_and_each_player_s_optimizer_is_check
     ("vae_mnist", "evaluation.iw_samples=0", "evaluation.iw_samples must be an integer >= 1, got 0"),
     ("gan_mnist", "gan.latent_dim=0", "gan.latent_dim must be an integer >= 1, got 0"),
     ("transfer_pets", "pretrain.steps=0", "pretrain.steps must be an integer >= 1, got 0"),
+    ("face_embedding_orl", "model.embedding_dim=0", "model.embedding_dim must be an integer >= 1, got 0"),
+    ("face_embedding_orl", "model.widths=(16, 0, 64, 128)",
+     r"model.widths must be values, each an integer >= 1, got \(16, 0, 64, 128\)"),
+    ("mlp_vs_cnn", "shift=0", "shift must be an integer >= 1, got 0"),
+    ("vae_mnist", "model.hidden=(200, -1)",
+     r"model.hidden must be values, each an integer >= 1 \(none: no hidden layer\), got \(200, -1\)"),
+    ("dcgan_mnist", "model.critic.width=0", "model.critic.width must be an integer >= 1, got 0"),
 ])
 def test_an_experiment_s_own_impossible_setting_is_refused(name, override, message):
   with pytest.raises(ConfigError, match=f"^impossible setting: {message}$"):

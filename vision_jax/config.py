@@ -98,10 +98,13 @@ def _one_of(*choices):
   return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
 
 
-def _each(rule):
-  """A rule for a tuple: at least one value, each meeting `rule`."""
+def _each(rule, *, empty_means=None):
+  """A rule for a tuple: each value meeting `rule`; at least one, unless `empty_means` says what
+  none does."""
   test, words = rule
-  return (lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(map(test, v))), f"values, each {words}"
+  least = 0 if empty_means else 1
+  words = f"values, each {words}" + (f" (none: {empty_means})" if empty_means else "")
+  return (lambda v: isinstance(v, (tuple, list)) and len(v) >= least and all(map(test, v))), words
 
 
 # The bounds of the settings every config has (configs/common.py), then of some experiments' own.
@@ -158,6 +161,19 @@ RULES = {
     "stability.images_per_update": _is(1, integer=True),
     "compare.probe_train_size": _is(1, integer=True),
     "mlp_hidden": _each(_is(1, integer=True)),
+    "shift": _is(1, integer=True),
+    "model.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
+    "model.generator.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
+    "model.critic.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
+    "model.generator.width": _is(1, integer=True),
+    "model.critic.width": _is(1, integer=True),
+    "model.embedding_dim": _is(1, integer=True),
+    "model.widths": _each(_is(1, integer=True)),
+    "model.input_pool": _is(1, integer=True),
+    "eigenfaces.show": _is(1, integer=True),
+    "eigenfaces.reconstruct_faces": _is(1, integer=True),
+    "eigenfaces.reconstruct_components": _each(_is(1, integer=True)),
+    "finetune_backbone_lr_scale": _is(0),
     "seeds": _is(1, integer=True),
     "pretrain.steps": _is(1, integer=True),
     "pretrain.batch_size": _is(1, integer=True),
@@ -180,6 +196,34 @@ OPTIM_RULES = {
     "weight_decay": _is(0),
     "grad_clip_norm": _is(0),
     "backbone_lr_scale": _is(0),
+}
+
+# Numeric settings without a rule above, each checked with its neighbours where it is used (one
+# error for a combination a single bound cannot judge), or any value being possible. A new numeric
+# key needs a rule or a line here: tests/test_config.py holds every config to that.
+CHECKED_WHERE_USED = {
+    "train.seed": "any integer",
+    "evaluation.seed": "any integer",
+    "data.mean": "any number per channel; counted against data.std in check_config",
+    "data.format_options.image_size": "the data format (vision_jax/data/formats)",
+    "data.protocol.fold": "vision_jax/data/face_protocols.py, against the number of images",
+    "data.protocol.num_unseen": "vision_jax/data/face_protocols.py, against the number of people",
+    "data.protocol.seed": "any integer",
+    "data.protocol.seen_test_per_person": "vision_jax/data/face_protocols.py, against the images per person",
+    "data.protocol.test_per_person": "vision_jax/data/face_protocols.py, against the images per person",
+    "optim.boundaries": "the schedule (vision_jax/train/optimizers.py), against train.steps",
+    "model.depth": "the CIFAR ResNets (vision_jax/models/resnet.py): 6n + 2",
+    "model.latent_dim": "the autoencoders (vision_jax/models/autoencoders.py)",
+    "eigenfaces.num_components": "experiments/eigenfaces_orl.py, against eigenfaces.components",
+    "gan.n_critic": "vision_jax/tasks/adversarial.py, against train.batch_size",
+    "gan.clip": "vision_jax/tasks/adversarial.py, against gan.gradient_penalty",
+    "gan.gradient_penalty": "vision_jax/tasks/adversarial.py, against gan.clip and the critic's norm",
+    "autoencoder.eval_seed": "any integer",
+    **{f"autoencoder.{k}": "vision_jax/tasks/autoencoding.py, against autoencoder.corruption and the model"
+       for k in ("decoder_std", "eval_noise_std", "iw_chunk", "iw_samples", "kl_weight", "noise_level",
+                 "sparsity_target", "sparsity_weight")},
+    **{f"compare.{k}": "vision_jax/tasks/autoencoding.py, as the autoencoder.* of its arm"
+       for k in ("dae_noise_level", "sae_sparsity_target", "sae_sparsity_weight")},
 }
 
 _MISSING = object()
