@@ -119,10 +119,13 @@ def test_lenet5_mnist_smoke(tmp_path):
 
 def test_mlp_vs_cnn_smoke(tmp_path):
   require_dataset("mnist")
-  result = run_experiment("mlp_vs_cnn", tmp_path / "run", "--variant", "smoke")
+  result = run_experiment("mlp_vs_cnn", tmp_path / "run", "--variant", "smoke", "--config.shift=3")
   table = result["table"]
   assert table["mlp"]["params"] == 60040 and table["lenet5"]["params"] == 60806
   assert (tmp_path / "run" / "table.md").exists() and (tmp_path / "run" / "shift_errors.png").exists()
+  # The shift the run used, not the default's, names what was measured.
+  assert result["metric"] == "LeNet-5 test error on 3-px shifted MNIST (%)"
+  assert "shifted by 3 px" in (tmp_path / "run" / "table.md").read_text()
 
 
 def test_resnet_cifar10_smoke(tmp_path):
