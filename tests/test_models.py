@@ -271,3 +271,11 @@ def test_model_label_names_what_overridden_settings_build():
   assert label(name="resnet20", depth=8) == "resnet20 (depth=8)"
   assert label(name="plain20", depth=56, shortcut="zero_pad") == "plain20 (depth=56, shortcut=zero_pad)"
   assert label(name="lenet5") == "lenet5"
+
+
+@pytest.mark.parametrize("depth", [2, -4, 21])
+def test_a_cifar_resnet_depth_that_is_not_6n_plus_2_blocks_is_refused(depth):
+  from vision_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
+  model = get_model("resnet20", depth=depth)
+  with pytest.raises(ConfigError, match=rf"^depth must be 6n \+ 2 with n >= 1 .* got {depth}\b"):
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))

@@ -167,8 +167,9 @@ class CifarResNet(_ConvBN):
       logits [batch, num_classes] and features "stage1".."stage3" (32x32x16, 16x16x32,
       8x8x64 at 32x32 input) and "pre_logits" [batch, 64], the globally average-pooled "stage3".
     """
-    if (self.depth - 2) % 6:
-      raise ConfigError(f"depth must be 6n+2, got {self.depth}")
+    if not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
+      raise ConfigError(f"depth must be 6n + 2 with n >= 1 blocks per stage (8, 14, 20, 32, 44, 56, 110, ...), "
+                        f"got {self.depth!r}")
     out = {}
     x = jnp.asarray(x, self.dtype)
     x = self.conv(16, 3, 1, "conv_init")(x)
