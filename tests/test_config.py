@@ -51,16 +51,21 @@ def test_optimizer_and_transfer_keys_are_settable_in_every_experiment():
   assert config.train.frozen_batch_stats is True
 
 
-def test_every_config_and_variant_meets_the_bounds():
-  """The shipped configs are possible settings: load_config + apply_overrides([]) checks them."""
+def _shipped_configs():
+  """(name, config) of every experiment's config, default and smoke variant."""
   import glob
   import os
   for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))):
     name = os.path.basename(path)[:-3]
-    if name in ("__init__", "common", "gan_base"):
-      continue
-    for variant in (None, "smoke"):
-      check_config(load_config(name, variant))
+    if name not in ("__init__", "common", "gan_base"):
+      for variant in (None, "smoke"):
+        yield name, load_config(name, variant)
+
+
+def test_every_config_and_variant_meets_the_bounds():
+  """The shipped configs are possible settings: load_config + apply_overrides([]) checks them."""
+  for _, config in _shipped_configs():
+    check_config(config)
 
 
 def _numeric_settings(node, prefix=""):
@@ -78,19 +83,13 @@ def _numeric_settings(node, prefix=""):
 def test_every_numeric_setting_has_bounds_or_says_where_they_are_checked():
   """A new number in a config gets a rule in RULES (or OPTIM_RULES) or a line in CHECKED_WHERE_USED,
   so `--config.model.widths=(0, 8)` is refused with what it expects, not met by a traceback."""
-  import glob
-  import os
   from vision_jax.config import CHECKED_WHERE_USED, OPTIM_RULES, RULES
   unruled = set()
-  for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))):
-    name = os.path.basename(path)[:-3]
-    if name in ("__init__", "common", "gan_base"):
-      continue
-    for variant in (None, "smoke"):
-      for key, _ in _numeric_settings(load_config(name, variant)):
-        optim_key = key.split(".")[-1] if key.startswith("optim.") else None
-        if key not in RULES and optim_key not in OPTIM_RULES and key not in CHECKED_WHERE_USED:
-          unruled.add(f"{name}: {key}")
+  for name, config in _shipped_configs():
+    for key, _ in _numeric_settings(config):
+      optim_key = key.split(".")[-1] if key.startswith("optim.") else None
+      if key not in RULES and optim_key not in OPTIM_RULES and key not in CHECKED_WHERE_USED:
+        unruled.add(f"{name}: {key}")
   assert not unruled, "numeric settings with no bounds anywhere:\n" + "\n".join(sorted(unruled))
   assert not set(CHECKED_WHERE_USED) & set(RULES), "a key is both bounded here and said to be checked elsewhere"
 
