@@ -68,25 +68,22 @@ def test_every_config_and_variant_meets_the_bounds():
     check_config(config)
 
 
-def _numeric_settings(node, prefix=""):
-  """The keys of `node`'s numbers and tuples of numbers (not booleans), with their values."""
-  import ml_collections
-  for key, value in node.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _numeric_settings(value, f"{prefix}{key}.")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-      yield prefix + key, value
-    elif isinstance(value, (tuple, list)) and value and all(isinstance(v, (int, float)) for v in value):
-      yield prefix + key, value
+def _is_numeric(value):
+  """A number or a tuple of numbers, not a boolean."""
+  values = value if isinstance(value, (tuple, list)) and value else (value,)
+  return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def test_every_numeric_setting_has_bounds_or_says_where_they_are_checked():
   """A new number in a config gets a rule in RULES (or OPTIM_RULES) or a line in CHECKED_WHERE_USED,
   so `--config.model.widths=(0, 8)` is refused with what it expects, not met by a traceback."""
-  from vision_jax.config import CHECKED_WHERE_USED, OPTIM_RULES, RULES
+  import functools
+  from vision_jax.config import CHECKED_WHERE_USED, OPTIM_RULES, RULES, flat_keys
   unruled = set()
   for name, config in _shipped_configs():
-    for key, _ in _numeric_settings(config):
+    for key in flat_keys(config):
+      if not _is_numeric(functools.reduce(getattr, key.split("."), config)):
+        continue
       optim_key = key.split(".")[-1] if key.startswith("optim.") else None
       if key not in RULES and optim_key not in OPTIM_RULES and key not in CHECKED_WHERE_USED:
         unruled.add(f"{name}: {key}")
