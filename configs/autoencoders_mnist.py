@@ -14,7 +14,8 @@ Sweeps: `python -m scripts.sweep autoencoders_mnist --sweep dae_noise` (or sae_p
 import copy
 
 from configs.common import base_config
-from vision_jax.config import ConfigError, parse_arg
+from vision_jax.config import parse_arg
+from vision_jax.errors import ConfigError
 from vision_jax.tasks.autoencoding import default_options
 
 KINDS = ("ae", "dae", "sae", "vae")

@@ -11,7 +11,7 @@ Methods, with their papers' optimizers and critic settings:
            gradient penalty 10, Adam 1e-4 with betas (0, 0.9), 5 critic steps.
 
 `train.batch_size` is `gan.n_critic` times the 64 images of one update: each critic update
-takes its own slice of real images (see vision_jax/tasks/adversarial.py).
+takes its own slice of real images (see vision_jax/tasks/gan.py).
 """
 import ml_collections
 

@@ -20,7 +20,8 @@ paper's 86.76 nats; `epochs=1093,batch_size=20,test_size=0` (the first seven sta
 87.39 nats on all 10,000 test images in 1 h 51 min on a 2-core CPU.
 """
 from configs.common import base_config
-from vision_jax.config import ConfigError, parse_arg
+from vision_jax.config import parse_arg
+from vision_jax.errors import ConfigError
 from vision_jax.tasks.autoencoding import default_options
 
 PAPER_STAGES = 8  # i = 0..7: 3^i epochs at 0.001 * 10^(-i/7)

@@ -24,8 +24,18 @@ from vision_jax.data.pipeline import get_splits
 from vision_jax.metrics.linear_probe import linear_probe_accuracy
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.train.loop import train_and_evaluate
+from vision_jax.config import bound, checked_where_used
 
 COLUMNS = ("reconstruction_mse", "noisy_reconstruction_mse", "code_sparsity", "code_mean_abs")
+
+
+RULES = {
+    **AutoencodingTask.RULES,
+    "compare.probe_train_size": bound(1, integer=True),
+    **{f"compare.{k}": checked_where_used("vision_jax/tasks/autoencoding.py, as the autoencoder.* of its arm")
+       for k in ("dae_noise_level", "sae_sparsity_target", "sae_sparsity_weight")},
+}
+
 
 
 def run(config, workdir: str) -> dict:

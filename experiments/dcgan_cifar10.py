@@ -12,7 +12,7 @@ Inception scores (no Inception-v3 weights offline). The CIFAR-10 copy here is JP
 """
 from __future__ import annotations
 
-from experiments.dcgan_mnist import run
+from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":

@@ -14,9 +14,13 @@ evaluation, pictures/final_interpolation.png (latent walks) and pictures/real.pn
 from __future__ import annotations
 
 from vision_jax import cli
-from vision_jax.metrics.feature_classifier import ensure_feature_classifier
-from vision_jax.tasks import AdversarialTask
+from vision_jax.train.feature_classifier import ensure_feature_classifier
+from vision_jax.tasks import GANTask
 from vision_jax.train.loop import train_and_evaluate
+
+
+RULES = GANTask.RULES  # the bounds of this experiment's settings: its task's
+
 
 
 def run(config, workdir: str) -> dict:
@@ -24,7 +28,7 @@ def run(config, workdir: str) -> dict:
   fc = config.gan.classifier
   if fc.config and not fc.directory:
     fc.directory = ensure_feature_classifier(fc.config, fc.steps, tuple(fc.overrides))
-  summary = train_and_evaluate(config, workdir, AdversarialTask)
+  summary = train_and_evaluate(config, workdir, GANTask)
   task = summary["task"]
   split = config.data.eval_splits[0]
   out = {"value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4), **cli.loop_result(config, summary)}

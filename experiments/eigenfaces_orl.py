@@ -18,11 +18,13 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax import cli, eigenfaces, plotting
-from vision_jax.config import ConfigError
+from vision_jax import cli, plotting
+from vision_jax.classical.pca import fit_pca
+from vision_jax.errors import ConfigError
 from vision_jax.data.augment import to_float
 from vision_jax.data.pipeline import get_splits
 from vision_jax.metrics.identification import identification_accuracy
+from vision_jax.config import bound, checked_where_used, each
 
 
 def _faces(split) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -30,6 +32,17 @@ def _faces(split) -> tuple[np.ndarray, np.ndarray, tuple]:
   arrays = split.arrays()
   images = np.asarray(to_float(jnp.asarray(arrays["image"]), (0.0,), (1.0,)))
   return images.reshape(len(images), -1), arrays["label"], images.shape[1:]
+
+
+RULES = {
+    "eigenfaces.repeats": bound(1, integer=True),
+    "eigenfaces.components": each(bound(1, integer=True)),
+    "eigenfaces.num_components": checked_where_used("experiments/eigenfaces_orl.py, against eigenfaces.components"),
+    "eigenfaces.show": bound(1, integer=True),
+    "eigenfaces.reconstruct_faces": bound(1, integer=True),
+    "eigenfaces.reconstruct_components": each(bound(1, integer=True)),
+}
+
 
 
 def run(config, workdir: str) -> dict:
@@ -46,10 +59,10 @@ def run(config, workdir: str) -> dict:
     _, splits = get_splits(data)
     train, train_labels, shape = _faces(splits["train"])
     test, test_labels, _ = _faces(splits["test"])
-    pca = eigenfaces.fit_pca(train)
+    pca = fit_pca(train)
     counts = [k for k in ec.components if k <= pca.components.shape[0]]
-    accuracies.append([identification_accuracy(eigenfaces.project(pca, train, k), train_labels,
-                                               eigenfaces.project(pca, test, k), test_labels, ec.metric)
+    accuracies.append([identification_accuracy(pca.transform(train, k), train_labels,
+                                               pca.transform(test, k), test_labels, ec.metric)
                        for k in counts])
     if r == 0:
       first = (pca, test, shape)
@@ -82,7 +95,7 @@ def run(config, workdir: str) -> dict:
     rows.append(face)
     titles.append("original")
     for k in ks:
-      rows.append(np.asarray(eigenfaces.reconstruct(pca, eigenfaces.project(pca, face[None], k)))[0])
+      rows.append(np.asarray(pca.inverse_transform(pca.transform(face[None], k)))[0])
       titles.append(f"k = {k}")
   plotting.image_grid(np.clip(np.stack(rows), 0, 1).reshape(-1, *shape), path("reconstructions.png"),
                       cols=len(ks) + 1, titles=titles)

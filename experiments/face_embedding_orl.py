@@ -22,14 +22,16 @@ import os
 
 import numpy as np
 
-from vision_jax import cli, eigenfaces, plotting
-from vision_jax.config import ConfigError
+from vision_jax import cli, plotting
+from vision_jax.classical.pca import fit_pca
+from vision_jax.errors import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import get_splits
 from vision_jax.metrics.identification import identification_accuracy
 from vision_jax.metrics.verification import verification_report
 from vision_jax.tasks import EmbeddingTask
 from vision_jax.train.loop import train_and_evaluate
+from vision_jax.config import bound
 
 EVAL_SPLIT = {"identification": "test", "verification": "unseen"}
 COLUMNS = [("identification_accuracy", "identification acc. (%)"), ("auc", "verification AUC"),
@@ -61,9 +63,9 @@ def _eigenfaces_row(config) -> dict:
   for protocol in config.face.protocols:
     _, splits = get_splits(_protocol_config(config, protocol).data)
     pixels = {name: (s.arrays()["image"].reshape(len(s), -1) / 255.0, s.arrays()["label"]) for name, s in splits.items()}
-    pca = eigenfaces.fit_pca(pixels["train"][0])
+    pca = fit_pca(pixels["train"][0])
     k = min(config.face.eigenfaces_components, pca.components.shape[0])
-    codes = {name: (np.asarray(eigenfaces.project(pca, x, k)), y) for name, (x, y) in pixels.items()}
+    codes = {name: (np.asarray(pca.transform(x, k)), y) for name, (x, y) in pixels.items()}
     scores = _scores(protocol, codes, config.face.far, "euclidean")
     curve = scores.pop("roc", curve)
     row.update(scores)
@@ -79,6 +81,14 @@ def _write_table(rows: list[dict], path: str, far: float) -> None:
     lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
+
+
+RULES = {
+    **EmbeddingTask.RULES,
+    "face.far": bound(0, 1),
+    "face.eigenfaces_components": bound(1, integer=True),
+}
+
 
 
 def run(config, workdir: str) -> dict:

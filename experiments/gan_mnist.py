@@ -9,7 +9,7 @@ Inception-style score, as for dcgan_mnist (not FID; see vision_jax/metrics/sampl
 """
 from __future__ import annotations
 
-from experiments.dcgan_mnist import run
+from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ import scipy.stats
 from configs.gan_base import gan_config
 from experiments.dcgan_mnist import run as run_gan
 from vision_jax import cli, plotting
-from vision_jax.metrics.feature_classifier import ensure_feature_classifier
+from vision_jax.train.feature_classifier import ensure_feature_classifier
 from vision_jax.train.metric_writers import read_metrics
+from vision_jax.config import bound
+from vision_jax.tasks import GANTask
 
 # Each method's training signal: what its critic minimises, as the loop logs it.
 SIGNALS = {"dcgan": "train/loss", "wgan": "train/wasserstein_estimate", "wgan_gp": "train/wasserstein_estimate"}
@@ -46,6 +48,10 @@ def method_config(config, method: str):
   c.wandb = copy.deepcopy(config.wandb)
   c.wandb.group = config.name
   return c
+
+
+RULES = {**GANTask.RULES, "stability.images_per_update": bound(1, integer=True)}
+
 
 
 def run(config, workdir: str) -> dict:

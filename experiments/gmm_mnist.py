@@ -32,15 +32,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax import cli, gmm, plotting
+from vision_jax import cli, plotting
+from vision_jax.classical import gmm
 from vision_jax.data.pipeline import get_splits
-from vision_jax.pca import fit_pca
+from vision_jax.classical.pca import fit_pca
+from vision_jax.config import bound, each
 
 
 def _pixels(split) -> np.ndarray:
   """A split's images as [n, h*w*c] float32 in [0, 1]."""
   images = split.arrays()["image"]
   return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+RULES = {
+    "gmm.pca_dims": bound(1, integer=True),
+    "gmm.components": each(bound(1, integer=True)),
+    "gmm.reg": bound(0),
+    "gmm.max_iter": bound(1, integer=True),
+    "gmm.tol": bound(0),
+    "gmm.num_samples": bound(0, integer=True),
+}
+
 
 
 def run(config, workdir: str) -> dict:

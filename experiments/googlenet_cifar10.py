@@ -15,6 +15,10 @@ from vision_jax.tasks import ClassificationTask
 from vision_jax.train.loop import train_and_evaluate
 
 
+RULES = ClassificationTask.RULES  # the bounds of this experiment's settings: its task's
+
+
+
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
   # The smoke variant evaluates on held-out training images instead of the test set.

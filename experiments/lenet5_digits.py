@@ -14,6 +14,10 @@ from vision_jax.tasks import ClassificationTask
 from vision_jax.train.loop import train_and_evaluate
 
 
+RULES = ClassificationTask.RULES  # the bounds of this experiment's settings: its task's
+
+
+
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
   return {"value": round(100.0 * summary["eval"]["test/error"], 3), **cli.loop_result(config, summary)}

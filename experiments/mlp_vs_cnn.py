@@ -22,6 +22,15 @@ from vision_jax.data.augment import make_preprocess, shift
 from vision_jax.data.pipeline import get_splits
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train.loop import train_and_evaluate
+from vision_jax.config import bound, each
+
+
+RULES = {
+    **ClassificationTask.RULES,
+    "mlp_hidden": each(bound(1, integer=True)),
+    "shift": bound(1, integer=True),
+}
+
 
 
 def arm_config(config: ml_collections.ConfigDict, arm: str) -> ml_collections.ConfigDict:

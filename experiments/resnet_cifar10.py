@@ -16,6 +16,10 @@ from vision_jax.train.loop import train_and_evaluate
 PAPER_ERRORS = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 
 
+RULES = ClassificationTask.RULES  # the bounds of this experiment's settings: its task's
+
+
+
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
   return {"value": round(100.0 * summary["eval"]["test/error"], 3), **cli.loop_result(config, summary),

@@ -22,7 +22,8 @@ import numpy as np
 
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
-from vision_jax.config import ConfigError, check_config
+from vision_jax.config import check_config
+from vision_jax.errors import ConfigError
 from vision_jax.data.sources import get_source
 from vision_jax.models.resnet import CifarResNet
 from vision_jax.models.registry import get_model, model_label
@@ -31,6 +32,7 @@ from vision_jax.train.checkpoint import CheckpointStore
 from vision_jax.train.loop import train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import parameter_groups
+from vision_jax.config import bound
 
 ARMS = {  # arm -> (starts from the pretrained backbone, backbone learning rate scale or None = config's)
     "scratch": (False, 1.0),
@@ -39,6 +41,17 @@ ARMS = {  # arm -> (starts from the pretrained backbone, backbone learning rate 
 }
 ARM_NAMES = {"scratch": "from scratch", "linear_probe": "linear probe (frozen backbone)",
              "finetune": "fine-tuned (lower backbone rate)"}
+
+
+RULES = {
+    **ClassificationTask.RULES,
+    "finetune_backbone_lr_scale": bound(0),
+    "seeds": bound(1, integer=True),
+    "pretrain.steps": bound(1, integer=True),
+    "pretrain.batch_size": bound(1, integer=True),
+    "pretrain.validation_size": bound(0, integer=True),
+}
+
 
 
 def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -104,7 +117,7 @@ def run(config, workdir: str) -> dict:
   unknown = sorted(set(config.arms) - set(ARMS))
   if unknown:
     raise ConfigError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
-  check_config(config)  # seeds and pretrain.* too, when run is called with a config built in code
+  check_config(config, RULES)  # seeds and pretrain.* too, when run is called with a config built in code
   init_from, pretrained = config.init_from, None
   if not init_from and any(ARMS[a][0] for a in config.arms):
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):

@@ -29,6 +29,18 @@ from vision_jax.data.pipeline import get_splits
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.train.loop import train_and_evaluate
 from vision_jax.train.metric_writers import Progress
+from vision_jax.config import bound, checked_where_used
+
+
+RULES = {
+    **AutoencodingTask.RULES,
+    "evaluation.iw_samples": bound(1, integer=True),
+    "evaluation.test_size": bound(0, integer=True),
+    "evaluation.batch_size": bound(1, integer=True),
+    "evaluation.chunk": bound(1, integer=True),
+    "evaluation.seed": checked_where_used("any integer"),
+}
+
 
 
 def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_samples: int,

@@ -16,6 +16,10 @@ from vision_jax.train.loop import train_and_evaluate
 PAPER_ERROR = 8.45  # Liu & Deng 2015, abstract
 
 
+RULES = ClassificationTask.RULES  # the bounds of this experiment's settings: its task's
+
+
+
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
   # The smoke variant evaluates on held-out training images instead of the test set.

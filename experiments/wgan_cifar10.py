@@ -11,7 +11,7 @@ Reported: the Fréchet distance on the features of a small CNN trained in this p
 """
 from __future__ import annotations
 
-from experiments.dcgan_mnist import run
+from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":

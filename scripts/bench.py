@@ -50,7 +50,8 @@ from configs.common import base_config
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.summary import parse_kwargs
-from vision_jax.tasks.classification import DTYPES, ClassificationTask
+from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.models.registry import DTYPES
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.loop import make_train_chunk, scan_steps
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from vision_jax import plotting
 from vision_jax import sweeps
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.sweeps import override_text
 from vision_jax.train.metric_writers import read_metrics
 

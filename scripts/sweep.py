@@ -35,7 +35,7 @@ import ml_collections
 
 from configs.common import base_config
 from vision_jax import cli, sweeps
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision_jax import cli
-from vision_jax.config import ConfigError, apply_overrides, load_config
+from vision_jax.config import apply_overrides, experiment_rules, load_config
+from vision_jax.errors import ConfigError
 from vision_jax.data.pipeline import get_splits
 from vision_jax.errors import RunError
 from vision_jax.train.metric_writers import MetricWriter, Progress
@@ -331,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   argv = sys.argv[1:] if argv is None else list(argv)
   args, overrides = parse_args(argv)
   try:
-    config = apply_overrides(load_config(EXPERIMENT, args.variant), overrides)
+    config = apply_overrides(load_config(EXPERIMENT, args.variant), overrides, experiment_rules(EXPERIMENT))
     if args.steps is not None:
       config.train.steps = args.steps
     check_supported(config)

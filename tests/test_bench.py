@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from scripts import bench
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 
 def test_bench_lenet5_json(tmp_path, capsys, monkeypatch):

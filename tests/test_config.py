@@ -1,6 +1,7 @@
 import pytest
 
-from vision_jax.config import ConfigError, apply_overrides, check_config, load_config, parse_arg
+from vision_jax.config import apply_overrides, check_config, experiment_rules, load_config, parse_arg
+from vision_jax.errors import ConfigError
 
 
 def test_overrides_convert_to_the_defaults_type():
@@ -63,9 +64,9 @@ def _shipped_configs():
 
 
 def test_every_config_and_variant_meets_the_bounds():
-  """The shipped configs are possible settings: load_config + apply_overrides([]) checks them."""
-  for _, config in _shipped_configs():
-    check_config(config)
+  """The shipped configs are possible settings under the common rules and their experiment's."""
+  for name, config in _shipped_configs():
+    check_config(config, experiment_rules(name))
 
 
 def _is_numeric(value):
@@ -75,20 +76,33 @@ def _is_numeric(value):
 
 
 def test_every_numeric_setting_has_bounds_or_says_where_they_are_checked():
-  """A new number in a config gets a rule in RULES (or OPTIM_RULES) or a line in CHECKED_WHERE_USED,
+  """A new number in a config gets a rule: in the common RULES (or OPTIM_RULES), its task's
+  `RULES`, or its experiment's `RULES` (a `checked_where_used` one names where it is checked),
   so `--config.model.widths=(0, 8)` is refused with what it expects, not met by a traceback."""
   import functools
-  from vision_jax.config import CHECKED_WHERE_USED, OPTIM_RULES, RULES, flat_keys
+  from vision_jax.config import all_rules, flat_keys
   unruled = set()
   for name, config in _shipped_configs():
+    rules = all_rules(config, experiment_rules(name))
     for key in flat_keys(config):
-      if not _is_numeric(functools.reduce(getattr, key.split("."), config)):
-        continue
-      optim_key = key.split(".")[-1] if key.startswith("optim.") else None
-      if key not in RULES and optim_key not in OPTIM_RULES and key not in CHECKED_WHERE_USED:
+      if _is_numeric(functools.reduce(getattr, key.split("."), config)) and key not in rules:
         unruled.add(f"{name}: {key}")
   assert not unruled, "numeric settings with no bounds anywhere:\n" + "\n".join(sorted(unruled))
-  assert not set(CHECKED_WHERE_USED) & set(RULES), "a key is both bounded here and said to be checked elsewhere"
+
+
+def test_a_task_declares_its_own_settings_rules_and_the_loop_checks_them(tmp_path):
+  """A task's own setting (gan.latent_dim) is refused by the loop before any data are read, with
+  what it expects, though the common RULES know nothing of it."""
+  from vision_jax.config import RULES
+  from vision_jax.tasks import GANTask
+  from vision_jax.train.loop import train_and_evaluate
+  assert "gan.latent_dim" not in RULES and "gan.latent_dim" in GANTask.RULES
+  config = load_config("dcgan_mnist", "smoke")
+  config.gan.latent_dim = 0
+  config.data.dataset = "idx:/nonexistent/never/read"
+  with pytest.raises(ConfigError, match=r"gan.latent_dim must be an integer >= 1, got 0"):
+    train_and_evaluate(config, str(tmp_path / "run"), GANTask)
+  assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("override, message", [
@@ -118,11 +132,12 @@ def test_every_impossible_setting_is_listed_and_each_player_s_optimizer_is_check
       "  optim.generator.b1 must be a number in [0, 1), got 1.0",
       "  data.mean and data.std must have one value each per channel, got 2 and 1"]
   # A config built in code meets the same bounds when the loop starts.
+  from vision_jax.tasks import ClassificationTask
   from vision_jax.train.loop import train_and_evaluate
   config = load_config("lenet5_digits", "smoke")
   config.train.batch_size = -1
   with pytest.raises(ConfigError, match="train.batch_size must be an integer >= 1, got -1"):
-    train_and_evaluate(config, "/nonexistent/never/written", task_cls=None)
+    train_and_evaluate(config, "/nonexistent/never/written", ClassificationTask)
 
 
 @pytest.mark.parametrize("name, override, message", [
@@ -140,8 +155,9 @@ def test_every_impossible_setting_is_listed_and_each_player_s_optimizer_is_check
     ("dcgan_mnist", "model.critic.width=0", "model.critic.width must be an integer >= 1, got 0"),
 ])
 def test_an_experiment_s_own_impossible_setting_is_refused(name, override, message):
+  """The rules an experiment declares (its own and its task's) meet its command line's overrides."""
   with pytest.raises(ConfigError, match=f"^impossible setting: {message}$"):
-    apply_overrides(load_config(name), [override])
+    apply_overrides(load_config(name), [override], experiment_rules(name))
 
 
 @pytest.mark.parametrize("module", ["vision_jax.cli", "scripts.sweep", "scripts.torch_resnet_cifar10"])

@@ -12,9 +12,9 @@ from PIL import Image
 
 from conftest import require_dataset
 from vision_jax.data import augment
-from vision_jax.data.formats import DatasetError
+from vision_jax.errors import DatasetError
 from vision_jax.data.formats.idx import read_idx
-from vision_jax.data.pipeline import DeviceData, Split, StreamData, batch_indices, get_splits
+from vision_jax.data.pipeline import DeviceData, StreamData, batch_indices, get_splits
 from vision_jax.data.sources import get_source
 from vision_jax.train.mesh import make_mesh
 

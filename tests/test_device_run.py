@@ -3,7 +3,6 @@ within a time budget (here on the CPU, with the project's own environment)."""
 import importlib
 import json
 import os
-import sys
 import tarfile
 
 import pytest
@@ -55,7 +54,7 @@ def test_runs_a_job_and_writes_the_summary_and_its_results(sandbox):
 
 
 def test_a_job_past_the_budget_is_stopped_and_keeps_its_checkpoints(sandbox, monkeypatch):
-  slow = device_run.Job(f"python -c \"import os,time; os.makedirs('{{workdir}}/checkpoints/5'); "
+  slow = device_run.Job("python -c \"import os,time; os.makedirs('{workdir}/checkpoints/5'); "
                         "open('{workdir}/checkpoints/5/x','w').write('1'); time.sleep(120)\"", "sleeps", 0.1)
   monkeypatch.setitem(device_run.JOBS, "slow", slow)
   out = sandbox / "out"

@@ -1,4 +1,4 @@
-"""Adversarial training on the one loop, and the sample-quality metrics."""
+"""GAN training (generator against critic) on the one loop, and the sample-quality metrics."""
 import json
 import os
 
@@ -13,7 +13,7 @@ from vision_jax import cli
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.metrics import sample_quality
 from vision_jax.models import get_model
-from vision_jax.tasks.adversarial import AdversarialTask, gradient_penalty
+from vision_jax.tasks.gan import GANTask, gradient_penalty
 from vision_jax.train.loop import train_and_evaluate
 
 os.environ.setdefault("VISION_JAX_NO_PROGRESS", "1")
@@ -50,7 +50,7 @@ def _counts(opt_state):
 
 def test_one_step_updates_the_critic_n_times_and_the_generator_once():
   config = _digits_config("wgan_gp", n_critic=3)
-  task = AdversarialTask(config, DIGITS)
+  task = GANTask(config, DIGITS)
   state = task.init_state(jax.random.key(0), _batch(2), total_steps=10)
   new, metrics = jax.jit(task.train_step)(state, _batch(24), jax.random.key(1))
   assert _counts(new.opt_state["disc"]) == {3}
@@ -66,7 +66,7 @@ def test_one_step_updates_the_critic_n_times_and_the_generator_once():
 @pytest.mark.parametrize("n_critic", [1, 3])
 def test_the_step_has_no_loop_for_xla_cpu_to_run_slowly(n_critic):
   # A scan of the critic updates, even of one, ran DCGAN's CIFAR-10 step 6x slower on CPUs.
-  task = AdversarialTask(_digits_config("dcgan", n_critic=n_critic), DIGITS)
+  task = GANTask(_digits_config("dcgan", n_critic=n_critic), DIGITS)
   state = task.init_state(jax.random.key(0), _batch(2), total_steps=10)
   jaxpr = str(jax.make_jaxpr(task.train_step)(state, _batch(8 * n_critic), jax.random.key(1)))
   assert "while[" not in jaxpr and "scan[" not in jaxpr
@@ -87,7 +87,7 @@ def test_gradient_penalty_is_zero_exactly_for_unit_norm_gradients():
 
 def test_weight_clipping_keeps_every_critic_weight_in_bounds():
   config = _digits_config("wgan", n_critic=2)
-  task = AdversarialTask(config, DIGITS)
+  task = GANTask(config, DIGITS)
   state = task.init_state(jax.random.key(0), _batch(2), total_steps=10)
   assert max(float(jnp.max(jnp.abs(p))) for p in jax.tree.leaves(state.params["disc"])) > 0.05
   new, _ = jax.jit(task.train_step)(state, _batch(config.train.batch_size), jax.random.key(1))
@@ -117,11 +117,11 @@ def test_a_resumed_gan_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path
   config = _digits_config("gan", n_critic=2)
   config.train.steps, config.train.checkpoint_every, config.train.eval_every = 4, 2, 4
   config.train.visuals_every = 0
-  whole = train_and_evaluate(config, str(tmp_path / "whole"), AdversarialTask)
+  whole = train_and_evaluate(config, str(tmp_path / "whole"), GANTask)
   config.train.steps = 2
-  train_and_evaluate(config, str(tmp_path / "resumed"), AdversarialTask)
+  train_and_evaluate(config, str(tmp_path / "resumed"), GANTask)
   config.train.steps = 4
-  resumed = train_and_evaluate(config, str(tmp_path / "resumed"), AdversarialTask)
+  resumed = train_and_evaluate(config, str(tmp_path / "resumed"), GANTask)
   assert resumed["step"] == whole["step"] == 4
   for a, b in zip(jax.tree.leaves(whole["state"]), jax.tree.leaves(resumed["state"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -180,14 +180,15 @@ def test_classifier_score_is_one_for_uniform_and_k_for_k_equal_certain_classes()
 
 def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
   from vision_jax.data.pipeline import get_splits
-  from vision_jax.metrics.feature_classifier import ensure_feature_classifier, load_feature_classifier
+  from vision_jax.metrics.feature_classifier import load_feature_classifier
+  from vision_jax.train.feature_classifier import ensure_feature_classifier
   directory = ensure_feature_classifier("lenet5_mnist", 40, ("data.dataset=sklearn:digits", "train.log_every=20"),
                                         directory=str(tmp_path / "classifier"))
   classifier = load_feature_classifier(directory)
   assert classifier.info["test_error"] < 0.5  # a real, if brief, training
   config = _digits_config("gan")
   config.gan.classifier.directory = directory
-  task = AdversarialTask(config, DIGITS)
+  task = GANTask(config, DIGITS)
   _, splits = get_splits(config.data)
   to_input = lambda images: jnp.asarray(images, jnp.float32) / 127.5 - 1.0
   train, test = (to_input(splits[s].arrays()["image"]) for s in ("train", "test"))
@@ -219,22 +220,22 @@ def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
 
 def test_bad_settings_and_shapes_are_clear_errors():
   with pytest.raises(ValueError, match="n_critic"):
-    AdversarialTask(_digits_config("wgan", n_critic=0), DIGITS)
+    GANTask(_digits_config("wgan", n_critic=0), DIGITS)
   with pytest.raises(ValueError, match="gan.clip .* gan.gradient_penalty"):
-    AdversarialTask(_digits_config("wgan_gp", clip=0.01), DIGITS)
+    GANTask(_digits_config("wgan_gp", clip=0.01), DIGITS)
   config = gan_config("wgan_gp", "mnist", smoke=True)
   config.model.critic.norm = "batch"
   with pytest.raises(ValueError, match="BatchNorm"):
-    AdversarialTask(config, DIGITS)
+    GANTask(config, DIGITS)
   config = _digits_config("wgan", n_critic=5)
   config.train.batch_size = 12
   with pytest.raises(ValueError, match="multiple of gan.n_critic"):
-    AdversarialTask(config, DIGITS)
-  task = AdversarialTask(_digits_config("gan"), DIGITS)
+    GANTask(config, DIGITS)
+  task = GANTask(_digits_config("gan"), DIGITS)
   with pytest.raises(ValueError, match=r"expected images \[batch, 32, 32, 1\]"):
     task.init_state(jax.random.key(0), _batch(2, (28, 28, 1)), total_steps=1)
   # DCGAN networks on 8x8 images: the generator says which sizes it makes.
   small = DatasetSpec((8, 8, 1), DIGITS.class_names, DIGITS.splits)
   with pytest.raises(ValueError, match="28x28 or 32x32"):
-    AdversarialTask(gan_config("dcgan", "mnist", smoke=True), small).init_state(
+    GANTask(gan_config("dcgan", "mnist", smoke=True), small).init_state(
         jax.random.key(0), _batch(2, (8, 8, 1)), total_steps=1)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture as SklearnMixture
 
-from vision_jax import gmm
-from vision_jax.pca import fit_pca
+from vision_jax.classical import gmm
+from vision_jax.classical.pca import fit_pca
 
 
 def _blobs(n=600, dim=4, seed=0):
@@ -102,5 +102,5 @@ def test_bad_input_is_a_clear_error():
   init = gmm.init_kmeans_plusplus(jax.random.key(0), x, 3)
   with pytest.raises(ValueError, match="dimensions"):
     gmm.fit(x[:, :2], init)
-  with pytest.raises(ValueError, match="dims"):
+  with pytest.raises(ValueError, match="num_components"):
     fit_pca(x, 10)

@@ -251,7 +251,7 @@ def test_cifar_resnet_dropout_before_the_head():
 def test_every_model_names_its_settings_and_refuses_others():
   """A setting a model does not take is a ConfigError naming the ones it does (a config that
   switches model.name keeps the old model's keys)."""
-  from vision_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from vision_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from vision_jax.models import registry  # pylint: disable=g-import-not-at-top
   for name in list_models():
     accepted = registry.settings(name)
@@ -275,7 +275,7 @@ def test_model_label_names_what_overridden_settings_build():
 
 @pytest.mark.parametrize("depth", [2, -4, 21])
 def test_a_cifar_resnet_depth_that_is_not_6n_plus_2_blocks_is_refused(depth):
-  from vision_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from vision_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   model = get_model("resnet20", depth=depth)
   with pytest.raises(ConfigError, match=rf"^depth must be 6n \+ 2 with n >= 1 .* got {depth}\b"):
     jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))

@@ -14,7 +14,7 @@ import pytest
 from scripts import report as report_script
 from scripts import sweep as sweep_script
 from vision_jax import plotting, sweeps
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 # The smallest real run: LeNet-5 on scikit-learn's digits (no files needed), a few steps.
 TINY = ["--variant", "smoke", "--config.data.dataset=sklearn:digits", "--config.data.pad_to=0",

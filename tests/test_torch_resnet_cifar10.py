@@ -20,7 +20,8 @@ torch = pytest.importorskip("torch", reason="PyTorch is needed for the reference
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from conftest import require_dataset
 from scripts import torch_resnet_cifar10 as ref
-from vision_jax.config import ConfigError, apply_overrides, load_config
+from vision_jax.config import apply_overrides, load_config
+from vision_jax.errors import ConfigError
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask

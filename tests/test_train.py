@@ -23,7 +23,8 @@ from vision_jax.config import load_config, apply_overrides
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
-from vision_jax.train.checkpoint import CheckpointError, CheckpointStore, read_state
+from vision_jax.train.checkpoint import CheckpointStore, read_state
+from vision_jax.errors import CheckpointError
 from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import OPTIMIZERS, make_optimizer

@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from vision_jax.config import ConfigError, apply_overrides, load_config
+from vision_jax.config import apply_overrides, experiment_rules, load_config
+from vision_jax.errors import ConfigError
 from vision_jax.errors import RunError
 
 
@@ -99,7 +100,7 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
   for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   try:
-    config = apply_overrides(load_config(name, args.variant), overrides)
+    config = apply_overrides(load_config(name, args.variant), overrides, experiment_rules(name))
   except ConfigError as e:
     sys.exit(f"error: {e}")
   if args.num_processes and args.num_processes > 1 or args.distributed:

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import ast
 import importlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
-from vision_jax.errors import RunError
-
-
-class ConfigError(RunError, ValueError):
-  """A config, variant or override that cannot be applied."""
+from vision_jax.errors import ConfigError
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -61,9 +57,10 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return keys
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
-  """Applies "a.b=value" overrides in place, then `check_config`; an unknown key raises
-  ConfigError listing valid keys."""
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str],
+                    rules: Mapping[str, Rule] | None = None) -> ml_collections.ConfigDict:
+  """Applies "a.b=value" overrides in place, then `check_config` with `rules` (an experiment's,
+  `experiment_rules`); an unknown key raises ConfigError listing valid keys."""
   valid = flat_keys(config)
   for item in overrides:
     key, eq, value = item.partition("=")
@@ -76,11 +73,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     for p in parents:
       node = node[p]
     node[leaf] = _convert(value, node[leaf], key)
-  return check_config(config)
+  return check_config(config, rules)
 
 
-def _is(low=None, high=None, *, low_open=False, high_open=False, integer=False):
-  """A rule: (test, what it expects in words) for a number in [low, high], ends open or closed."""
+Rule = tuple[Callable[[Any], bool], str]  # (test, what it expects in words)
+
+
+def bound(low=None, high=None, *, low_open=False, high_open=False, integer=False) -> Rule:
+  """A rule for a number in [low, high], each end open or closed."""
   def test(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
       return False
@@ -94,11 +94,11 @@ def _is(low=None, high=None, *, low_open=False, high_open=False, integer=False):
   return test, words
 
 
-def _one_of(*choices):
+def one_of(*choices) -> Rule:
   return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
 
 
-def _each(rule, *, empty_means=None):
+def each(rule: Rule, *, empty_means: str | None = None) -> Rule:
   """A rule for a tuple: each value meeting `rule`; at least one, unless `empty_means` says what
   none does."""
   test, words = rule
@@ -107,124 +107,107 @@ def _each(rule, *, empty_means=None):
   return (lambda v: isinstance(v, (tuple, list)) and len(v) >= least and all(map(test, v))), words
 
 
-# The bounds of the settings every config has (configs/common.py), then of some experiments' own.
-# A config without a key skips its rule; choices that name a component (optimizer, loss, model)
-# are checked where they are looked up.
-RULES = {
-    "train.steps": _is(0, integer=True),
-    "train.batch_size": _is(1, integer=True),
-    "train.eval_batch_size": _is(1, integer=True),
-    "train.log_every": _is(0, integer=True),
-    "train.eval_every": _is(0, integer=True),
-    "train.checkpoint_every": _is(0, integer=True),
-    "train.keep_checkpoints": _is(1, integer=True),
-    "train.visuals_every": _is(0, integer=True),
-    "train.best_mode": _one_of("min", "max"),
-    "train.early_stopping.mode": _one_of("min", "max"),
-    "train.early_stopping.patience": _is(0, integer=True),
-    "train.early_stopping.min_delta": _is(0),
-    "data.validation_size": _is(0, integer=True),
-    "data.train_size": _is(0, integer=True),
-    "data.pad_to": _is(0, integer=True),
-    "data.on_device": _one_of("auto", "yes", "no"),
+def checked_where_used(where: str) -> Rule:
+  """A numeric setting that no bound alone can judge (it is checked with its neighbours where it
+  is used, for one error naming the combination), or whose every value is possible: `where` says
+  which. It passes here; it is listed so that every number in a config is accounted for."""
+  return (lambda v: True), f"checked where used: {where}"
+
+
+# The bounds of the settings every config has (configs/common.py) and of the model settings the
+# registry's constructors share. A task declares its own settings' rules (`Task.RULES`), and an
+# experiment its own (`RULES` in experiments/<name>.py, with its task's); `check_config` applies
+# them together. A config without a key skips its rule; choices that name a component
+# (optimizer, loss, model) are checked where they are looked up. Every number in a shipped
+# config has a rule somewhere: tests/test_config.py holds every config to that.
+RULES: dict[str, Rule] = {
+    "train.steps": bound(0, integer=True),
+    "train.batch_size": bound(1, integer=True),
+    "train.eval_batch_size": bound(1, integer=True),
+    "train.log_every": bound(0, integer=True),
+    "train.eval_every": bound(0, integer=True),
+    "train.checkpoint_every": bound(0, integer=True),
+    "train.keep_checkpoints": bound(1, integer=True),
+    "train.visuals_every": bound(0, integer=True),
+    "train.best_mode": one_of("min", "max"),
+    "train.early_stopping.mode": one_of("min", "max"),
+    "train.early_stopping.patience": bound(0, integer=True),
+    "train.early_stopping.min_delta": bound(0),
+    "train.seed": checked_where_used("any integer"),
+    "data.validation_size": bound(0, integer=True),
+    "data.train_size": bound(0, integer=True),
+    "data.pad_to": bound(0, integer=True),
+    "data.on_device": one_of("auto", "yes", "no"),
     "data.std": ((lambda v: len(v) > 0 and all(isinstance(s, (int, float)) and s > 0 for s in v)),
                  "one positive number per channel (or one for all)"),
-    "data.augment.crop_padding": _is(0, integer=True),
-    "data.augment.noise_std": _is(0),
-    "data.augment.brightness": _is(0, 1),
-    "loss.label_smoothing": _is(0, 1, high_open=True),
-    "loss.focal_gamma": _is(0),
-    "loss.aux_weight": _is(0),
-    # Keys of some experiments' configs; those naming a component are checked where they are used.
-    "model.dropout": _is(0, 1, high_open=True),
-    "model.aux_dropout": _is(0, 1, high_open=True),
-    "loss.contrastive_margin": _is(0),
-    "loss.triplet_margin": _is(0),
-    "loss.arcface_margin": _is(0),
-    "loss.arcface_scale": _is(0, low_open=True),
-    "gan.latent_dim": _is(1, integer=True),
-    "gan.classifier.steps": _is(1, integer=True),
-    "evaluation.iw_samples": _is(1, integer=True),
-    "evaluation.test_size": _is(0, integer=True),
-    "evaluation.batch_size": _is(1, integer=True),
-    "evaluation.chunk": _is(1, integer=True),
-    "face.far": _is(0, 1),
-    "face.eigenfaces_components": _is(1, integer=True),
-    "eigenfaces.repeats": _is(1, integer=True),
-    "eigenfaces.components": _each(_is(1, integer=True)),
-    "gmm.pca_dims": _is(1, integer=True),
-    "gmm.components": _each(_is(1, integer=True)),
-    "gmm.reg": _is(0),
-    "gmm.max_iter": _is(1, integer=True),
-    "gmm.tol": _is(0),
-    "gmm.num_samples": _is(0, integer=True),
-    "stability.images_per_update": _is(1, integer=True),
-    "compare.probe_train_size": _is(1, integer=True),
-    "mlp_hidden": _each(_is(1, integer=True)),
-    "shift": _is(1, integer=True),
-    "model.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
-    "model.generator.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
-    "model.critic.hidden": _each(_is(1, integer=True), empty_means="no hidden layer"),
-    "model.generator.width": _is(1, integer=True),
-    "model.critic.width": _is(1, integer=True),
-    "model.embedding_dim": _is(1, integer=True),
-    "model.widths": _each(_is(1, integer=True)),
-    "model.input_pool": _is(1, integer=True),
-    "eigenfaces.show": _is(1, integer=True),
-    "eigenfaces.reconstruct_faces": _is(1, integer=True),
-    "eigenfaces.reconstruct_components": _each(_is(1, integer=True)),
-    "finetune_backbone_lr_scale": _is(0),
-    "seeds": _is(1, integer=True),
-    "pretrain.steps": _is(1, integer=True),
-    "pretrain.batch_size": _is(1, integer=True),
-    "pretrain.validation_size": _is(0, integer=True),
+    "data.mean": checked_where_used("any number per channel; counted against data.std in check_config"),
+    "data.augment.crop_padding": bound(0, integer=True),
+    "data.augment.noise_std": bound(0),
+    "data.augment.brightness": bound(0, 1),
+    "data.format_options.image_size": checked_where_used("the data format (vision_jax/data/formats)"),
+    "data.protocol.fold": checked_where_used("vision_jax/data/face_protocols.py, against the number of images"),
+    "data.protocol.num_unseen": checked_where_used("vision_jax/data/face_protocols.py, against the number of people"),
+    "data.protocol.seed": checked_where_used("any integer"),
+    "data.protocol.seen_test_per_person": checked_where_used(
+        "vision_jax/data/face_protocols.py, against the images per person"),
+    "data.protocol.test_per_person": checked_where_used(
+        "vision_jax/data/face_protocols.py, against the images per person"),
+    "loss.label_smoothing": bound(0, 1, high_open=True),
+    "loss.focal_gamma": bound(0),
+    "loss.aux_weight": bound(0),
+    "optim.boundaries": checked_where_used("the schedule (vision_jax/train/optimizers.py), against train.steps"),
+    # The registry's models share these constructor settings' meanings.
+    "model.dropout": bound(0, 1, high_open=True),
+    "model.aux_dropout": bound(0, 1, high_open=True),
+    "model.hidden": each(bound(1, integer=True), empty_means="no hidden layer"),
+    "model.embedding_dim": bound(1, integer=True),
+    "model.widths": each(bound(1, integer=True)),
+    "model.input_pool": bound(1, integer=True),
+    "model.depth": checked_where_used("the CIFAR ResNets (vision_jax/models/resnet.py): 6n + 2"),
+    "model.latent_dim": checked_where_used("the autoencoders (vision_jax/models/autoencoders.py)"),
 }
 
 # The bounds of an optimizer's settings (vision_jax/train/optimizers.py), for `optim` or, in a
 # config of several players (a GAN's `optim.generator` and `optim.critic`), for each of them.
-OPTIM_RULES = {
-    "learning_rate": _is(0),  # 0 trains nothing, but is a run (the untrained model's evaluations)
-    "momentum": _is(0, 1, high_open=True),
-    "b1": _is(0, 1, high_open=True),
-    "b2": _is(0, 1, high_open=True),
-    "decay": _is(0, 1, high_open=True),
-    "rmsprop_momentum": _is(0, 1, high_open=True),
-    "eps": ((lambda v: v is None or _is(0, low_open=True)[0](v)), "None (the optimizer's default) or a number > 0"),
-    "decay_factor": _is(0, low_open=True),
-    "warmup_steps": _is(0, integer=True),
-    "warmup_factor": _is(0, 1),
-    "weight_decay": _is(0),
-    "grad_clip_norm": _is(0),
-    "backbone_lr_scale": _is(0),
+OPTIM_RULES: dict[str, Rule] = {
+    "learning_rate": bound(0),  # 0 trains nothing, but is a run (the untrained model's evaluations)
+    "momentum": bound(0, 1, high_open=True),
+    "b1": bound(0, 1, high_open=True),
+    "b2": bound(0, 1, high_open=True),
+    "decay": bound(0, 1, high_open=True),
+    "rmsprop_momentum": bound(0, 1, high_open=True),
+    "eps": ((lambda v: v is None or bound(0, low_open=True)[0](v)), "None (the optimizer's default) or a number > 0"),
+    "decay_factor": bound(0, low_open=True),
+    "warmup_steps": bound(0, integer=True),
+    "warmup_factor": bound(0, 1),
+    "weight_decay": bound(0),
+    "grad_clip_norm": bound(0),
+    "backbone_lr_scale": bound(0),
 }
 
-# Numeric settings without a rule above, each checked with its neighbours where it is used (one
-# error for a combination a single bound cannot judge), or any value being possible. A new numeric
-# key needs a rule or a line here: tests/test_config.py holds every config to that.
-CHECKED_WHERE_USED = {
-    "train.seed": "any integer",
-    "evaluation.seed": "any integer",
-    "data.mean": "any number per channel; counted against data.std in check_config",
-    "data.format_options.image_size": "the data format (vision_jax/data/formats)",
-    "data.protocol.fold": "vision_jax/data/face_protocols.py, against the number of images",
-    "data.protocol.num_unseen": "vision_jax/data/face_protocols.py, against the number of people",
-    "data.protocol.seed": "any integer",
-    "data.protocol.seen_test_per_person": "vision_jax/data/face_protocols.py, against the images per person",
-    "data.protocol.test_per_person": "vision_jax/data/face_protocols.py, against the images per person",
-    "optim.boundaries": "the schedule (vision_jax/train/optimizers.py), against train.steps",
-    "model.depth": "the CIFAR ResNets (vision_jax/models/resnet.py): 6n + 2",
-    "model.latent_dim": "the autoencoders (vision_jax/models/autoencoders.py)",
-    "eigenfaces.num_components": "experiments/eigenfaces_orl.py, against eigenfaces.components",
-    "gan.n_critic": "vision_jax/tasks/adversarial.py, against train.batch_size",
-    "gan.clip": "vision_jax/tasks/adversarial.py, against gan.gradient_penalty",
-    "gan.gradient_penalty": "vision_jax/tasks/adversarial.py, against gan.clip and the critic's norm",
-    "autoencoder.eval_seed": "any integer",
-    **{f"autoencoder.{k}": "vision_jax/tasks/autoencoding.py, against autoencoder.corruption and the model"
-       for k in ("decoder_std", "eval_noise_std", "iw_chunk", "iw_samples", "kl_weight", "noise_level",
-                 "sparsity_target", "sparsity_weight")},
-    **{f"compare.{k}": "vision_jax/tasks/autoencoding.py, as the autoencoder.* of its arm"
-       for k in ("dae_noise_level", "sae_sparsity_target", "sae_sparsity_weight")},
-}
+
+def experiment_rules(name: str) -> Mapping[str, Rule]:
+  """The rules `experiments/<name>.py` declares (`RULES`: its task's and its own settings'), or
+  none when it declares none."""
+  try:
+    module = importlib.import_module(f"experiments.{name}")
+  except ModuleNotFoundError as e:
+    if e.name in (f"experiments.{name}", "experiments"):
+      return {}
+    raise
+  return getattr(module, "RULES", {})
+
+
+def all_rules(config: ml_collections.ConfigDict, rules: Mapping[str, Rule] | None = None) -> dict[str, Rule]:
+  """The common `RULES`, `OPTIM_RULES` for each optimizer `config` has, and `rules`, by key."""
+  merged = dict(RULES)
+  optim = config.get("optim")
+  if isinstance(optim, ml_collections.ConfigDict):
+    players = [""] if "name" in optim else [f"{k}." for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)]
+    merged.update({f"optim.{p}{key}": rule for p in players for key, rule in OPTIM_RULES.items()})
+  merged.update(rules or {})
+  return merged
+
 
 _MISSING = object()
 
@@ -238,16 +221,13 @@ def _lookup(config: ml_collections.ConfigDict, key: str) -> Any:
   return node
 
 
-def check_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Raises one ConfigError listing every common setting outside its bounds (`RULES`,
-  `OPTIM_RULES`), each with what it expects; returns `config` when all are possible."""
-  rules = dict(RULES)
-  optim = config.get("optim")
-  if isinstance(optim, ml_collections.ConfigDict):
-    players = [""] if "name" in optim else [f"{k}." for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)]
-    rules.update({f"optim.{p}{key}": rule for p in players for key, rule in OPTIM_RULES.items()})
+def check_config(config: ml_collections.ConfigDict,
+                 rules: Mapping[str, Rule] | None = None) -> ml_collections.ConfigDict:
+  """Raises one ConfigError listing every setting outside its bounds (the common `RULES` and
+  `OPTIM_RULES`, and `rules`: a task's or an experiment's own), each with what it expects;
+  returns `config` when all are possible."""
   bad = []
-  for key, (test, expected) in rules.items():
+  for key, (test, expected) in all_rules(config, rules).items():
     value = _lookup(config, key)
     if value is not _MISSING and not test(value):
       bad.append(f"{key} must be {expected}, got {value!r}")

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vision_jax.tasks.classification import build_model
+from vision_jax.models.registry import build_model
 
 Row = dict[str, Any]
 
@@ -245,7 +245,7 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
 
 def build(name: str, num_classes: int, kwargs: Mapping[str, Any]) -> nn.Module:
   """The registered model as an experiment config would build it (`config.model` = name + kwargs)."""
-  return build_model(ml_collections.ConfigDict({"name": name, **kwargs}), num_classes)
+  return build_model(ml_collections.ConfigDict({"name": name, **kwargs}), num_classes=num_classes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,7 +40,8 @@ from typing import Any, Mapping, Sequence
 
 import ml_collections
 
-from vision_jax.config import ConfigError, apply_overrides, load_config
+from vision_jax.config import apply_overrides, experiment_rules, load_config
+from vision_jax.errors import ConfigError
 
 # Characters a point's directory name keeps; "," and "=" separate the overrides in it.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]+")
@@ -187,7 +188,8 @@ def point_overrides(overrides: Mapping[str, Any]) -> list[str]:
 def point_config(experiment: str, variant: str | None, common: Sequence[str],
                  overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """The config one point runs with: the variant, then the common overrides, then the point's."""
-  return apply_overrides(load_config(experiment, variant), [*common, *point_overrides(overrides)])
+  return apply_overrides(load_config(experiment, variant), [*common, *point_overrides(overrides)],
+                         experiment_rules(experiment))
 
 
 POINT_FILE = "sweep_point.json"  # in a point's directory: the overrides and config it runs with

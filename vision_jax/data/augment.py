@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 Batch = dict[str, jnp.ndarray]
 

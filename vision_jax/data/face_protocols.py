@@ -21,7 +21,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 PROTOCOLS = ("identification", "verification")
 

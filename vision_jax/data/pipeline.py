@@ -27,9 +27,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.data.face_protocols import apply_protocol
-from vision_jax.data.formats import DatasetError
+from vision_jax.errors import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.data.sources import get_source
 

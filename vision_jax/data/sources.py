@@ -38,7 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vision_jax.data.formats import DatasetError, LocalFormat, get_format
+from vision_jax.data.formats import LocalFormat, get_format
+from vision_jax.errors import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

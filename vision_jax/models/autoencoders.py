@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.metrics import likelihood
 from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register

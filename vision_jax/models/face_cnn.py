@@ -15,8 +15,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vision_jax.config import ConfigError
-from vision_jax.metric_learning import l2_normalize
+from vision_jax.errors import ConfigError
+from vision_jax.models.layers import l2_normalize
 from vision_jax.models.layers import Conv
 from vision_jax.models.registry import register
 

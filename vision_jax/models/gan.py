@@ -1,4 +1,4 @@
-"""Generators and critics for adversarial training (the task is `vision_jax.tasks.adversarial`).
+"""Generators and critics for adversarial training (the task is `vision_jax.tasks.gan`).
 
 - `mlp_generator`, `mlp_critic`: fully connected, as in Goodfellow et al. 2014 ("Generative
   adversarial nets"; ReLU generator, LeakyReLU rather than maxout in the discriminator).
@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
 

@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.models.layers import Conv, torchvision_transform_input
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register

@@ -27,6 +27,12 @@ import numpy as np
 from jax import lax
 
 
+def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndarray:
+  """x / |x| along `axis` (zero vectors stay zero)."""
+  x = x.astype(jnp.float32)
+  return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps))
+
+
 def _transpose_pads(k: int, s: int, padding: str) -> tuple[int, int]:
   """The (low, high) padding of the stride-dilated input that `lax.conv_transpose` uses."""
   if padding == "SAME":

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 from vision_jax.models.layers import Conv
 from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register

@@ -10,8 +10,10 @@ import inspect
 from typing import Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -34,6 +36,28 @@ def get_model(name: str, **kwargs) -> nn.Module:
   return _MODELS[name](**kwargs)
 
 
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
+  """`model_config`'s keys but "name", as constructor arguments: dtype names to dtypes, lists to tuples."""
+  kwargs = {k: v for k, v in model_config.items() if k != "name"}
+  if "dtype" in kwargs:
+    if kwargs["dtype"] not in DTYPES:
+      raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
+    kwargs["dtype"] = DTYPES[kwargs["dtype"]]
+  for k, v in kwargs.items():
+    if isinstance(v, list):
+      kwargs[k] = tuple(v)
+  return kwargs
+
+
+def build_model(model_config: ml_collections.ConfigDict, **extra) -> nn.Module:
+  """The registered model named `model_config.name`, with the other keys and `extra` (what the
+  data decide, such as `num_classes` or a generator's `image_shape`) as its arguments."""
+  return get_model(model_config.name, **model_kwargs(model_config), **extra)
+
+
 def check_model(name: str, setting_names) -> None:
   """Raises ConfigError unless `name` is registered and takes every one of `setting_names`."""
   if name not in _MODELS:
@@ -45,15 +69,10 @@ def check_model(name: str, setting_names) -> None:
                       f"it takes: {', '.join(accepted)}")
 
 
-def check_model_config(model_config) -> None:
-  """`check_model` for a config's `model` (its name and other keys), or for each of its players'
-  (a GAN's `model.generator`, `model.critic`): before any data are read, not when it is built."""
-  if "name" in model_config:
-    check_model(model_config.name, [k for k in model_config if k != "name"])
-    return
-  for player in model_config.values():
-    if hasattr(player, "keys") and "name" in player:
-      check_model_config(player)
+def check_model_config(model_config: ml_collections.ConfigDict) -> None:
+  """`check_model` for a model config (its name and other keys): before any data are read, not
+  when it is built. A task calls it for each model it builds (`Task.check_settings`)."""
+  check_model(model_config.name, [k for k in model_config if k != "name"])
 
 
 def settings(name: str) -> list[str] | None:

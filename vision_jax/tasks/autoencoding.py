@@ -36,13 +36,14 @@ import numpy as np
 import scipy.stats
 
 from vision_jax import plotting
-from vision_jax.config import ConfigError
+from vision_jax.config import checked_where_used
+from vision_jax.errors import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.metrics import likelihood
 from vision_jax.models import get_model
 from vision_jax.models.autoencoders import VariationalAutoencoder
-from vision_jax.tasks.base import Batch, Task, masked_mean
-from vision_jax.tasks.classification import model_kwargs
+from vision_jax.tasks.base import Task, masked_mean
+from vision_jax.models.registry import model_kwargs
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
 
@@ -167,6 +168,14 @@ def sparsity_penalty(codes: jnp.ndarray, target: float) -> jnp.ndarray:
 
 class AutoencodingTask(Task):
   """Trains `config.model` (an autoencoder or VAE) to reconstruct its clean input."""
+
+  RULES = {
+      "autoencoder.eval_seed": checked_where_used("any integer"),
+      **{f"autoencoder.{k}": checked_where_used("vision_jax/tasks/autoencoding.py, against "
+                                                "autoencoder.corruption and the model")
+         for k in ("decoder_std", "eval_noise_std", "iw_chunk", "iw_samples", "kl_weight", "noise_level",
+                   "sparsity_target", "sparsity_weight")},
+  }
 
   def __init__(self, config, spec):
     super().__init__(config, spec)

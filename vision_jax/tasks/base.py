@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vision_jax import config as config_lib
 from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.models.registry import check_model_config
 from vision_jax.train.state import TrainState
 
 Batch = dict[str, jnp.ndarray]
@@ -26,8 +28,25 @@ class Task:
   batches, padding and devices; `batch["mask"]` marks the real examples.
   """
 
+  # The bounds of the task's own settings (`config.bound`, `one_of`, `each`, `checked_where_used`),
+  # checked with the common ones by `check_settings`.
+  RULES: dict[str, config_lib.Rule] = {}
+
   def __init__(self, config: ml_collections.ConfigDict, spec: DatasetSpec):
     self.config, self.spec = config, spec
+
+  @classmethod
+  def check_settings(cls, config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for an impossible setting or a model that cannot be built, before any
+    data are read: the common bounds and the task's `RULES`, then `check_models`."""
+    config_lib.check_config(config, cls.RULES)
+    cls.check_models(config)
+
+  @classmethod
+  def check_models(cls, config: ml_collections.ConfigDict) -> None:
+    """The models the task builds are registered and take their settings; one `config.model` by
+    default."""
+    check_model_config(config.model)
 
   def init_state(self, rng: jax.Array, batch: Batch, total_steps: int) -> TrainState:
     raise NotImplementedError

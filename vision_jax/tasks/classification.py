@@ -5,36 +5,13 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from vision_jax import losses, plotting
-from vision_jax.config import ConfigError
-from vision_jax.models import get_model
-from vision_jax.tasks.base import Batch, Metrics, Task, masked_mean
+from vision_jax.models.registry import build_model
+from vision_jax.tasks.base import Batch, Task, masked_mean
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
-  """`model_config`'s keys but "name", as constructor arguments: dtype names to dtypes, lists to tuples."""
-  kwargs = {k: v for k, v in model_config.items() if k != "name"}
-  if "dtype" in kwargs:
-    if kwargs["dtype"] not in DTYPES:
-      raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
-    kwargs["dtype"] = DTYPES[kwargs["dtype"]]
-  for k, v in kwargs.items():
-    if isinstance(v, list):
-      kwargs[k] = tuple(v)
-  return kwargs
-
-
-def build_model(model_config: ml_collections.ConfigDict, num_classes: int):
-  """The registered model named `model_config.name`, with the other keys as its arguments."""
-  return get_model(model_config.name, num_classes=num_classes, **model_kwargs(model_config))
-
 
 class ClassificationTask(Task):
   """Trains `config.model` with `config.loss` ("cross_entropy", "mse" or "focal").
@@ -45,7 +22,7 @@ class ClassificationTask(Task):
 
   def __init__(self, config, spec):
     super().__init__(config, spec)
-    self.model = build_model(config.model, spec.num_classes)
+    self.model = build_model(config.model, num_classes=spec.num_classes)
     self.loss_config = config.loss
 
   def init_state(self, rng, batch, total_steps):

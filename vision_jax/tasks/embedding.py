@@ -1,7 +1,7 @@
 """Embedding learning: a registered model maps an image to an L2-normalised embedding, trained so
 that one identity's images lie close together (faces: one person's).
 
-`config.loss.name` picks the loss (`vision_jax.metric_learning`):
+`config.loss.name` picks the loss (`vision_jax.losses.metric_learning`):
 - "cross_entropy": a linear classifier over the identities reads the unnormalised embedding
   (the model's "pre_logits"); after training, the normalised embedding (the penultimate
   layer's features) is what identification and verification use.
@@ -29,11 +29,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vision_jax import losses, metric_learning, plotting
-from vision_jax.config import ConfigError
+from vision_jax import losses, plotting
+from vision_jax.losses import metric_learning
+from vision_jax.models.layers import l2_normalize
+from vision_jax.config import bound
+from vision_jax.errors import ConfigError
 from vision_jax.data.pipeline import Split
 from vision_jax.tasks.base import Batch, Task, masked_mean
-from vision_jax.tasks.classification import build_model
+from vision_jax.models.registry import build_model
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
 
@@ -45,7 +48,7 @@ class CosineClassifier(nn.Module):
   @nn.compact
   def __call__(self, embeddings: jnp.ndarray) -> jnp.ndarray:
     centres = self.param("centres", nn.initializers.normal(0.01), (embeddings.shape[-1], self.num_classes))
-    return metric_learning.l2_normalize(embeddings) @ metric_learning.l2_normalize(centres, axis=0)
+    return l2_normalize(embeddings) @ l2_normalize(centres, axis=0)
 
 
 class EmbeddingTask(Task):
@@ -55,12 +58,19 @@ class EmbeddingTask(Task):
   cross_entropy and arcface losses).
   """
 
+  RULES = {
+      "loss.contrastive_margin": bound(0),
+      "loss.triplet_margin": bound(0),
+      "loss.arcface_margin": bound(0),
+      "loss.arcface_scale": bound(0, low_open=True),
+  }
+
   def __init__(self, config: ml_collections.ConfigDict, spec):
     super().__init__(config, spec)
     self.loss_config = lc = config.loss
     if lc.name not in metric_learning.EMBEDDING_LOSSES:
       raise ConfigError(f"unknown embedding loss {lc.name!r}; valid: {', '.join(metric_learning.EMBEDDING_LOSSES)}")
-    self.model = build_model(config.model, spec.num_classes)
+    self.model = build_model(config.model, num_classes=spec.num_classes)
     self.head = {"cross_entropy": nn.Dense(spec.num_classes), "arcface": CosineClassifier(spec.num_classes)}.get(lc.name)
 
   def init_state(self, rng, batch, total_steps):

@@ -26,11 +26,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vision_jax.errors import RunError
-
-
-class CheckpointError(RunError):
-  """Saved variables or checkpoints that are missing or do not read."""
+from vision_jax.errors import CheckpointError
 
 
 def save_variables(path: str, variables: Any) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 import time
 from typing import Any, Callable
@@ -35,11 +34,10 @@ import ml_collections
 import numpy as np
 
 from vision_jax import plotting
-from vision_jax.config import ConfigError, check_config
+from vision_jax.errors import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.errors import RunError
-from vision_jax.models.registry import check_model_config
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import CheckpointStore
@@ -149,7 +147,7 @@ def _check_metric_names(task: Task, state, batch, eval_splits, wanted: dict[str,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       task_cls: Callable[..., Task]) -> dict[str, Any]:
+                       task_cls: type[Task]) -> dict[str, Any]:
   """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
 
   The summary: {"step", "train_wall_s", "eval": {split/metric: value}, "best_step",
@@ -158,8 +156,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Files in `workdir`: metrics.jsonl, config.json,
   checkpoints/, checkpoints_best/, curves.png, pictures, and W&B's offline run.
   """
-  check_config(config)  # a config built in code, not through apply_overrides, meets the same bounds
-  check_model_config(config.model)  # a misspelt model or setting, before a dataset is prepared
+  # A config built in code, not through apply_overrides, meets the same bounds; a misspelt model
+  # or setting is found before a dataset is prepared.
+  task_cls.check_settings(config)
   tc = config.train
   mesh = mesh_lib.make_mesh()
   spec, splits = get_splits(config.data)

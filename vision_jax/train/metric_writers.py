@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 
 def wandb_mode(requested: str) -> str:

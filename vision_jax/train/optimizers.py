@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import optax
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine")

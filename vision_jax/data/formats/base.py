@@ -8,11 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vision_jax.errors import RunError
-
-
-class DatasetError(RunError, ValueError):
-  """Bad input data: a missing path, a file of the wrong format, a corrupt image, a bad label."""
+from vision_jax.errors import DatasetError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
-from vision_jax.data.formats.base import DatasetError, DatasetSpec, LocalFormat, register_format
+from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
+from vision_jax.errors import DatasetError
 
 _SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),

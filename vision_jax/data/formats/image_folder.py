@@ -15,7 +15,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from vision_jax.data.formats.base import DatasetError, DatasetSpec, LocalFormat, register_format
+from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
+from vision_jax.errors import DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 SPLIT_NAMES = ("train", "validation", "val", "test")

@@ -37,7 +37,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from vision_jax.data.formats.base import DatasetError, DatasetSpec, LocalFormat, register_format
+from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
+from vision_jax.errors import DatasetError
 from vision_jax.data.formats.image_folder import decode_image, read_files
 
 SPLITS = ("trainval", "test")

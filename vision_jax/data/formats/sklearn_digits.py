@@ -11,7 +11,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from vision_jax.data.formats.base import DatasetError, DatasetSpec, LocalFormat, register_format
+from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
+from vision_jax.errors import DatasetError
 
 SIZE = 32
 TEST_FRACTION = 0.2

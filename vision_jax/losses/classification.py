@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vision_jax.config import ConfigError
+from vision_jax.errors import ConfigError
 
 
 def softmax_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: float = 0.0) -> jnp.ndarray:

@@ -1,4 +1,4 @@
-"""Adversarial training: a generator and a critic in one train state, on the one loop.
+"""GAN training: a generator against a critic in one train state, on the one loop.
 
     params    = {"gen": generator params, "disc": critic params}
     opt_state = {"gen": ..., "disc": ...}             (two optax optimizers, held by the task)
@@ -31,30 +31,20 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from vision_jax import plotting
-from vision_jax.config import ConfigError
+from vision_jax.config import bound, checked_where_used, each
+from vision_jax.errors import ConfigError
 from vision_jax.metrics import sample_quality
-from vision_jax.models import get_model
-from vision_jax.tasks.base import Batch, Task, masked_mean
-from vision_jax.tasks.classification import DTYPES
+from vision_jax.metrics.feature_classifier import load_feature_classifier
+from vision_jax.tasks.base import Task, masked_mean
+from vision_jax.models.registry import build_model, check_model_config
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
 
 LOSSES = ("non_saturating", "wasserstein")
-
-
-def build_gan_model(model_config: ml_collections.ConfigDict, **extra):
-  """The registered generator or critic named `model_config.name`, its other keys as arguments."""
-  kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_config.items() if k != "name"}
-  if "dtype" in kwargs:
-    if kwargs["dtype"] not in DTYPES:
-      raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {kwargs['dtype']!r}")
-    kwargs["dtype"] = DTYPES[kwargs["dtype"]]
-  return get_model(model_config.name, **kwargs, **extra)
 
 
 def gradient_penalty(critic_fn, real: jnp.ndarray, fake: jnp.ndarray, rng: jax.Array) -> jnp.ndarray:
@@ -82,13 +72,30 @@ def to_uint8(images: jnp.ndarray) -> np.ndarray:
   return np.asarray(jax.device_get(jnp.round((jnp.clip(images, -1, 1) + 1) * 127.5))).astype(np.uint8)
 
 
-class AdversarialTask(Task):
+class GANTask(Task):
   """A generator (`config.model.generator`) against a critic (`config.model.critic`).
 
   config.gan: loss, n_critic, clip, gradient_penalty, latent_dim, classifier.directory.
   config.optim.generator and config.optim.critic: `make_optimizer` configs.
   Images must be scaled to [-1, 1] (data.mean = data.std = 0.5 per channel), as the tanh makes them.
   """
+
+  RULES = {
+      "gan.latent_dim": bound(1, integer=True),
+      "gan.classifier.steps": bound(1, integer=True),
+      "gan.n_critic": checked_where_used("vision_jax/tasks/gan.py, against train.batch_size"),
+      "gan.clip": checked_where_used("vision_jax/tasks/gan.py, against gan.gradient_penalty"),
+      "gan.gradient_penalty": checked_where_used("vision_jax/tasks/gan.py, against gan.clip and the critic's norm"),
+      **{f"model.{player}.hidden": each(bound(1, integer=True), empty_means="no hidden layer")
+         for player in ("generator", "critic")},
+      **{f"model.{player}.width": bound(1, integer=True) for player in ("generator", "critic")},
+  }
+
+  @classmethod
+  def check_models(cls, config):
+    """Both players: `model.generator` and `model.critic`."""
+    for player in ("generator", "critic"):
+      check_model_config(config.model[player])
 
   def __init__(self, config, spec):
     super().__init__(config, spec)
@@ -117,11 +124,10 @@ class AdversarialTask(Task):
     size = config.data.get("pad_to", 0)
     self.image_shape = (size, size, spec.image_shape[2]) if size else tuple(spec.image_shape)
     self.n_critic, self.latent_dim = gc.n_critic, gc.latent_dim
-    self.generator = build_gan_model(config.model.generator, image_shape=self.image_shape)
-    self.critic = build_gan_model(config.model.critic)
+    self.generator = build_model(config.model.generator, image_shape=self.image_shape)
+    self.critic = build_model(config.model.critic)
     self.classifier = None
     if gc.get("classifier") and gc.classifier.get("directory", ""):
-      from vision_jax.metrics.feature_classifier import load_feature_classifier  # pylint: disable=g-import-not-at-top
       self.classifier = load_feature_classifier(gc.classifier.directory)
     self.visual_rng = jax.random.key(config.train.seed + 7919)  # fixed: grids are comparable across evals
 

@@ -9,7 +9,8 @@ They see only the people in the batch, so a batch should hold several images of 
   for each anchor, its hardest positive and hardest negative in the batch (`batch_hard_mining`).
 - `arcface_loss`: Deng et al. 2019, the additive angular margin: cross-entropy over
   s cos(theta_y + m) for the true class and s cos(theta_j) for the others.
-Softmax cross-entropy is `vision_jax.losses.softmax_cross_entropy`.
+Softmax cross-entropy is `vision_jax.losses.softmax_cross_entropy`; `l2_normalize` is a layer
+(`vision_jax.models.layers`), since a face model normalises its embedding with it.
 """
 from __future__ import annotations
 
@@ -17,11 +18,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndarray:
-  """x / |x| along `axis` (zero vectors stay zero)."""
-  x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps))
 
 
 def pairwise_distances(embeddings: jnp.ndarray) -> jnp.ndarray:
