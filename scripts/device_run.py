@@ -87,8 +87,8 @@ JOBS: dict[str, Job] = {
     "degradation": Job(
         f"python -m scripts.sweep resnet_cifar10 --sweep degradation --jobs 2 --workdir {{workdir}} {NO_WANDB}",
         "He et al. Figure 6: plain-20/56 against ResNet-20/56 (two points at a time on the GPU)", 15, ("cifar10",)),
-    # The lecture's ablations at the paper's full schedule (64k steps each; the README has them at one
-    # epoch on a CPU): three ResNet-20 points at a time share the GPU.
+    # The lecture's ablations at the paper's full schedule (64k steps each; docs/ablations/ has them at
+    # one epoch on a CPU): three ResNet-20 points at a time share the GPU.
     "ablation_optimizers": Job(
         f"python -m scripts.sweep resnet_cifar10 --sweep optimizers --jobs 3 --workdir {{workdir}} {NO_WANDB}",
         "ResNet-20 with SGD, momentum, Nesterov, Adam, AdaGrad and RMSprop, 64k steps each", 12, ("cifar10",)),

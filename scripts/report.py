@@ -1,7 +1,7 @@
 """Turns a sweep's runs into a markdown table and plots (written by `python -m scripts.sweep`).
 
     python -m scripts.report runs/sweeps/lenet5_mnist/optimizers [--metric test/error] [--out DIR]
-        [--image-prefix docs/ablations/optimizers/] [--ylim LOW,HIGH]
+        [--image-prefix PREFIX] [--ylim LOW,HIGH]
 
 Writes into the sweep directory (or --out): report.md, a table with one row per point (its
 overrides, the final eval metrics, steps, the seconds spent in training steps and the process's
@@ -11,8 +11,9 @@ curves.png (train loss and the metric against the step, the points overlaid) and
 final_<metric>.png (a bar per point), and the plots the experiment's config asks for this sweep
 in `get_sweep_plots()` (e.g. the ResNet paper's Figure 6 for resnet_cifar10's `degradation`:
 training and test error against the iteration, plain and residual networks side by side; see
-vision_jax/sweeps.py). The images are linked relative to report.md, or with --image-prefix
-prepended, so that the markdown can be pasted into the README as it is.
+vision_jax/sweeps.py). The images are linked relative to report.md, so that the report reads
+as it is where it lies (`--out docs/ablations/<sweep>` for a write-up); --image-prefix prepends
+a path to every link, for markdown pasted elsewhere.
 """
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--metric", default="test/error", help="the eval metric to compare (default: test/error)")
   parser.add_argument("--out", default=None, help="where report.md and the PNGs go (default: the sweep directory)")
   parser.add_argument("--image-prefix", default="",
-                      help="prepended to the image links, e.g. docs/ablations/optimizers/ for the README")
+                      help="prepended to the image links, for a report pasted elsewhere than --out")
   parser.add_argument("--ylim", default=None, metavar="LOW,HIGH", type=_ylim,
                       help="the y range of the config's plots (get_sweep_plots()), instead of their own")
   args = parser.parse_args(argv)
