@@ -11,6 +11,7 @@ Command: python -m experiments.autoencoders_mnist --workdir runs/autoencoders_mn
 Variants: smoke; conv (the convolutional models); kinds=dae (one model only, e.g. in a sweep).
 Sweeps: `python -m scripts.sweep autoencoders_mnist --sweep dae_noise` (or sae_penalty).
 """
+
 import copy
 
 from configs.common import base_config
@@ -35,11 +36,14 @@ def get_config(arg=None):
   c.autoencoder = default_options()
   c.autoencoder.eval_noise_std = 0.5
   c.compare = dict(
-      kinds=arg.kinds,  # "+"-separated, in the table's order; the result's value is the first's probe accuracy
-      architecture="conv" if arg.conv else "mlp",
-      dae_corruption="gaussian", dae_noise_level=0.5,
-      sae_sparsity_weight=1.0, sae_sparsity_target=0.0,
-      probe_train_size=10_000)
+    kinds=arg.kinds,  # "+"-separated, in the table's order; the result's value is the first's probe accuracy
+    architecture="conv" if arg.conv else "mlp",
+    dae_corruption="gaussian",
+    dae_noise_level=0.5,
+    sae_sparsity_weight=1.0,
+    sae_sparsity_target=0.0,
+    probe_train_size=10_000,
+  )
   c.optim.name = "adam"
   c.optim.learning_rate = 1e-3
   c.optim.schedule = "cosine"
@@ -66,7 +70,9 @@ def kinds_of(config) -> list[str]:
   kinds = [k for k in config.compare.kinds.split("+") if k]
   bad = [k for k in kinds if k not in KINDS]
   if bad or not kinds:
-    raise ConfigError(f"compare.kinds must be '+'-separated names from {', '.join(KINDS)}; got {config.compare.kinds!r}")
+    raise ConfigError(
+      f"compare.kinds must be '+'-separated names from {', '.join(KINDS)}; got {config.compare.kinds!r}"
+    )
   return kinds
 
 
@@ -88,9 +94,21 @@ def kind_config(config, kind: str):
 def get_sweeps():
   """The DAE's noise level and the SAE's penalty, each model alone."""
   return {
-      "dae_noise": [{"compare.kinds": "dae", "compare.dae_noise_level": s} for s in (0.1, 0.3, 0.5, 0.8)]
-                   + [{"compare.kinds": "dae", "compare.dae_corruption": "masking", "compare.dae_noise_level": p}
-                      for p in (0.25, 0.5)],
-      "sae_penalty": [{"compare.kinds": "sae", "compare.sae_sparsity_weight": w} for w in (0.1, 0.3, 1.0, 3.0)]
-                     + [{"compare.kinds": "sae", "compare.sae_sparsity_weight": 3.0, "compare.sae_sparsity_target": 0.05}],
+    "dae_noise": [
+      {"compare.kinds": "dae", "compare.dae_noise_level": s} for s in (0.1, 0.3, 0.5, 0.8)
+    ]
+    + [
+      {"compare.kinds": "dae", "compare.dae_corruption": "masking", "compare.dae_noise_level": p}
+      for p in (0.25, 0.5)
+    ],
+    "sae_penalty": [
+      {"compare.kinds": "sae", "compare.sae_sparsity_weight": w} for w in (0.1, 0.3, 1.0, 3.0)
+    ]
+    + [
+      {
+        "compare.kinds": "sae",
+        "compare.sae_sparsity_weight": 3.0,
+        "compare.sae_sparsity_target": 0.05,
+      }
+    ],
   }

@@ -1,4 +1,5 @@
 """The keys every experiment config has, with their defaults. Configs start from `base_config()`."""
+
 from __future__ import annotations
 
 import ml_collections
@@ -44,7 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.boundaries = ()  # steps at which the step schedule multiplies by decay_factor
   c.optim.decay_factor = 0.1
   c.optim.warmup_steps = 0
-  c.optim.warmup_shape = "linear"  # linear (from warmup_factor x the rate) | constant (at warmup_factor x the rate)
+  c.optim.warmup_shape = (
+    "linear"  # linear (from warmup_factor x the rate) | constant (at warmup_factor x the rate)
+  )
   c.optim.warmup_factor = 0.0
   c.optim.weight_decay = 0.0
   c.optim.decay_kernels_only = False
@@ -64,7 +67,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 128
   c.train.eval_batch_size = 1000
   c.train.log_every = 100  # also the number of steps scanned per jitted call
-  c.train.scan_steps = "auto"  # one scanned call per log_every steps: auto (not on CPUs) | true | false
+  c.train.scan_steps = (
+    "auto"  # one scanned call per log_every steps: auto (not on CPUs) | true | false
+  )
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
@@ -77,7 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.early_stopping.mode = "min"
   c.train.early_stopping.patience = 0  # evaluations without improvement before stopping
   c.train.early_stopping.min_delta = 0.0
-  c.train.early_stopping.restore_best = True  # end on the best evaluation's parameters, not the last
+  c.train.early_stopping.restore_best = (
+    True  # end on the best evaluation's parameters, not the last
+  )
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "auto"  # auto (online when logged in, else offline) | online | offline | disabled

@@ -6,6 +6,7 @@ Protocol: closed-set identification, 5 random images per person train and 5 test
 Variants: smoke (two repeats, few component counts, for tests), leave_one_out (9 train / 1 test,
 the ten folds of one seed).
 """
+
 import ml_collections
 
 from configs.common import base_config
@@ -14,8 +15,16 @@ from vision_jax.config import parse_arg
 
 def face_protocol(name: str = "identification") -> ml_collections.ConfigDict:
   """`config.data.protocol` for ORL (see vision_jax/data/face_protocols.py)."""
-  return ml_collections.ConfigDict({"name": name, "seed": 0, "test_per_person": 5, "fold": 0,
-                                  "num_unseen": 10, "seen_test_per_person": 0})
+  return ml_collections.ConfigDict(
+    {
+      "name": name,
+      "seed": 0,
+      "test_per_person": 5,
+      "fold": 0,
+      "num_unseen": 10,
+      "seen_test_per_person": 0,
+    }
+  )
 
 
 def get_config(arg=None):
@@ -32,7 +41,9 @@ def get_config(arg=None):
   # Accuracy against the number of eigenfaces; counts above the training set's rank are skipped.
   c.eigenfaces.components = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 199)
   c.eigenfaces.num_components = 50  # the count whose accuracy is the reported result
-  c.eigenfaces.repeats = 10  # random splits (seeds protocol.seed + r), or folds (repeat_over="fold")
+  c.eigenfaces.repeats = (
+    10  # random splits (seeds protocol.seed + r), or folds (repeat_over="fold")
+  )
   c.eigenfaces.repeat_over = "seed"  # seed | fold
   c.eigenfaces.metric = "euclidean"  # distance in face space: euclidean | cosine
   c.eigenfaces.show = 16  # eigenfaces drawn

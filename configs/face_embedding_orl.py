@@ -7,6 +7,7 @@ verification protocol (10 people never seen in training; all pairs of their 100 
 eigenfaces baseline (PCA of the same training faces) is a row of the same table.
 Variants: smoke (a few steps, the triplet loss only, for tests), loss=<name> (one loss only).
 """
+
 import ml_collections
 
 from configs.common import base_config
@@ -50,7 +51,9 @@ def get_config(arg=None):
   c.train.log_every = 100
   c.train.eval_every = 400
   c.train.checkpoint_every = 400
-  c.train.eval_batch_size = 400  # a whole ORL split per batch: in-batch nearest neighbour = whole split
+  c.train.eval_batch_size = (
+    400  # a whole ORL split per batch: in-batch nearest neighbour = whole split
+  )
   c.wandb.group = "face_embedding_orl"
 
   c.face = ml_collections.ConfigDict()
@@ -79,6 +82,10 @@ def get_config(arg=None):
 def get_sweeps():
   """`python -m scripts.sweep face_embedding_orl --sweep NAME`."""
   return {
-      "triplet_margin": [{"face.losses": ("triplet",), "loss.triplet_margin": m} for m in (0.1, 0.2, 0.4)],
-      "arcface_margin": [{"face.losses": ("arcface",), "loss.arcface_margin": m} for m in (0.1, 0.3, 0.5)],
+    "triplet_margin": [
+      {"face.losses": ("triplet",), "loss.triplet_margin": m} for m in (0.1, 0.2, 0.4)
+    ],
+    "arcface_margin": [
+      {"face.losses": ("arcface",), "loss.arcface_margin": m} for m in (0.1, 0.3, 0.5)
+    ],
   }

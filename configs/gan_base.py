@@ -13,20 +13,36 @@ Methods, with their papers' optimizers and critic settings:
 `train.batch_size` is `gan.n_critic` times the 64 images of one update: each critic update
 takes its own slice of real images (see vision_jax/tasks/gan.py).
 """
+
 import ml_collections
 
 from configs.common import base_config
 
 METHODS = ("gan", "dcgan", "wgan", "wgan_gp")
 DATASETS = {
-    "mnist": dict(dataset="idx:mnist", channels=1, classifier="lenet5_mnist", classifier_steps=2000,
-                  classifier_overrides=()),
-    # A small CNN for CIFAR-10's feature statistics: LeNet-5's layout with full C3 connections.
-    "cifar10": dict(dataset="image_folder:cifar10", channels=3, classifier="lenet5_mnist", classifier_steps=3000,
-                    classifier_overrides=("data.dataset=image_folder:cifar10", "data.pad_to=0",
-                                          "data.mean=(0.4914, 0.4822, 0.4465)", "data.std=(0.2470, 0.2435, 0.2616)",
-                                          "model.partial_c3=False", "data.augment.flip=True",
-                                          "data.augment.crop_padding=2")),
+  "mnist": dict(
+    dataset="idx:mnist",
+    channels=1,
+    classifier="lenet5_mnist",
+    classifier_steps=2000,
+    classifier_overrides=(),
+  ),
+  # A small CNN for CIFAR-10's feature statistics: LeNet-5's layout with full C3 connections.
+  "cifar10": dict(
+    dataset="image_folder:cifar10",
+    channels=3,
+    classifier="lenet5_mnist",
+    classifier_steps=3000,
+    classifier_overrides=(
+      "data.dataset=image_folder:cifar10",
+      "data.pad_to=0",
+      "data.mean=(0.4914, 0.4822, 0.4465)",
+      "data.std=(0.2470, 0.2435, 0.2616)",
+      "model.partial_c3=False",
+      "data.augment.flip=True",
+      "data.augment.crop_padding=2",
+    ),
+  ),
 }
 
 
@@ -51,12 +67,15 @@ def gan_config(method: str, dataset: str, smoke: bool = False) -> ml_collections
 
   c.model = ml_collections.ConfigDict()
   if method == "gan":
-    c.model.generator = ml_collections.ConfigDict({"name": "mlp_generator", "hidden": (256, 512, 1024)})
+    c.model.generator = ml_collections.ConfigDict(
+      {"name": "mlp_generator", "hidden": (256, 512, 1024)}
+    )
     c.model.critic = ml_collections.ConfigDict({"name": "mlp_critic", "hidden": (512, 256)})
   else:
     c.model.generator = ml_collections.ConfigDict({"name": "dcgan_generator", "width": 64})
-    c.model.critic = ml_collections.ConfigDict({"name": "dcgan_critic", "width": 64,
-                                                "norm": "layer" if method == "wgan_gp" else "batch"})
+    c.model.critic = ml_collections.ConfigDict(
+      {"name": "dcgan_critic", "width": 64, "norm": "layer" if method == "wgan_gp" else "batch"}
+    )
 
   c.gan = ml_collections.ConfigDict()
   c.gan.loss = "wasserstein" if method.startswith("wgan") else "non_saturating"
@@ -68,7 +87,9 @@ def gan_config(method: str, dataset: str, smoke: bool = False) -> ml_collections
   c.gan.classifier.config = d["classifier"]  # "" = no Fréchet distance or score
   c.gan.classifier.steps = d["classifier_steps"]
   c.gan.classifier.overrides = d["classifier_overrides"]
-  c.gan.classifier.directory = ""  # "" = $VISION_JAX_CACHE/feature_classifiers/..., trained on first use
+  c.gan.classifier.directory = (
+    ""  # "" = $VISION_JAX_CACHE/feature_classifiers/..., trained on first use
+  )
 
   c.optim = ml_collections.ConfigDict()
   if method == "wgan":

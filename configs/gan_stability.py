@@ -9,6 +9,7 @@ all three runs.
 
 Variants: mnist (MNIST instead of CIFAR-10), smoke (tiny, for tests).
 """
+
 import ml_collections
 
 from configs.gan_base import gan_config

@@ -5,6 +5,7 @@ Command: python -m experiments.gmm_mnist --workdir runs/gmm_mnist
 Variants: smoke (a small subset, two mixture sizes, few iterations: for tests), diag (diagonal
 covariances).
 """
+
 import ml_collections
 
 from configs.common import base_config

@@ -24,6 +24,7 @@ Commands:
     python -m scripts.sweep googlenet_cifar10 --sweep aux     # with against without the aux heads
 Needs a GPU. Variants: smoke (2 steps on 64 images, evaluated on 32 held-out training images).
 """
+
 from configs.common import base_config
 from configs.resnet_cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from vision_jax.config import parse_arg

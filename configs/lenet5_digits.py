@@ -5,6 +5,7 @@ download and no files) brought to 32x32, 1,437 for training and 360 held out for
 Command: python -m experiments.lenet5_digits --workdir runs/demo
 Expect: about 1-3% test error in about a minute on a 2-core CPU.
 """
+
 from configs.common import base_config
 from vision_jax.config import parse_arg
 

@@ -6,6 +6,7 @@ Command: python -m experiments.mlp_vs_cnn --workdir runs/mlp_vs_cnn
 Keys beyond base_config(): mlp_hidden (the MLP's hidden widths), shift (pixels).
 The shared recipe lives in this config; model.* is set per arm by the experiment.
 """
+
 from configs.common import base_config
 from vision_jax.config import parse_arg
 

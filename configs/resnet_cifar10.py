@@ -14,6 +14,7 @@ Command: python -m experiments.resnet_cifar10 --workdir runs/resnet20_cifar10 --
 Needs a GPU for the full 64k steps (about 2 minutes on an H200; many hours on a 2-core CPU).
 Variants: model=<resnet20|resnet32|resnet44|resnet56|resnet110|plain20|...>, val, smoke.
 """
+
 from configs.common import base_config
 from vision_jax.config import parse_arg
 
@@ -72,25 +73,27 @@ def get_config(arg=None):
 def get_sweeps():
   """ResNet paper's Figure 6 (degradation), and the lecture's ablations on ResNet-20."""
   return {
-      "degradation": [{"model.name": m} for m in ("plain20", "plain56", "resnet20", "resnet56")],
-      "optimizers": [
-          {"optim.name": "sgd", "optim.learning_rate": 0.1},
-          {"optim.name": "momentum", "optim.learning_rate": 0.1},
-          {"optim.name": "nesterov", "optim.learning_rate": 0.1},
-          {"optim.name": "adam", "optim.learning_rate": 1e-3},
-          {"optim.name": "adagrad", "optim.learning_rate": 0.05},
-          {"optim.name": "rmsprop", "optim.learning_rate": 1e-3},
+    "degradation": [{"model.name": m} for m in ("plain20", "plain56", "resnet20", "resnet56")],
+    "optimizers": [
+      {"optim.name": "sgd", "optim.learning_rate": 0.1},
+      {"optim.name": "momentum", "optim.learning_rate": 0.1},
+      {"optim.name": "nesterov", "optim.learning_rate": 0.1},
+      {"optim.name": "adam", "optim.learning_rate": 1e-3},
+      {"optim.name": "adagrad", "optim.learning_rate": 0.05},
+      {"optim.name": "rmsprop", "optim.learning_rate": 1e-3},
+    ],
+    "losses": [{"loss.name": "cross_entropy"}, {"loss.name": "mse"}, {"loss.name": "focal"}],
+    # Every point holds out the same 5k validation images (45k/5k), early stopping's or not.
+    "regularisation": {
+      "common": {"data.validation_size": 5000, "data.eval_splits": ("validation", "test")},
+      "points": [
+        {},
+        {"data.augment.crop_padding": 0, "data.augment.flip": False},
+        {"model.dropout": 0.3},
+        {"optim.weight_decay": 0.0},
+        {"train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 3},
       ],
-      "losses": [{"loss.name": "cross_entropy"}, {"loss.name": "mse"}, {"loss.name": "focal"}],
-      # Every point holds out the same 5k validation images (45k/5k), early stopping's or not.
-      "regularisation": {"common": {"data.validation_size": 5000, "data.eval_splits": ("validation", "test")},
-                         "points": [
-          {},
-          {"data.augment.crop_padding": 0, "data.augment.flip": False},
-          {"model.dropout": 0.3},
-          {"optim.weight_decay": 0.0},
-          {"train.early_stopping.metric": "validation/error", "train.early_stopping.patience": 3},
-      ]},
+    },
   }
 
 
@@ -99,14 +102,28 @@ def get_sweep_plots():
   training error (thin dashed; the mean over each logged chunk of augmented training batches)
   and test error (bold) against the iteration, plain networks left, ResNets right."""
   return {
-      "degradation": [{
-          "file": "figure6.png",
-          "title": "He et al. 2015, Figure 6 on CIFAR-10 (JPEG copy)",
-          "panels": {"plain": {"model.name": ["plain20", "plain32", "plain44", "plain56", "plain110"]},
-                     "ResNet": {"model.name": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]}},
-          "curves": [{"key": "train/accuracy", "complement": True, "style": "dashed", "label": "training error"},
-                     {"key": "test/error", "style": "bold", "label": "test error"}],
-          "label_key": "model.name",
-          "scale": 100.0, "ylabel": "error (%)", "xlabel": "iterations", "ylim": (0, 20),
-      }],
+    "degradation": [
+      {
+        "file": "figure6.png",
+        "title": "He et al. 2015, Figure 6 on CIFAR-10 (JPEG copy)",
+        "panels": {
+          "plain": {"model.name": ["plain20", "plain32", "plain44", "plain56", "plain110"]},
+          "ResNet": {"model.name": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]},
+        },
+        "curves": [
+          {
+            "key": "train/accuracy",
+            "complement": True,
+            "style": "dashed",
+            "label": "training error",
+          },
+          {"key": "test/error", "style": "bold", "label": "test error"},
+        ],
+        "label_key": "model.name",
+        "scale": 100.0,
+        "ylabel": "error (%)",
+        "xlabel": "iterations",
+        "ylim": (0, 20),
+      }
+    ],
   }

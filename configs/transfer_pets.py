@@ -35,6 +35,7 @@ finetune_backbone_lr_scale. The experiment sets base_config()'s optim.{head, bac
 frozen} and train.frozen_batch_stats per arm (see vision_jax/train/optimizers.py and
 ClassificationTask.losses).
 """
+
 import ml_collections
 
 from configs.common import base_config
@@ -49,9 +50,13 @@ def get_config(arg=None):
   arg = parse_arg(arg, cpu=False, imagenet=False, smoke=False)
   c = base_config()
   c.name = "transfer_pets"
-  c.init_from = ""  # pretrained variables or a run; empty: pretrain on CIFAR-10 in <workdir>/pretrain_cifar10
+  c.init_from = (
+    ""  # pretrained variables or a run; empty: pretrain on CIFAR-10 in <workdir>/pretrain_cifar10
+  )
   c.data.dataset = "oxford_pets:oxford_pets_3breeds"
-  c.data.format_options = ml_collections.ConfigDict({"image_size": 64, "resize": "center_crop", "label": "breed"})
+  c.data.format_options = ml_collections.ConfigDict(
+    {"image_size": 64, "resize": "center_crop", "label": "breed"}
+  )
   c.data.train_split = "trainval"
   c.data.eval_splits = ("test",)
   c.data.mean = CIFAR10_MEAN
@@ -82,10 +87,14 @@ def get_config(arg=None):
   c.seeds = 1  # runs per arm, with train.seed, train.seed + 1, ...: mean and spread in the table
   c.finetune_backbone_lr_scale = 0.1
   c.pretrain = ml_collections.ConfigDict()
-  c.pretrain.steps = 64000  # of configs/resnet_cifar10.py's recipe, its learning-rate drops scaled to them
+  c.pretrain.steps = (
+    64000  # of configs/resnet_cifar10.py's recipe, its learning-rate drops scaled to them
+  )
   c.pretrain.batch_size = 128
   c.pretrain.variant = ""  # of configs/resnet_cifar10.py ("smoke": its 512 training images)
-  c.pretrain.validation_size = 0  # N: evaluate on N held-out training images, not the 10,000 test images
+  c.pretrain.validation_size = (
+    0  # N: evaluate on N held-out training images, not the 10,000 test images
+  )
 
   if arg.imagenet:
     c.model.name = "resnet18"

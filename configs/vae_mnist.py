@@ -19,6 +19,7 @@ Expect (measured, see README): the default 2-epoch budget on a 2-core CPU is far
 paper's 86.76 nats; `epochs=1093,batch_size=20,test_size=0` (the first seven stages) reached
 87.39 nats on all 10,000 test images in 1 h 51 min on a 2-core CPU.
 """
+
 from configs.common import base_config
 from vision_jax.config import parse_arg
 from vision_jax.errors import ConfigError
@@ -51,8 +52,17 @@ def iwae_schedule(epochs: float, steps_per_epoch: int, mode: str) -> tuple[int, 
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, smoke=False, paper=False, epochs=2.0, schedule="truncate", batch_size=100,
-                  latent=50, k=5000, test_size=1000)
+  arg = parse_arg(
+    arg,
+    smoke=False,
+    paper=False,
+    epochs=2.0,
+    schedule="truncate",
+    batch_size=100,
+    latent=50,
+    k=5000,
+    test_size=1000,
+  )
   c = base_config()
   c.name = "vae_mnist"
   c.data.dataset = "idx:mnist"
@@ -80,7 +90,12 @@ def get_config(arg=None):
   c.train.scan_steps = "true"
   c.wandb.group = "vae_mnist"
   if arg.paper:
-    arg.epochs, arg.schedule, arg.batch_size, c.evaluation.test_size = float(PAPER_EPOCHS), "truncate", 20, 0
+    arg.epochs, arg.schedule, arg.batch_size, c.evaluation.test_size = (
+      float(PAPER_EPOCHS),
+      "truncate",
+      20,
+      0,
+    )
   c.train.batch_size = arg.batch_size
   steps, boundaries = iwae_schedule(arg.epochs, MNIST_TRAIN // arg.batch_size, arg.schedule)
   c.train.steps = steps
@@ -106,6 +121,6 @@ def get_config(arg=None):
 def get_sweeps():
   """`python -m scripts.sweep vae_mnist --sweep NAME`: the latent size and the KL weight."""
   return {
-      "latent": [{"model.latent_dim": d} for d in (2, 10, 20, 50)],
-      "kl_weight": [{"autoencoder.kl_weight": w} for w in (0.5, 1.0, 2.0)],
+    "latent": [{"model.latent_dim": d} for d in (2, 10, 20, 50)],
+    "kl_weight": [{"autoencoder.kl_weight": w} for w in (0.5, 1.0, 2.0)],
   }

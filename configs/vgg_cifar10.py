@@ -25,6 +25,7 @@ Needs a GPU (0.31 G multiply-adds per image, 7.7x ResNet-20: minutes on an H200,
 2-core CPU).
 Variants: smoke (2 steps on 64 images, evaluated on 32 held-out training images, for tests).
 """
+
 from configs.common import base_config
 from configs.resnet_cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from vision_jax.config import parse_arg

@@ -3,6 +3,7 @@ for the paper, the command and what to expect.
 
 Variants: smoke (tiny networks, a few steps, no feature classifier: for tests).
 """
+
 from configs.gan_base import gan_config
 from vision_jax.config import parse_arg
 

@@ -10,11 +10,17 @@ as many generated ones, and the Inception-style score; not comparable with paper
 Inception scores (no Inception-v3 weights offline). The CIFAR-10 copy here is JPEG re-encoded
 (see the datasets README).
 """
+
 from __future__ import annotations
 
 from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":
-  cli.main("dcgan_cifar10", run, paper="Radford et al. 2015 (no CIFAR-10 sample-quality number)",
-           metric="Fréchet distance, small-CNN features (not FID)", paper_value=None)
+  cli.main(
+    "dcgan_cifar10",
+    run,
+    paper="Radford et al. 2015 (no CIFAR-10 sample-quality number)",
+    metric="Fréchet distance, small-CNN features (not FID)",
+    paper_value=None,
+  )

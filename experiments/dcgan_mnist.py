@@ -11,16 +11,15 @@ FID or Inception-score numbers comparable with papers: those need Inception-v3's
 (see vision_jax/metrics/sample_quality.py). Pictures: pictures/step*_samples.png at every
 evaluation, pictures/final_interpolation.png (latent walks) and pictures/real.png.
 """
+
 from __future__ import annotations
 
 from vision_jax import cli
-from vision_jax.train.feature_classifier import ensure_feature_classifier
 from vision_jax.tasks import GANTask
+from vision_jax.train.feature_classifier import ensure_feature_classifier
 from vision_jax.train.loop import train_and_evaluate
 
-
 RULES = GANTask.RULES  # the bounds of this experiment's settings: its task's
-
 
 
 def run(config, workdir: str) -> dict:
@@ -31,16 +30,30 @@ def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, GANTask)
   task = summary["task"]
   split = config.data.eval_splits[0]
-  out = {"value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4), **cli.loop_result(config, summary)}
-  if task.classifier is None:  # no Fréchet distance without features: the value is the critic's loss
+  out = {
+    "value": round(summary["eval"][f"{split}/{task.primary_metric}"], 4),
+    **cli.loop_result(config, summary),
+  }
+  if (
+    task.classifier is None
+  ):  # no Fréchet distance without features: the value is the critic's loss
     out["metric"] = f"{split} critic loss (no feature classifier configured)"
   else:
-    out["feature_classifier"] = {k: task.classifier.info[k] for k in ("config", "steps", "test_error", "dataset")}
-    if task.classifier.info["model"]["name"] == "inception_v3_fid":  # imported FID weights: the standard numbers
+    out["feature_classifier"] = {
+      k: task.classifier.info[k] for k in ("config", "steps", "test_error", "dataset")
+    }
+    if (
+      task.classifier.info["model"]["name"] == "inception_v3_fid"
+    ):  # imported FID weights: the standard numbers
       out["metric"] = "FID (Inception-v3, the FID weights)"
   return out
 
 
 if __name__ == "__main__":
-  cli.main("dcgan_mnist", run, paper="Radford et al. 2015 (MNIST samples only; no number)",
-           metric="Fréchet distance, LeNet-5 features (not FID)", paper_value=None)
+  cli.main(
+    "dcgan_mnist",
+    run,
+    paper="Radford et al. 2015 (MNIST samples only; no number)",
+    metric="Fréchet distance, LeNet-5 features (not FID)",
+    paper_value=None,
+  )

@@ -7,11 +7,17 @@ Inception-style score, as for dcgan_mnist (not FID; see vision_jax/metrics/sampl
 
     python -m experiments.gan_mnist --workdir runs/gan_mnist
 """
+
 from __future__ import annotations
 
 from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":
-  cli.main("gan_mnist", run, paper="Goodfellow et al. 2014 (Parzen estimate 225, Table 1; not reproduced)",
-           metric="Fréchet distance, LeNet-5 features (not FID)", paper_value=None)
+  cli.main(
+    "gan_mnist",
+    run,
+    paper="Goodfellow et al. 2014 (Parzen estimate 225, Table 1; not reproduced)",
+    metric="Fréchet distance, LeNet-5 features (not FID)",
+    paper_value=None,
+  )

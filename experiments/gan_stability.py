@@ -13,6 +13,7 @@ reported. A positive correlation means the loss falls when the samples get bette
 
 Files: <workdir>/<method>/ (each run), loss_vs_quality.png, result.json.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,13 +25,17 @@ import scipy.stats
 from configs.gan_base import gan_config
 from experiments.dcgan_mnist import run as run_gan
 from vision_jax import cli, plotting
-from vision_jax.train.feature_classifier import ensure_feature_classifier
-from vision_jax.train.metric_writers import read_metrics
 from vision_jax.config import bound
 from vision_jax.tasks import GANTask
+from vision_jax.train.feature_classifier import ensure_feature_classifier
+from vision_jax.train.metric_writers import read_metrics
 
 # Each method's training signal: what its critic minimises, as the loop logs it.
-SIGNALS = {"dcgan": "train/loss", "wgan": "train/wasserstein_estimate", "wgan_gp": "train/wasserstein_estimate"}
+SIGNALS = {
+  "dcgan": "train/loss",
+  "wgan": "train/wasserstein_estimate",
+  "wgan_gp": "train/wasserstein_estimate",
+}
 
 
 def method_config(config, method: str):
@@ -42,7 +47,15 @@ def method_config(config, method: str):
   c.gan.latent_dim = config.gan.latent_dim
   c.model = copy.deepcopy(config.model)
   c.model.critic.norm = config.stability.critic_norm
-  for key in ("steps", "log_every", "eval_every", "visuals_every", "checkpoint_every", "eval_batch_size", "seed"):
+  for key in (
+    "steps",
+    "log_every",
+    "eval_every",
+    "visuals_every",
+    "checkpoint_every",
+    "eval_batch_size",
+    "seed",
+  ):
     c.train[key] = config.train[key]
   c.train.batch_size = config.stability.images_per_update * c.gan.n_critic
   c.wandb = copy.deepcopy(config.wandb)
@@ -51,7 +64,6 @@ def method_config(config, method: str):
 
 
 RULES = {**GANTask.RULES, "stability.images_per_update": bound(1, integer=True)}
-
 
 
 def run(config, workdir: str) -> dict:
@@ -72,19 +84,39 @@ def run(config, workdir: str) -> dict:
     rho = float(scipy.stats.spearmanr(xs, ys)[0]) if len(steps) > 2 else float("nan")
     rho = None if not np.isfinite(rho) else round(rho, 3)
     curves[method] = (steps, xs, ys)
-    by_method[method] = {"final": out["value"], "signal": SIGNALS[method], "spearman_signal_vs_quality": rho,
-                         "train_wall_s": out["train_wall_s"], "steps": out["steps"]}
+    by_method[method] = {
+      "final": out["value"],
+      "signal": SIGNALS[method],
+      "spearman_signal_vs_quality": rho,
+      "train_wall_s": out["train_wall_s"],
+      "steps": out["steps"],
+    }
 
   path = os.path.join(workdir, "loss_vs_quality.png")
-  plotting.twin_axis_panels({m: curves[m] for m in curves}, path, left_label="training signal",
-                            right_label=quality.split("/")[1],
-                            titles={m: f"{m}: {SIGNALS[m].split('/')[1]} (rho={by_method[m]['spearman_signal_vs_quality']})"
-                                    for m in curves})
+  plotting.twin_axis_panels(
+    {m: curves[m] for m in curves},
+    path,
+    left_label="training signal",
+    right_label=quality.split("/")[1],
+    titles={
+      m: f"{m}: {SIGNALS[m].split('/')[1]} (rho={by_method[m]['spearman_signal_vs_quality']})"
+      for m in curves
+    },
+  )
   last = config.stability.methods[-1]
-  return {"value": by_method[last]["spearman_signal_vs_quality"], "steps": sum(v["steps"] for v in by_method.values()),
-          "quality_metric": quality, "by_method": by_method}
+  return {
+    "value": by_method[last]["spearman_signal_vs_quality"],
+    "steps": sum(v["steps"] for v in by_method.values()),
+    "quality_metric": quality,
+    "by_method": by_method,
+  }
 
 
 if __name__ == "__main__":
-  cli.main("gan_stability", run, paper="Arjovsky et al. 2017 Figs. 3-4; Gulrajani et al. 2017 Section 5.3",
-           metric="Spearman rho, WGAN-GP Wasserstein estimate vs Fréchet distance", paper_value=None)
+  cli.main(
+    "gan_stability",
+    run,
+    paper="Arjovsky et al. 2017 Figs. 3-4; Gulrajani et al. 2017 Section 5.3",
+    metric="Spearman rho, WGAN-GP Wasserstein estimate vs Fréchet distance",
+    paper_value=None,
+  )

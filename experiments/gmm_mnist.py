@@ -22,6 +22,7 @@ Files in the workdir: result.json, log_likelihood_vs_components.png, em_iteratio
 samples_vs_real.png. This runs EM directly (not the gradient-trained loop); it uses the data
 layer (`config.data`), the CLI and the plotting of the project.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,9 +35,9 @@ import numpy as np
 
 from vision_jax import cli, plotting
 from vision_jax.classical import gmm
-from vision_jax.data.pipeline import get_splits
 from vision_jax.classical.pca import fit_pca
 from vision_jax.config import bound, each
+from vision_jax.data.pipeline import get_splits
 
 
 def _pixels(split) -> np.ndarray:
@@ -46,14 +47,13 @@ def _pixels(split) -> np.ndarray:
 
 
 RULES = {
-    "gmm.pca_dims": bound(1, integer=True),
-    "gmm.components": each(bound(1, integer=True)),
-    "gmm.reg": bound(0),
-    "gmm.max_iter": bound(1, integer=True),
-    "gmm.tol": bound(0),
-    "gmm.num_samples": bound(0, integer=True),
+  "gmm.pca_dims": bound(1, integer=True),
+  "gmm.components": each(bound(1, integer=True)),
+  "gmm.reg": bound(0),
+  "gmm.max_iter": bound(1, integer=True),
+  "gmm.tol": bound(0),
+  "gmm.num_samples": bound(0, integer=True),
 }
-
 
 
 def run(config, workdir: str) -> dict:
@@ -70,27 +70,50 @@ def run(config, workdir: str) -> dict:
   by_components, histories, mixtures = {}, {}, {}
   t0 = time.perf_counter()
   for k in gc.components:
-    init = gmm.init_kmeans_plusplus(jax.random.fold_in(rng, k), z_train, k, gc.covariance_type, gc.reg)
+    init = gmm.init_kmeans_plusplus(
+      jax.random.fold_in(rng, k), z_train, k, gc.covariance_type, gc.reg
+    )
     t = time.perf_counter()
     mixture, history = gmm.fit(z_train, init, max_iter=gc.max_iter, tol=gc.tol, reg=gc.reg)
     test_ll = float(jnp.mean(gmm.score_samples(mixture, z_test)))
-    by_components[k] = {"train_log_likelihood": round(history[-1], 3), "test_log_likelihood": round(test_ll, 3),
-                        "iterations": len(history) - 1, "wall_s": round(time.perf_counter() - t, 1)}
+    by_components[k] = {
+      "train_log_likelihood": round(history[-1], 3),
+      "test_log_likelihood": round(test_ll, 3),
+      "iterations": len(history) - 1,
+      "wall_s": round(time.perf_counter() - t, 1),
+    }
     histories[k], mixtures[k] = history, mixture
-    logging.info("%d components: train %.2f, test %.2f nats/image after %d EM iterations", k, history[-1],
-                 test_ll, len(history) - 1)
+    logging.info(
+      "%d components: train %.2f, test %.2f nats/image after %d EM iterations",
+      k,
+      history[-1],
+      test_ll,
+      len(history) - 1,
+    )
   fit_wall = time.perf_counter() - t0
 
   ks = list(gc.components)
-  plotting.line_plot(ks, {"train": [by_components[k]["train_log_likelihood"] for k in ks],
-                          "test (held out)": [by_components[k]["test_log_likelihood"] for k in ks]},
-                     os.path.join(workdir, "log_likelihood_vs_components.png"), "components",
-                     f"log-likelihood per image (nats, {gc.pca_dims}-d PCA)",
-                     title=f"GMM ({gc.covariance_type}) on MNIST", xscale="log")
+  plotting.line_plot(
+    ks,
+    {
+      "train": [by_components[k]["train_log_likelihood"] for k in ks],
+      "test (held out)": [by_components[k]["test_log_likelihood"] for k in ks],
+    },
+    os.path.join(workdir, "log_likelihood_vs_components.png"),
+    "components",
+    f"log-likelihood per image (nats, {gc.pca_dims}-d PCA)",
+    title=f"GMM ({gc.covariance_type}) on MNIST",
+    xscale="log",
+  )
   longest = max(len(h) for h in histories.values())
-  plotting.line_plot(range(longest), {f"k={k}": h for k, h in histories.items()},
-                     os.path.join(workdir, "em_iterations.png"), "EM iteration",
-                     "train log-likelihood per image (nats)", title="EM never decreases the likelihood")
+  plotting.line_plot(
+    range(longest),
+    {f"k={k}": h for k, h in histories.items()},
+    os.path.join(workdir, "em_iterations.png"),
+    "EM iteration",
+    "train log-likelihood per image (nats)",
+    title="EM never decreases the likelihood",
+  )
 
   best_k = max(ks, key=lambda k: by_components[k]["test_log_likelihood"])
   n = gc.num_samples
@@ -99,16 +122,37 @@ def run(config, workdir: str) -> dict:
   decode = lambda z: np.clip(np.asarray(pca.inverse_transform(z)), 0.0, 1.0).reshape(-1, h, w, c)
   real = np.asarray(test[:n]).reshape(-1, h, w, c)
   rows = np.concatenate([real, decode(z_test[:n]), decode(samples)])
-  titles = ["real"] + [""] * (n - 1) + [f"PCA {gc.pca_dims}"] + [""] * (n - 1) + [f"GMM k={best_k}"] + [""] * (n - 1)
-  plotting.image_grid(rows, os.path.join(workdir, "samples_vs_real.png"), cols=min(n, 16), titles=titles)
+  titles = (
+    ["real"]
+    + [""] * (n - 1)
+    + [f"PCA {gc.pca_dims}"]
+    + [""] * (n - 1)
+    + [f"GMM k={best_k}"]
+    + [""] * (n - 1)
+  )
+  plotting.image_grid(
+    rows, os.path.join(workdir, "samples_vs_real.png"), cols=min(n, 16), titles=titles
+  )
 
-  return {"value": by_components[best_k]["test_log_likelihood"], "steps": sum(v["iterations"] for v in by_components.values()),
-          "best_components": best_k, "by_components": {str(k): v for k, v in by_components.items()},
-          "pca_dims": gc.pca_dims, "pca_explained_variance": round(explained, 4),
-          "covariance_type": gc.covariance_type, "train_examples": int(train.shape[0]),
-          "test_examples": int(test.shape[0]), "fit_wall_s": round(fit_wall, 1)}
+  return {
+    "value": by_components[best_k]["test_log_likelihood"],
+    "steps": sum(v["iterations"] for v in by_components.values()),
+    "best_components": best_k,
+    "by_components": {str(k): v for k, v in by_components.items()},
+    "pca_dims": gc.pca_dims,
+    "pca_explained_variance": round(explained, 4),
+    "covariance_type": gc.covariance_type,
+    "train_examples": int(train.shape[0]),
+    "test_examples": int(test.shape[0]),
+    "fit_wall_s": round(fit_wall, 1),
+  }
 
 
 if __name__ == "__main__":
-  cli.main("gmm_mnist", run, paper="Dempster, Laird & Rubin 1977 (EM); no paper number",
-           metric="held-out log-likelihood (nats/image, PCA space)", paper_value=None)
+  cli.main(
+    "gmm_mnist",
+    run,
+    paper="Dempster, Laird & Rubin 1977 (EM); no paper number",
+    metric="held-out log-likelihood (nats/image, PCA space)",
+    paper_value=None,
+  )

@@ -10,6 +10,7 @@ Without `init_from` the backbone is first pretrained on CIFAR-10 in workdir/pret
 Each arm is its own run in workdir/<arm> (with `seeds` > 1, one run per seed in workdir/<arm>/seed<i>,
 reported as mean and standard deviation); table.md and test_accuracy.png compare them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,36 +23,37 @@ import numpy as np
 
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
-from vision_jax.config import check_config
-from vision_jax.errors import ConfigError
+from vision_jax.config import bound, check_config
 from vision_jax.data.sources import get_source
-from vision_jax.models.resnet import CifarResNet
+from vision_jax.errors import ConfigError
 from vision_jax.models.registry import get_model, model_label
+from vision_jax.models.resnet import CifarResNet
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train.checkpoint import CheckpointStore
 from vision_jax.train.loop import train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import parameter_groups
-from vision_jax.config import bound
 
 ARMS = {  # arm -> (starts from the pretrained backbone, backbone learning rate scale or None = config's)
-    "scratch": (False, 1.0),
-    "linear_probe": (True, 0.0),
-    "finetune": (True, None),
+  "scratch": (False, 1.0),
+  "linear_probe": (True, 0.0),
+  "finetune": (True, None),
 }
-ARM_NAMES = {"scratch": "from scratch", "linear_probe": "linear probe (frozen backbone)",
-             "finetune": "fine-tuned (lower backbone rate)"}
+ARM_NAMES = {
+  "scratch": "from scratch",
+  "linear_probe": "linear probe (frozen backbone)",
+  "finetune": "fine-tuned (lower backbone rate)",
+}
 
 
 RULES = {
-    **ClassificationTask.RULES,
-    "finetune_backbone_lr_scale": bound(0),
-    "seeds": bound(1, integer=True),
-    "pretrain.steps": bound(1, integer=True),
-    "pretrain.batch_size": bound(1, integer=True),
-    "pretrain.validation_size": bound(0, integer=True),
+  **ClassificationTask.RULES,
+  "finetune_backbone_lr_scale": bound(0),
+  "seeds": bound(1, integer=True),
+  "pretrain.steps": bound(1, integer=True),
+  "pretrain.batch_size": bound(1, integer=True),
+  "pretrain.validation_size": bound(0, integer=True),
 }
-
 
 
 def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -68,7 +70,9 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   c.train.log_every = min(c.train.log_every, steps)
   c.train.eval_every = steps  # once, at the end
   c.train.checkpoint_every = min(c.train.checkpoint_every, steps)
-  if config.pretrain.get("validation_size", 0):  # evaluate on held-out training images instead of the test set
+  if config.pretrain.get(
+    "validation_size", 0
+  ):  # evaluate on held-out training images instead of the test set
     c.data.validation_size = config.pretrain.validation_size
     c.data.eval_splits = ("validation",)
   c.wandb = copy.deepcopy(config.wandb)
@@ -88,10 +92,16 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_and_evaluate(c, workdir, ClassificationTask)
   split = c.data.eval_splits[0]
   evals = [r for r in read_metrics(workdir) if f"{split}/error" in r]
-  return {"steps": c.train.steps, "split": split, "error": 100 * evals[-1][f"{split}/error"] if evals else None}
+  return {
+    "steps": c.train.steps,
+    "split": split,
+    "error": 100 * evals[-1][f"{split}/error"] if evals else None,
+  }
 
 
-def arm_config(config: ml_collections.ConfigDict, arm: str, init_from: str, seed_index: int = 0) -> ml_collections.ConfigDict:
+def arm_config(
+  config: ml_collections.ConfigDict, arm: str, init_from: str, seed_index: int = 0
+) -> ml_collections.ConfigDict:
   """The run of `arm` with the `seed_index`-th seed (train.seed + seed_index)."""
   pretrained, scale = ARMS[arm]
   c = copy.deepcopy(config)
@@ -106,7 +116,11 @@ def arm_config(config: ml_collections.ConfigDict, arm: str, init_from: str, seed
 
 def arm_workdir(config: ml_collections.ConfigDict, workdir: str, arm: str, seed_index: int) -> str:
   """workdir/<arm>, or workdir/<arm>/seed<i> when each arm runs with several seeds."""
-  return os.path.join(workdir, arm) if config.seeds == 1 else os.path.join(workdir, arm, f"seed{seed_index}")
+  return (
+    os.path.join(workdir, arm)
+    if config.seeds == 1
+    else os.path.join(workdir, arm, f"seed{seed_index}")
+  )
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -117,13 +131,17 @@ def run(config, workdir: str) -> dict:
   unknown = sorted(set(config.arms) - set(ARMS))
   if unknown:
     raise ConfigError(f"arms: unknown {unknown}; valid: {', '.join(ARMS)}")
-  check_config(config, RULES)  # seeds and pretrain.* too, when run is called with a config built in code
+  check_config(
+    config, RULES
+  )  # seeds and pretrain.* too, when run is called with a config built in code
   init_from, pretrained = config.init_from, None
   if not init_from and any(ARMS[a][0] for a in config.arms):
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):
-      raise ConfigError(f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
-                       f"{config.model.name!r}; give pretrained variables with --config.init_from=DIR "
-                       f"(e.g. from python -m scripts.import_torchvision {config.model.name} <file>.pth DIR)")
+      raise ConfigError(
+        f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
+        f"{config.model.name!r}; give pretrained variables with --config.init_from=DIR "
+        f"(e.g. from python -m scripts.import_torchvision {config.model.name} <file>.pth DIR)"
+      )
     init_from = os.path.join(workdir, "pretrain_cifar10")
     pretrained = pretrain(config, init_from)
   rows, steps, class_names = {}, 0, ()
@@ -137,47 +155,79 @@ def run(config, workdir: str) -> dict:
     labels = jax.tree.leaves(parameter_groups(c.optim, summary["state"].params))
     sizes = [int(np.prod(p.shape)) for p in jax.tree.leaves(summary["state"].params)]
     mean, std = _mean_std(accuracies)
-    rows[arm] = {"trained_params": sum(n for n, g in zip(sizes, labels) if g != "frozen"), "params": sum(sizes),
-                 "backbone_lr_scale": c.optim.backbone_lr_scale, "init": "pretrained" if c.init_from else "random",
-                 "test_accuracy": mean, "test_error": 100 - mean, "test_accuracy_std": std,
-                 "seed_test_accuracies": accuracies}
+    rows[arm] = {
+      "trained_params": sum(n for n, g in zip(sizes, labels) if g != "frozen"),
+      "params": sum(sizes),
+      "backbone_lr_scale": c.optim.backbone_lr_scale,
+      "init": "pretrained" if c.init_from else "random",
+      "test_accuracy": mean,
+      "test_error": 100 - mean,
+      "test_accuracy_std": std,
+      "seed_test_accuracies": accuracies,
+    }
     class_names = summary["task"].spec.class_names
   options = config.data.format_options
   seeds = config.seeds
   # Named by its origin: a `prepared:` copy carried to another machine is still the pets subset.
   dataset = get_source(config.data.dataset, **options.to_dict()).origin.split(":", 1)[-1]
-  lines = [f"{model_label(config.model)} on {os.path.basename(dataset.rstrip('/'))} ({options.image_size}x{options.image_size}), "
-           f"{config.train.steps} steps per arm at batch {config.train.batch_size}"
-           + (f", {seeds} seeds per arm (train.seed {config.train.seed} to {config.train.seed + seeds - 1}: the "
-              "head's or scratch network's initialisation, batch order and augmentation; one pretrained backbone)"
-              if seeds > 1 else "") + "; backbone from "
-           + (f"CIFAR-10 pretraining ({pretrained['steps']} steps, {pretrained['split']} error {pretrained['error']:.2f}%)"
-              if pretrained and pretrained["error"] is not None else f"`{init_from}`"), "",
-           "| arm | starts from | backbone learning rate | trained parameters | test accuracy (%) | test error (%) |"
-           + (" per seed (%) |" if seeds > 1 else ""),
-           "|---|---|---:|---:|---:|---:|" + ("---|" if seeds > 1 else "")]
+  lines = [
+    f"{model_label(config.model)} on {os.path.basename(dataset.rstrip('/'))} ({options.image_size}x{options.image_size}), "
+    f"{config.train.steps} steps per arm at batch {config.train.batch_size}"
+    + (
+      f", {seeds} seeds per arm (train.seed {config.train.seed} to {config.train.seed + seeds - 1}: the "
+      "head's or scratch network's initialisation, batch order and augmentation; one pretrained backbone)"
+      if seeds > 1
+      else ""
+    )
+    + "; backbone from "
+    + (
+      f"CIFAR-10 pretraining ({pretrained['steps']} steps, {pretrained['split']} error {pretrained['error']:.2f}%)"
+      if pretrained and pretrained["error"] is not None
+      else f"`{init_from}`"
+    ),
+    "",
+    "| arm | starts from | backbone learning rate | trained parameters | test accuracy (%) | test error (%) |"
+    + (" per seed (%) |" if seeds > 1 else ""),
+    "|---|---|---:|---:|---:|---:|" + ("---|" if seeds > 1 else ""),
+  ]
   for arm, r in rows.items():
     rate = "frozen" if r["backbone_lr_scale"] == 0 else f"{r['backbone_lr_scale']:g} x head"
-    accuracy = f"{r['test_accuracy']:.2f}" + (f" ± {r['test_accuracy_std']:.2f}" if seeds > 1 else "")
-    lines.append(f"| {ARM_NAMES[arm]} | {r['init']} | {rate} | {r['trained_params']:,} of {r['params']:,} | "
-                 f"{accuracy} | {r['test_error']:.2f} |"
-                 + (" " + ", ".join(f"{a:.2f}" for a in r["seed_test_accuracies"]) + " |" if seeds > 1 else ""))
+    accuracy = f"{r['test_accuracy']:.2f}" + (
+      f" ± {r['test_accuracy_std']:.2f}" if seeds > 1 else ""
+    )
+    lines.append(
+      f"| {ARM_NAMES[arm]} | {r['init']} | {rate} | {r['trained_params']:,} of {r['params']:,} | "
+      f"{accuracy} | {r['test_error']:.2f} |"
+      + (" " + ", ".join(f"{a:.2f}" for a in r["seed_test_accuracies"]) + " |" if seeds > 1 else "")
+    )
   if seeds > 1:
     lines += ["", f"mean ± sample standard deviation over the {seeds} seeds"]
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "table.md"), "w") as f:
       f.write("\n".join(lines) + "\n")
-    plotting.bar_chart([ARM_NAMES[a] for a in rows], [r["test_accuracy"] for r in rows.values()],
-                       os.path.join(workdir, "test_accuracy.png"), ylabel="test accuracy (%)",
-                       title=f"{model_label(config.model)} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)",
-                       samples=[r["seed_test_accuracies"] for r in rows.values()] if seeds > 1 else None)
+    plotting.bar_chart(
+      [ARM_NAMES[a] for a in rows],
+      [r["test_accuracy"] for r in rows.values()],
+      os.path.join(workdir, "test_accuracy.png"),
+      ylabel="test accuracy (%)",
+      title=f"{model_label(config.model)} on {len(class_names)} pet breeds (chance {100 / len(class_names):.1f}%)",
+      samples=[r["seed_test_accuracies"] for r in rows.values()] if seeds > 1 else None,
+    )
   print("\n".join(lines))
   main = "finetune" if "finetune" in rows else next(iter(rows))
-  out = {"metric": f"{'fine-tuned' if main == 'finetune' else ARM_NAMES[main]} test error on "
-                   f"{len(class_names)} pet breeds (%)" + (f", mean of {seeds} seeds" if seeds > 1 else "")}
-  return {**out, "value": round(rows[main]["test_error"], 2), "arm": main, "steps": steps, "seeds": seeds,
-          "pretrain": pretrained or {"init_from": init_from},
-          "table": {arm: {k: _rounded(v) for k, v in r.items()} for arm, r in rows.items()}}
+  out = {
+    "metric": f"{'fine-tuned' if main == 'finetune' else ARM_NAMES[main]} test error on "
+    f"{len(class_names)} pet breeds (%)" + (f", mean of {seeds} seeds" if seeds > 1 else "")
+  }
+  return {
+    **out,
+    "value": round(rows[main]["test_error"], 2),
+    "arm": main,
+    "steps": steps,
+    "seeds": seeds,
+    "pretrain": pretrained or {"init_from": init_from},
+    "table": {arm: {k: _rounded(v) for k, v in r.items()} for arm, r in rows.items()},
+  }
 
 
 def _rounded(value):
@@ -187,5 +237,10 @@ def _rounded(value):
 
 
 if __name__ == "__main__":
-  cli.main("transfer_pets", run, paper="the lecture's transfer learning (Oxford-IIIT Pet, Parkhi et al. 2012)",
-           metric="fine-tuned test error on 3 pet breeds (%)", paper_value=None)
+  cli.main(
+    "transfer_pets",
+    run,
+    paper="the lecture's transfer learning (Oxford-IIIT Pet, Parkhi et al. 2012)",
+    metric="fine-tuned test error on 3 pet breeds (%)",
+    paper_value=None,
+  )

@@ -12,6 +12,7 @@ After training: -L_5000 on the test images (`--variant test_size=0` for all 10,0
 latent space (principal components above 2 dimensions) coloured by digit, and with
 `--variant latent=2` the decoder's manifold.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,27 +25,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import cli
+from vision_jax.config import bound, checked_where_used
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import get_splits
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.train.loop import train_and_evaluate
 from vision_jax.train.metric_writers import Progress
-from vision_jax.config import bound, checked_where_used
-
 
 RULES = {
-    **AutoencodingTask.RULES,
-    "evaluation.iw_samples": bound(1, integer=True),
-    "evaluation.test_size": bound(0, integer=True),
-    "evaluation.batch_size": bound(1, integer=True),
-    "evaluation.chunk": bound(1, integer=True),
-    "evaluation.seed": checked_where_used("any integer"),
+  **AutoencodingTask.RULES,
+  "evaluation.iw_samples": bound(1, integer=True),
+  "evaluation.test_size": bound(0, integer=True),
+  "evaluation.batch_size": bound(1, integer=True),
+  "evaluation.chunk": bound(1, integer=True),
+  "evaluation.seed": checked_where_used("any integer"),
 }
 
 
-
-def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_samples: int,
-                        batch_size: int = 100, chunk: int = 500) -> np.ndarray:
+def test_log_likelihood(
+  task: AutoencodingTask,
+  state,
+  images: np.ndarray,
+  num_samples: int,
+  batch_size: int = 100,
+  chunk: int = 500,
+) -> np.ndarray:
   """-L_k (nats) of each uint8 test image [n, h, w, c] -> [n]: its importance-weighted NLL bound."""
   _, eval_fn = make_preprocess(task.config.data)
 
@@ -56,7 +61,7 @@ def test_log_likelihood(task: AutoencodingTask, state, images: np.ndarray, num_s
   out, total = [], 0.0
   progress = Progress(-(-len(images) // batch_size), 0, batch_size, desc=f"test -L_{num_samples}")
   for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
+    batch = images[start : start + batch_size]
     pad = batch_size - len(batch)  # one compiled shape: pad the last batch, drop its padding
     padded = np.concatenate([batch, np.repeat(batch[:1], pad, 0)]) if pad else batch
     out.append(np.asarray(jax.device_get(bound(state.params, jnp.asarray(padded))))[: len(batch)])
@@ -76,17 +81,33 @@ def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   nll = test_log_likelihood(task, state, test["image"][:n], ev.iw_samples, ev.batch_size, ev.chunk)
   iw_wall = time.perf_counter() - t0
-  logging.info("test NLL (k=%d, %d images): %.3f nats in %.0fs", ev.iw_samples, n, nll.mean(), iw_wall)
+  logging.info(
+    "test NLL (k=%d, %d images): %.3f nats in %.0fs", ev.iw_samples, n, nll.mean(), iw_wall
+  )
   pictures = os.path.join(workdir, "pictures")
-  task.latent_scatter(state, test["image"][:5000], test["label"][:5000], os.path.join(pictures, "latent_space.png"))
+  task.latent_scatter(
+    state, test["image"][:5000], test["label"][:5000], os.path.join(pictures, "latent_space.png")
+  )
   if config.model.latent_dim == 2:
     task.manifold(state, os.path.join(pictures, "manifold.png"))
-  return {"value": round(float(nll.mean()), 3), **cli.loop_result(config, summary),
-          "nll_std_error": round(float(nll.std(ddof=1) / math.sqrt(n)), 3) if n > 1 else None,
-          "iw_samples": ev.iw_samples, "test_images": n, "iw_wall_s": round(iw_wall, 1),
-          "epochs": round(summary["step"] * config.train.batch_size / len(splits[config.data.train_split]), 2)}
+  return {
+    "value": round(float(nll.mean()), 3),
+    **cli.loop_result(config, summary),
+    "nll_std_error": round(float(nll.std(ddof=1) / math.sqrt(n)), 3) if n > 1 else None,
+    "iw_samples": ev.iw_samples,
+    "test_images": n,
+    "iw_wall_s": round(iw_wall, 1),
+    "epochs": round(
+      summary["step"] * config.train.batch_size / len(splits[config.data.train_split]), 2
+    ),
+  }
 
 
 if __name__ == "__main__":
-  cli.main("vae_mnist", run, paper="Burda et al. 2015, Table 1 (VAE, 1 stochastic layer, k=1)",
-           metric="test NLL (nats, -L_5000)", paper_value=86.76)
+  cli.main(
+    "vae_mnist",
+    run,
+    paper="Burda et al. 2015, Table 1 (VAE, 1 stochastic layer, k=1)",
+    metric="test NLL (nats, -L_5000)",
+    paper_value=86.76,
+  )

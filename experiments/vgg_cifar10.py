@@ -7,6 +7,7 @@ image classification using small training sample size", ACPR), who report 8.45% 
 Data: the JPEG copy of CIFAR-10 (`image_folder:cifar10`, quality 75), so expect errors above the
 published ones. Recipe and expectations: configs/vgg_cifar10.py.
 """
+
 from __future__ import annotations
 
 from vision_jax import cli
@@ -19,15 +20,23 @@ PAPER_ERROR = 8.45  # Liu & Deng 2015, abstract
 RULES = ClassificationTask.RULES  # the bounds of this experiment's settings: its task's
 
 
-
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, ClassificationTask)
   # The smoke variant evaluates on held-out training images instead of the test set.
   split = "test" if "test" in config.data.eval_splits else config.data.eval_splits[0]
-  return {"value": round(100.0 * summary["eval"][f"{split}/error"], 3), "split": split,
-          **cli.loop_result(config, summary), "model": config.model.name}
+  return {
+    "value": round(100.0 * summary["eval"][f"{split}/error"], 3),
+    "split": split,
+    **cli.loop_result(config, summary),
+    "model": config.model.name,
+  }
 
 
 if __name__ == "__main__":
-  cli.main("vgg_cifar10", run, paper="Liu & Deng 2015 (VGG-16 with BatchNorm, CIFAR-10)",
-           metric="test error (%)", paper_value=PAPER_ERROR)
+  cli.main(
+    "vgg_cifar10",
+    run,
+    paper="Liu & Deng 2015 (VGG-16 with BatchNorm, CIFAR-10)",
+    metric="test error (%)",
+    paper_value=PAPER_ERROR,
+  )

@@ -11,11 +11,17 @@ suggests.
 Reported: the Fréchet distance on the features of a small CNN trained in this project on CIFAR-10
 (see experiments/dcgan_cifar10.py); compare it across dcgan/wgan/wgan_gp, not with papers.
 """
+
 from __future__ import annotations
 
 from experiments.dcgan_mnist import RULES, run  # noqa: F401  (RULES: config.experiment_rules)
 from vision_jax import cli
 
 if __name__ == "__main__":
-  cli.main("wgan_gp_cifar10", run, paper="Gulrajani et al. 2017, Table 3 (Inception score 7.86, ResNet; needs Inception-v3)",
-           metric="Fréchet distance, small-CNN features (not FID)", paper_value=None)
+  cli.main(
+    "wgan_gp_cifar10",
+    run,
+    paper="Gulrajani et al. 2017, Table 3 (Inception score 7.86, ResNet; needs Inception-v3)",
+    metric="Fréchet distance, small-CNN features (not FID)",
+    paper_value=None,
+  )

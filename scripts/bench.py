@@ -27,6 +27,7 @@ on the same device with the same batch and the same optimizer (Adam), eagerly or
 `--torch-compile`, and prints the ratio. It is skipped, with a message, when torch or the
 counterpart is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,9 @@ import jax.numpy as jnp
 from configs.common import base_config
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.models.registry import DTYPES
 from vision_jax.summary import parse_kwargs
 from vision_jax.tasks.classification import ClassificationTask
-from vision_jax.models.registry import DTYPES
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.loop import make_train_chunk, scan_steps
 
@@ -59,9 +60,18 @@ from vision_jax.train.loop import make_train_chunk, scan_steps
 TORCHVISION_EQUIVALENTS: dict[str, str] = {}
 
 
-def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_classes: int = 10,
-          dtype: str = "float32", steps_per_call: int | None = None, steps: int = 50,
-          model_kwargs: dict[str, Any] | None = None, profile_dir: str | None = None) -> dict[str, Any]:
+def bench(
+  model: str,
+  batch: int,
+  image_size: int = 32,
+  channels: int = 3,
+  num_classes: int = 10,
+  dtype: str = "float32",
+  steps_per_call: int | None = None,
+  steps: int = 50,
+  model_kwargs: dict[str, Any] | None = None,
+  profile_dir: str | None = None,
+) -> dict[str, Any]:
   """Trains `model` on synthetic data; returns the measurements (see `main` for the fields).
 
   `steps_per_call` None follows the loop's `train.scan_steps` "auto": 10 scanned steps per call,
@@ -70,7 +80,9 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
   if steps_per_call is None:
     steps_per_call = 10 if scan_steps(base_config().train) else 1
   if min(batch, image_size, channels, num_classes, steps_per_call, steps) < 1:
-    raise ValueError("batch, image size, channels, classes, steps per call and steps must all be at least 1")
+    raise ValueError(
+      "batch, image size, channels, classes, steps per call and steps must all be at least 1"
+    )
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
   mesh = mesh_lib.make_mesh()
@@ -82,8 +94,12 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
   config.model.dtype = dtype
   config.model.update(model_kwargs or {})
   config.train.batch_size = batch
-  config.train.steps = (calls + 1) * steps_per_call  # the schedule's length: warm-up and timed calls
-  spec = DatasetSpec((image_size, image_size, channels), tuple(map(str, range(num_classes))), ("train",))
+  config.train.steps = (
+    calls + 1
+  ) * steps_per_call  # the schedule's length: warm-up and timed calls
+  spec = DatasetSpec(
+    (image_size, image_size, channels), tuple(map(str, range(num_classes))), ("train",)
+  )
   task = ClassificationTask(config, spec)
   train_fn, eval_fn = make_preprocess(config.data)
 
@@ -91,8 +107,10 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
   def synthetic_batch(key):
     image_key, label_key = jax.random.split(key)
     shape = (batch, image_size, image_size, channels)
-    return {"image": jax.random.randint(image_key, shape, 0, 256).astype(jnp.uint8),
-            "label": jax.random.randint(label_key, (batch,), 0, num_classes)}
+    return {
+      "image": jax.random.randint(image_key, shape, 0, 256).astype(jnp.uint8),
+      "label": jax.random.randint(label_key, (batch,), 0, num_classes),
+    }
 
   data = synthetic_batch(jax.random.key(1))
   init_rng, rng = jax.random.split(jax.random.key(0))
@@ -124,14 +142,29 @@ def bench(model: str, batch: int, image_size: int = 32, channels: int = 3, num_c
     profile = profile_summary(profile_dir, profile_calls * steps_per_call)
   peak_bytes, peak_kind = peak_memory()
   device = jax.devices()[0]
-  return {"model": model, "model_kwargs": dict(model_kwargs or {}), "batch": batch, "image_size": image_size,
-          "channels": channels, "num_classes": num_classes, "dtype": dtype, "steps_per_call": steps_per_call,
-          "timed_steps": timed_steps, "wall_s": wall_s, "compile_s": compile_s,
-          "steps_per_s": timed_steps / wall_s, "images_per_s": timed_steps * batch / wall_s,
-          "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
-          "final_loss": float(metrics["loss"][-1]), "backend": jax.default_backend(),
-          "device_kind": device.device_kind, "device_count": jax.device_count(), "jax_version": jax.__version__,
-          **({"profile": profile} if profile else {})}
+  return {
+    "model": model,
+    "model_kwargs": dict(model_kwargs or {}),
+    "batch": batch,
+    "image_size": image_size,
+    "channels": channels,
+    "num_classes": num_classes,
+    "dtype": dtype,
+    "steps_per_call": steps_per_call,
+    "timed_steps": timed_steps,
+    "wall_s": wall_s,
+    "compile_s": compile_s,
+    "steps_per_s": timed_steps / wall_s,
+    "images_per_s": timed_steps * batch / wall_s,
+    "peak_memory_bytes": peak_bytes,
+    "peak_memory_kind": peak_kind,
+    "final_loss": float(metrics["loss"][-1]),
+    "backend": jax.default_backend(),
+    "device_kind": device.device_kind,
+    "device_count": jax.device_count(),
+    "jax_version": jax.__version__,
+    **({"profile": profile} if profile else {}),
+  }
 
 
 def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
@@ -152,16 +185,27 @@ def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
 def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict[str, Any]:
   """Summarises the newest `jax.profiler` trace in `trace_dir` (its perfetto_trace.json.gz) that
   covered `steps` train steps: per process (a device, or the host on CPUs) holding XLA op events."""
-  paths = sorted(glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz")))
+  paths = sorted(
+    glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz"))
+  )
   if not paths:
-    raise FileNotFoundError(f"{trace_dir}: no plugins/profile/*/perfetto_trace.json.gz; was it written by "
-                            "jax.profiler.trace(..., create_perfetto_trace=True)?")
+    raise FileNotFoundError(
+      f"{trace_dir}: no plugins/profile/*/perfetto_trace.json.gz; was it written by "
+      "jax.profiler.trace(..., create_perfetto_trace=True)?"
+    )
   with gzip.open(paths[-1]) as f:
     trace = json.load(f)
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
-  names = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
-  threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  names = {
+    e["pid"]: e["args"]["name"]
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "process_name"
+  }
+  threads = {
+    (e["pid"], e["tid"]): e["args"]["name"]
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "thread_name"
+  }
   ops = collections.defaultdict(list)  # pid -> XLA op events (kernels on a GPU)
   for e in events:
     if e.get("ph") == "X" and "dur" in e and "hlo_op" in (e.get("args") or {}):
@@ -181,11 +225,24 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict[str, Any]
       counts[e["args"]["hlo_op"]] += 1
     main_us = sum(totals.values())
     summary["devices"][name] = {
-        "busy_s": busy_us / 1e6, "span_s": span_us / 1e6, "busy_fraction": busy_us / span_us if span_us else 1.0,
-        "ops_per_step": len(main) / steps, "median_gap_us": statistics.median(gaps) if gaps else 0.0,
-        "op_thread": threads.get((pid, main_tid), str(main_tid)) if name.startswith("/device:") else "all",
-        "top_ops": [{"hlo_op": n, "total_ms": t / 1e3, "count": counts[n], "share": t / main_us if main_us else 0.0}
-                    for n, t in totals.most_common(top)]}
+      "busy_s": busy_us / 1e6,
+      "span_s": span_us / 1e6,
+      "busy_fraction": busy_us / span_us if span_us else 1.0,
+      "ops_per_step": len(main) / steps,
+      "median_gap_us": statistics.median(gaps) if gaps else 0.0,
+      "op_thread": threads.get((pid, main_tid), str(main_tid))
+      if name.startswith("/device:")
+      else "all",
+      "top_ops": [
+        {
+          "hlo_op": n,
+          "total_ms": t / 1e3,
+          "count": counts[n],
+          "share": t / main_us if main_us else 0.0,
+        }
+        for n, t in totals.most_common(top)
+      ],
+    }
   return summary
 
 
@@ -197,8 +254,16 @@ def peak_memory() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host_rss"  # Linux reports KiB
 
 
-def bench_torch(model: str, batch: int, image_size: int, channels: int, num_classes: int, dtype: str,
-                steps: int, compile_model: bool = False) -> dict[str, Any]:
+def bench_torch(
+  model: str,
+  batch: int,
+  image_size: int,
+  channels: int,
+  num_classes: int,
+  dtype: str,
+  steps: int,
+  compile_model: bool = False,
+) -> dict[str, Any]:
   """torchvision's `model` trained with Adam on one synthetic batch, on the device JAX uses.
 
   Raises LookupError (torch or the model missing) with a message saying what is missing.
@@ -210,14 +275,18 @@ def bench_torch(model: str, batch: int, image_size: int, channels: int, num_clas
     raise LookupError(f"--compare-torch needs torch and torchvision ({e})") from None
   name = TORCHVISION_EQUIVALENTS.get(model, model)
   if name not in torchvision.models.list_models():
-    raise LookupError(f"torchvision has no model {name!r} to compare with {model!r} "
-                      "(add it to scripts.bench.TORCHVISION_EQUIVALENTS)")
+    raise LookupError(
+      f"torchvision has no model {name!r} to compare with {model!r} "
+      "(add it to scripts.bench.TORCHVISION_EQUIVALENTS)"
+    )
   device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
   net = torchvision.models.get_model(name, num_classes=num_classes).to(device).train()
   net = net.to(memory_format=torch.channels_last)  # NHWC, as the JAX step
   optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
   step_net = torch.compile(net) if compile_model else net
-  images = torch.rand(batch, channels, image_size, image_size, device=device).to(memory_format=torch.channels_last)
+  images = torch.rand(batch, channels, image_size, image_size, device=device).to(
+    memory_format=torch.channels_last
+  )
   labels = torch.randint(0, num_classes, (batch,), device=device)
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
   sync = torch.cuda.synchronize if device == "cuda" else lambda: None
@@ -239,54 +308,111 @@ def bench_torch(model: str, batch: int, image_size: int, channels: int, num_clas
     loss = train_step()
   sync()
   wall_s = time.perf_counter() - t0
-  return {"model": name, "device": device, "mode": "compiled" if compile_model else "eager",
-          "torch_version": torch.__version__, "first_step_s": warmup_s, "timed_steps": steps,
-          "steps_per_s": steps / wall_s, "images_per_s": steps * batch / wall_s, "final_loss": float(loss.detach())}
+  return {
+    "model": name,
+    "device": device,
+    "mode": "compiled" if compile_model else "eager",
+    "torch_version": torch.__version__,
+    "first_step_s": warmup_s,
+    "timed_steps": steps,
+    "steps_per_s": steps / wall_s,
+    "images_per_s": steps * batch / wall_s,
+    "final_loss": float(loss.detach()),
+  }
 
 
 def describe(result: dict[str, Any]) -> str:
   """One readable line of a `bench` result."""
   r = result
-  line = (f"{r['model']} batch {r['batch']} {r['image_size']}x{r['image_size']}x{r['channels']} {r['dtype']} "
-          f"on {r['backend']} ({r['device_count']} x {r['device_kind']}): {r['images_per_s']:,.1f} images/s "
-          f"({r['steps_per_s']:.2f} steps/s), compile {r['compile_s']:.2f} s, "
-          f"peak {r['peak_memory_kind']} {r['peak_memory_bytes'] / 2**20:,.0f} MiB")
+  line = (
+    f"{r['model']} batch {r['batch']} {r['image_size']}x{r['image_size']}x{r['channels']} {r['dtype']} "
+    f"on {r['backend']} ({r['device_count']} x {r['device_kind']}): {r['images_per_s']:,.1f} images/s "
+    f"({r['steps_per_s']:.2f} steps/s), compile {r['compile_s']:.2f} s, "
+    f"peak {r['peak_memory_kind']} {r['peak_memory_bytes'] / 2**20:,.0f} MiB"
+  )
   torch_result = r.get("torch")
   if torch_result and "images_per_s" in torch_result:
-    line += (f"; torchvision {torch_result['model']} ({torch_result['mode']}, {torch_result['device']}): "
-             f"{torch_result['images_per_s']:,.1f} images/s, JAX/torch = {r['jax_over_torch']:.2f}")
+    line += (
+      f"; torchvision {torch_result['model']} ({torch_result['mode']}, {torch_result['device']}): "
+      f"{torch_result['images_per_s']:,.1f} images/s, JAX/torch = {r['jax_over_torch']:.2f}"
+    )
   elif torch_result:
     line += f"; torch comparison skipped: {torch_result['skipped']}"
   return line
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m scripts.bench", description=__doc__.split("\n")[0]
+  )
   parser.add_argument("model", help="a registered model name")
   parser.add_argument("--batch", type=int, required=True, help="global batch size")
   parser.add_argument("--image-size", type=int, default=32)
   parser.add_argument("--channels", type=int, default=3)
   parser.add_argument("--num-classes", type=int, default=10)
   parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-  parser.add_argument("--steps-per-call", type=int, default=None,
-                      help="train steps scanned in one jitted call (default: 10, or 1 on CPUs as the loop does)")
-  parser.add_argument("--steps", type=int, default=50, help="timed steps, rounded up to whole calls")
-  parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
-                      help="a model argument, as config.model.KEY would set it (repeatable)")
-  parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH ('-': stdout)")
-  parser.add_argument("--profile", metavar="DIR", help="also trace two calls into DIR and summarise where the time went")
-  parser.add_argument("--compare-torch", action="store_true", help="also time torchvision's model of the same name")
-  parser.add_argument("--torch-compile", action="store_true", help="with --compare-torch: torch.compile the model")
+  parser.add_argument(
+    "--steps-per-call",
+    type=int,
+    default=None,
+    help="train steps scanned in one jitted call (default: 10, or 1 on CPUs as the loop does)",
+  )
+  parser.add_argument(
+    "--steps", type=int, default=50, help="timed steps, rounded up to whole calls"
+  )
+  parser.add_argument(
+    "--kw",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a model argument, as config.model.KEY would set it (repeatable)",
+  )
+  parser.add_argument(
+    "--json", metavar="PATH", help="also write the result as JSON to PATH ('-': stdout)"
+  )
+  parser.add_argument(
+    "--profile",
+    metavar="DIR",
+    help="also trace two calls into DIR and summarise where the time went",
+  )
+  parser.add_argument(
+    "--compare-torch", action="store_true", help="also time torchvision's model of the same name"
+  )
+  parser.add_argument(
+    "--torch-compile", action="store_true", help="with --compare-torch: torch.compile the model"
+  )
   args = parser.parse_args(argv)
   try:
-    result = bench(args.model, args.batch, args.image_size, args.channels, args.num_classes, args.dtype,
-                   args.steps_per_call, args.steps, parse_kwargs(args.kw), args.profile)
-  except (KeyError, ValueError, TypeError) as e:  # unknown model, bad settings, unknown model argument
+    result = bench(
+      args.model,
+      args.batch,
+      args.image_size,
+      args.channels,
+      args.num_classes,
+      args.dtype,
+      args.steps_per_call,
+      args.steps,
+      parse_kwargs(args.kw),
+      args.profile,
+    )
+  except (
+    KeyError,
+    ValueError,
+    TypeError,
+  ) as e:  # unknown model, bad settings, unknown model argument
     parser.exit(2, f"error: {e}\n")
   if args.compare_torch:
     try:
-      result["torch"] = bench_torch(args.model, args.batch, args.image_size, args.channels, args.num_classes,
-                                    args.dtype, result["timed_steps"], args.torch_compile)
+      result["torch"] = bench_torch(
+        args.model,
+        args.batch,
+        args.image_size,
+        args.channels,
+        args.num_classes,
+        args.dtype,
+        result["timed_steps"],
+        args.torch_compile,
+      )
       result["jax_over_torch"] = result["images_per_s"] / result["torch"]["images_per_s"]
     except LookupError as e:
       result["torch"] = {"skipped": str(e)}
@@ -294,9 +420,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   out = sys.stderr if args.json == "-" else sys.stdout
   print(describe(result), file=out)
   for device, p in result.get("profile", {}).get("devices", {}).items():
-    print(f"profile {device}: busy {100 * p['busy_fraction']:.0f}% of {p['span_s'] * 1e3:.1f} ms, "
-          f"{p['ops_per_step']:.0f} ops per step, median gap {p['median_gap_us']:.1f} us; top: "
-          + ", ".join(f"{o['hlo_op']} {100 * o['share']:.0f}%" for o in p["top_ops"][:5]), file=out)
+    print(
+      f"profile {device}: busy {100 * p['busy_fraction']:.0f}% of {p['span_s'] * 1e3:.1f} ms, "
+      f"{p['ops_per_step']:.0f} ops per step, median gap {p['median_gap_us']:.1f} us; top: "
+      + ", ".join(f"{o['hlo_op']} {100 * o['share']:.0f}%" for o in p["top_ops"][:5]),
+      file=out,
+    )
   if args.json:
     text = json.dumps(result, indent=1)
     if args.json == "-":

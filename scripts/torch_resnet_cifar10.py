@@ -32,6 +32,7 @@ train.log_every steps, test/* every train.eval_every steps and at the end, final
 config.json and result.json in the format of `python -m experiments.*`, with the metric, W&B as
 configured (config.wandb), and a tqdm progress bar.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,18 @@ from torch import nn
 
 from vision_jax import cli
 from vision_jax.config import apply_overrides, experiment_rules, load_config
-from vision_jax.errors import ConfigError
 from vision_jax.data.pipeline import get_splits
-from vision_jax.errors import RunError
+from vision_jax.errors import ConfigError, RunError
 from vision_jax.train.metric_writers import MetricWriter, Progress
 
 EXPERIMENT = "resnet_cifar10"  # the config, data and recipe this reproduces
-PAPER_ERRORS = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
+PAPER_ERRORS = {
+  "resnet20": 8.75,
+  "resnet32": 7.51,
+  "resnet44": 7.17,
+  "resnet56": 6.97,
+  "resnet110": 6.43,
+}
 
 
 class BasicBlock(nn.Module):
@@ -77,7 +83,7 @@ class BasicBlock(nn.Module):
     if not self.shortcut:
       return F.relu(y)
     if self.stride != 1 or self.extra:
-      x = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+      x = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.extra))
     return F.relu(y + x)
 
 
@@ -111,8 +117,8 @@ class CifarResNet(nn.Module):
 def model_for(name: str) -> CifarResNet:
   """Our registry's CIFAR names: resnet20..resnet110 and plain20..plain110."""
   for prefix, shortcut in (("resnet", True), ("plain", False)):
-    if name.startswith(prefix) and name[len(prefix):].isdigit():
-      return CifarResNet(int(name[len(prefix):]), shortcut)
+    if name.startswith(prefix) and name[len(prefix) :].isdigit():
+      return CifarResNet(int(name[len(prefix) :]), shortcut)
   raise ConfigError(f"model.name {name!r}: this script builds resnet<depth> and plain<depth> only")
 
 
@@ -120,22 +126,30 @@ def check_supported(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError listing the settings of `config` that this script does not implement."""
   o, d, t = config.optim, config.data, config.train
   unsupported = [
-      (o.name not in ("sgd", "momentum", "nesterov"), f"optim.name={o.name!r} (sgd, momentum, nesterov)"),
-      (o.get("schedule", "constant") not in ("constant", "step", "cosine"), f"optim.schedule={o.schedule!r}"),
-      (o.get("grad_clip_norm", 0.0) != 0.0, "optim.grad_clip_norm"),
-      (o.get("decay_kernels_only", False), "optim.decay_kernels_only"),
-      (bool(o.get("frozen", ())) or float(o.get("backbone_lr_scale", 1.0)) != 1.0,
-       "parameter groups (optim.frozen, optim.backbone_lr_scale)"),
-      (t.get("frozen_batch_stats", False), "train.frozen_batch_stats"),
-      (config.loss.name != "cross_entropy", f"loss.name={config.loss.name!r}"),
-      (config.loss.get("label_smoothing", 0.0) != 0.0, "loss.label_smoothing"),
-      (config.model.get("dropout", 0.0) != 0.0, "model.dropout"),
-      (config.model.get("dtype", "float32") != "float32", f"model.dtype={config.model.dtype!r}"),
-      (d.get("pad_to", 0) != 0, "data.pad_to"),
-      (d.augment.get("noise_std", 0.0) != 0.0, "data.augment.noise_std"),
-      (d.augment.get("brightness", 0.0) != 0.0, "data.augment.brightness"),
-      (t.early_stopping.get("metric", "") != "", "train.early_stopping"),
-      (config.get("init_from", "") != "", "init_from"),
+    (
+      o.name not in ("sgd", "momentum", "nesterov"),
+      f"optim.name={o.name!r} (sgd, momentum, nesterov)",
+    ),
+    (
+      o.get("schedule", "constant") not in ("constant", "step", "cosine"),
+      f"optim.schedule={o.schedule!r}",
+    ),
+    (o.get("grad_clip_norm", 0.0) != 0.0, "optim.grad_clip_norm"),
+    (o.get("decay_kernels_only", False), "optim.decay_kernels_only"),
+    (
+      bool(o.get("frozen", ())) or float(o.get("backbone_lr_scale", 1.0)) != 1.0,
+      "parameter groups (optim.frozen, optim.backbone_lr_scale)",
+    ),
+    (t.get("frozen_batch_stats", False), "train.frozen_batch_stats"),
+    (config.loss.name != "cross_entropy", f"loss.name={config.loss.name!r}"),
+    (config.loss.get("label_smoothing", 0.0) != 0.0, "loss.label_smoothing"),
+    (config.model.get("dropout", 0.0) != 0.0, "model.dropout"),
+    (config.model.get("dtype", "float32") != "float32", f"model.dtype={config.model.dtype!r}"),
+    (d.get("pad_to", 0) != 0, "data.pad_to"),
+    (d.augment.get("noise_std", 0.0) != 0.0, "data.augment.noise_std"),
+    (d.augment.get("brightness", 0.0) != 0.0, "data.augment.brightness"),
+    (t.early_stopping.get("metric", "") != "", "train.early_stopping"),
+    (config.get("init_from", "") != "", "init_from"),
   ]
   bad = [what for is_bad, what in unsupported if is_bad]
   if bad:
@@ -154,7 +168,9 @@ def learning_rate(step: int, optim: ml_collections.ConfigDict, total_steps: int)
       return factor * lr
     return factor * lr + (1.0 - factor) * lr * step / warmup
   if schedule == "step":  # boundaries stay absolute steps
-    return lr * optim.get("decay_factor", 0.1) ** sum(step >= b for b in optim.get("boundaries", ()))
+    return lr * optim.get("decay_factor", 0.1) ** sum(
+      step >= b for b in optim.get("boundaries", ())
+    )
   if schedule == "cosine":
     steps, t = max(1, total_steps - warmup), min(step - warmup, total_steps - warmup)
     return lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
@@ -165,11 +181,18 @@ def make_optimizer(model: nn.Module, optim: ml_collections.ConfigDict) -> torch.
   """SGD as optax's chain(add_decayed_weights(wd), sgd(lr, momentum)): weight decay on every
   parameter added to the gradient before the momentum, no dampening."""
   momentum = 0.0 if optim.name == "sgd" else optim.get("momentum", 0.9)
-  return torch.optim.SGD(model.parameters(), lr=optim.learning_rate, momentum=momentum,
-                         weight_decay=optim.get("weight_decay", 0.0), nesterov=optim.name == "nesterov")
+  return torch.optim.SGD(
+    model.parameters(),
+    lr=optim.learning_rate,
+    momentum=momentum,
+    weight_decay=optim.get("weight_decay", 0.0),
+    nesterov=optim.name == "nesterov",
+  )
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, padding: int, flip: bool) -> torch.Tensor:
+def augment(
+  images: torch.Tensor, generator: torch.Generator, padding: int, flip: bool
+) -> torch.Tensor:
   """Random crops after zero padding and random horizontal flips, on the images' device.
 
   images: [batch, height, width, channels] uint8. Returns the same shape and dtype; as
@@ -196,15 +219,21 @@ def standardise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> 
   return x.permute(0, 3, 1, 2)  # NHWC storage seen as NCHW: channels_last, no copy
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
-             std: torch.Tensor, batch_size: int) -> dict[str, float]:
+def evaluate(
+  model: nn.Module,
+  images: torch.Tensor,
+  labels: torch.Tensor,
+  mean: torch.Tensor,
+  std: torch.Tensor,
+  batch_size: int,
+) -> dict[str, float]:
   """loss, accuracy and error over a whole split (BatchNorm's running statistics)."""
   model.eval()
   loss, correct = torch.zeros((), device=images.device), torch.zeros((), device=images.device)
   with torch.no_grad():
     for start in range(0, len(labels), batch_size):
-      logits = model(standardise(images[start:start + batch_size], mean, std)).float()
-      y = labels[start:start + batch_size]
+      logits = model(standardise(images[start : start + batch_size], mean, std)).float()
+      y = labels[start : start + batch_size]
       loss += F.cross_entropy(logits, y, reduction="sum")
       correct += (logits.argmax(1) == y).sum()
   model.train()
@@ -218,20 +247,29 @@ def hardware(device: torch.device) -> str:
   if device.type == "cuda":
     return f"{torch.cuda.get_device_name(device)} x1"
   import jax  # pylint: disable=g-import-not-at-top
+
   return cli.hardware() if jax.default_backend() == "cpu" else f"CPU ({os.cpu_count()} cores)"
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
-          compile_mode: str = "none") -> dict[str, Any]:
+def train(
+  config: ml_collections.ConfigDict, workdir: str, device: torch.device, compile_mode: str = "none"
+) -> dict[str, Any]:
   """Trains config.model on config.data with config's recipe; returns the run's summary
   {"step", "train_wall_s", "eval": {split/metric: value}, "model": the trained module}."""
   check_supported(config)
   tc, aug = config.train, config.data.augment
   torch.manual_seed(tc.seed)
   spec, splits = get_splits(config.data)
-  to_device = lambda a, dtype: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
-  arrays = {name: splits[name].arrays() for name in [config.data.train_split, *config.data.eval_splits]}
-  data = {name: (to_device(a["image"], torch.uint8), to_device(a["label"], torch.int64)) for name, a in arrays.items()}
+  to_device = lambda a, dtype: torch.from_numpy(np.ascontiguousarray(a)).to(
+    device=device, dtype=dtype
+  )
+  arrays = {
+    name: splits[name].arrays() for name in [config.data.train_split, *config.data.eval_splits]
+  }
+  data = {
+    name: (to_device(a["image"], torch.uint8), to_device(a["label"], torch.int64))
+    for name, a in arrays.items()
+  }
   train_images, train_labels = data[config.data.train_split]
   n, batch = len(train_labels), tc.batch_size
   if batch > n:
@@ -251,13 +289,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
     torch._dynamo.config.suppress_errors = True  # pylint: disable=protected-access
     step_model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
   if device.type == "cuda":
-    torch.backends.cudnn.benchmark = True  # one input shape throughout: pick the fastest kernels once
+    torch.backends.cudnn.benchmark = (
+      True  # one input shape throughout: pick the fastest kernels once
+    )
   generator = torch.Generator(device=device)
   generator.manual_seed(tc.seed)
 
   def train_step(step: int, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     i = step % (n // batch)
-    idx = perm[i * batch:(i + 1) * batch]
+    idx = perm[i * batch : (i + 1) * batch]
     images = augment(train_images[idx], generator, aug.crop_padding, aug.flip)
     for group in optimizer.param_groups:
       group["lr"] = learning_rate(step, config.optim, tc.steps)
@@ -271,7 +311,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
   def evaluate_all() -> dict[str, float]:
     results = {}
     for name in config.data.eval_splits:
-      for metric, value in evaluate(model, *data[name], mean, std, tc.get("eval_batch_size", 1000)).items():
+      for metric, value in evaluate(
+        model, *data[name], mean, std, tc.get("eval_batch_size", 1000)
+      ).items():
         results[f"{name}/{metric}"] = value
     return results
 
@@ -293,10 +335,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
       if not (log or evaluate_now):
         continue
       # As our loop: train metrics averaged since the last record, then the evaluation.
-      record = {"train/loss": float(loss_sum) / chunk, "train/accuracy": float(correct_sum) / (chunk * batch)}
+      record = {
+        "train/loss": float(loss_sum) / chunk,
+        "train/accuracy": float(correct_sum) / (chunk * batch),
+      }
       t_train += time.perf_counter() - t0
       if not math.isfinite(record["train/loss"]):
-        raise FloatingPointError(f"non-finite train/loss in steps {done - chunk + 1}-{done}; lower the learning rate")
+        raise FloatingPointError(
+          f"non-finite train/loss in steps {done - chunk + 1}-{done}; lower the learning rate"
+        )
       writer.write(done, record)
       progress.update(chunk, loss=record["train/loss"])
       loss_sum = correct_sum = torch.zeros((), device=device)
@@ -316,15 +363,33 @@ def train(config: ml_collections.ConfigDict, workdir: str, device: torch.device,
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
-      prog="python -m scripts.torch_resnet_cifar10",
-      description="Train configs/resnet_cifar10.py's ResNet in plain PyTorch on the same data. "
-                  "Override any config key with --config.<key>=<value>.")
-  parser.add_argument("--workdir", required=True, help="where metrics.jsonl, config.json and result.json go")
-  parser.add_argument("--variant", default=None, help="configs/resnet_cifar10.py's get_config(arg), e.g. 'model=resnet56'")
-  parser.add_argument("--steps", type=int, default=None, help="train this many steps (config.train.steps), e.g. for a CPU check")
-  parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-  parser.add_argument("--compile", default=None, choices=("none", "default", "reduce-overhead", "max-autotune"),
-                      help="torch.compile mode for the model (default: 'default' on CUDA, 'none' on CPU)")
+    prog="python -m scripts.torch_resnet_cifar10",
+    description="Train configs/resnet_cifar10.py's ResNet in plain PyTorch on the same data. "
+    "Override any config key with --config.<key>=<value>.",
+  )
+  parser.add_argument(
+    "--workdir", required=True, help="where metrics.jsonl, config.json and result.json go"
+  )
+  parser.add_argument(
+    "--variant",
+    default=None,
+    help="configs/resnet_cifar10.py's get_config(arg), e.g. 'model=resnet56'",
+  )
+  parser.add_argument(
+    "--steps",
+    type=int,
+    default=None,
+    help="train this many steps (config.train.steps), e.g. for a CPU check",
+  )
+  parser.add_argument(
+    "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+  )
+  parser.add_argument(
+    "--compile",
+    default=None,
+    choices=("none", "default", "reduce-overhead", "max-autotune"),
+    help="torch.compile mode for the model (default: 'default' on CUDA, 'none' on CPU)",
+  )
   return cli.parse_config_overrides(parser, argv)
 
 
@@ -332,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   argv = sys.argv[1:] if argv is None else list(argv)
   args, overrides = parse_args(argv)
   try:
-    config = apply_overrides(load_config(EXPERIMENT, args.variant), overrides, experiment_rules(EXPERIMENT))
+    config = apply_overrides(
+      load_config(EXPERIMENT, args.variant), overrides, experiment_rules(EXPERIMENT)
+    )
     if args.steps is not None:
       config.train.steps = args.steps
     check_supported(config)
@@ -347,13 +414,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sys.exit(f"error: {e}")
   test = "test" if "test" in config.data.eval_splits else config.data.eval_splits[0]
   result = {
-      "experiment": "torch_resnet_cifar10", "paper": "He et al. 2015, Table 6 (CIFAR-10)",
-      "metric": f"{test} error (%)", "paper_value": PAPER_ERRORS.get(config.model.name),
-      "value": round(100.0 * summary["eval"][f"{test}/error"], 3), "steps": summary["step"],
-      "wall_s": round(time.perf_counter() - t0, 1), "hardware": hardware(device),
-      "command": "python -m scripts.torch_resnet_cifar10 " + shlex.join(argv),
-      "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"], "model": config.model.name,
-      "framework": f"torch {torch.__version__}", "compile": compile_mode,
+    "experiment": "torch_resnet_cifar10",
+    "paper": "He et al. 2015, Table 6 (CIFAR-10)",
+    "metric": f"{test} error (%)",
+    "paper_value": PAPER_ERRORS.get(config.model.name),
+    "value": round(100.0 * summary["eval"][f"{test}/error"], 3),
+    "steps": summary["step"],
+    "wall_s": round(time.perf_counter() - t0, 1),
+    "hardware": hardware(device),
+    "command": "python -m scripts.torch_resnet_cifar10 " + shlex.join(argv),
+    "train_wall_s": round(summary["train_wall_s"], 1),
+    "eval": summary["eval"],
+    "model": config.model.name,
+    "framework": f"torch {torch.__version__}",
+    "compile": compile_mode,
   }
   os.makedirs(args.workdir, exist_ok=True)
   path = os.path.join(args.workdir, "result.json")
@@ -361,8 +435,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     json.dump(result, f, indent=2)
   os.replace(path + ".tmp", path)
   paper = f" (paper: {result['paper_value']})" if result["paper_value"] is not None else ""
-  print(f"torch_resnet_cifar10 {config.model.name}: {result['metric']} = {result['value']:.4g}{paper} after "
-        f"{result['steps']} steps in {result['wall_s']:.0f}s on {result['hardware']}; {path}")
+  print(
+    f"torch_resnet_cifar10 {config.model.name}: {result['metric']} = {result['value']:.4g}{paper} after "
+    f"{result['steps']} steps in {result['wall_s']:.0f}s on {result['hardware']}; {path}"
+  )
   return result
 
 

@@ -1,4 +1,5 @@
 """Autoencoders: models, the autoencoding task, the likelihood bounds, and the experiments' smoke runs."""
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,15 @@ from vision_jax.tasks.autoencoding import AutoencodingTask, default_options, hoy
 
 AE_MODELS = [m for m in list_models() if m.split("_")[0] in ("ae", "sae", "vae")]
 SMALL = {"mlp": {"hidden": (32,), "latent_dim": 8}, "conv": {"hidden": (8, 16), "latent_dim": 8}}
-SPEC = DatasetSpec(image_shape=(8, 8, 1), class_names=tuple(str(i) for i in range(10)), splits=("train", "test"))
+SPEC = DatasetSpec(
+  image_shape=(8, 8, 1), class_names=tuple(str(i) for i in range(10)), splits=("train", "test")
+)
 
 
 def digits(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
   """sklearn's 8x8 digits in [0, 1], [n, 8, 8, 1], and their labels: real images, no files."""
   import sklearn.datasets  # pylint: disable=g-import-not-at-top
+
   d = sklearn.datasets.load_digits()
   return (d.images[:n, :, :, None] / 16.0).astype(np.float32), d.target[:n].astype(np.int32)
 
@@ -51,8 +55,11 @@ def train(task: AutoencodingTask, images: np.ndarray, steps: int, seed: int = 0)
   @jax.jit
   def run(state):
     def body(state, _):
-      state, metrics = task.train_step(state, {"image": jnp.asarray(images)}, jax.random.fold_in(jax.random.key(seed), state.step))
+      state, metrics = task.train_step(
+        state, {"image": jnp.asarray(images)}, jax.random.fold_in(jax.random.key(seed), state.step)
+      )
       return state.replace(step=state.step + 1), metrics
+
     return jax.lax.scan(body, state, None, length=steps)
 
   return run(state)
@@ -83,17 +90,25 @@ def test_closed_form_kl_equals_a_monte_carlo_estimate():
   mean = jax.random.normal(jax.random.fold_in(rng, 1), (3, 5))
   logvar = jax.random.uniform(jax.random.fold_in(rng, 2), (3, 5), minval=-2.0, maxval=1.0)
   z = likelihood.reparameterize(jax.random.fold_in(rng, 3), mean, logvar, 100_000)
-  mc = jnp.mean(likelihood.diagonal_gaussian_log_density(z, mean, logvar) - likelihood.standard_normal_log_density(z), 0)
+  mc = jnp.mean(
+    likelihood.diagonal_gaussian_log_density(z, mean, logvar)
+    - likelihood.standard_normal_log_density(z),
+    0,
+  )
   np.testing.assert_allclose(likelihood.gaussian_kl(mean, logvar), mc, rtol=0.03, atol=0.03)
 
 
 def toy_log_weights(x: jnp.ndarray, q_mean: float, q_logvar: float):
   """p(z) = N(0, 1), p(x|z) = N(x; z, 1), q(z|x) = N(q_mean, exp(q_logvar)): log p(x) = log N(x; 0, 2)."""
+
   def log_weights(rng, n):
     z = q_mean + math.exp(0.5 * q_logvar) * jax.random.normal(rng, (n, x.shape[0], 1))
     log_px_z = -0.5 * (math.log(2 * math.pi) + (x[None, :, None] - z) ** 2)[..., 0]
-    log_q = likelihood.diagonal_gaussian_log_density(z, jnp.full_like(z, q_mean), jnp.full_like(z, q_logvar))
+    log_q = likelihood.diagonal_gaussian_log_density(
+      z, jnp.full_like(z, q_mean), jnp.full_like(z, q_logvar)
+    )
     return log_px_z + likelihood.standard_normal_log_density(z) - log_q
+
   return log_weights
 
 
@@ -111,10 +126,14 @@ def test_importance_weighted_bound_grows_with_k_and_is_the_elbo_at_k1():
   assert means[-1] > float(jnp.mean(log_px)) - 0.05
   # k = 1: the single-sample ELBO log w(z) of the same sample (the first of chunk 0).
   rng = jax.random.key(3)
-  np.testing.assert_allclose(bound(log_weights, rng, 1, 100), log_weights(jax.random.fold_in(rng, 0), 100)[0], rtol=1e-5)
+  np.testing.assert_allclose(
+    bound(log_weights, rng, 1, 100), log_weights(jax.random.fold_in(rng, 0), 100)[0], rtol=1e-5
+  )
   # Chunks with a remainder: k = 250 in chunks of 100 is log-mean-exp over the first 250 samples.
   all_w = jnp.concatenate([log_weights(jax.random.fold_in(rng, i), 100) for i in range(3)])[:250]
-  np.testing.assert_allclose(bound(log_weights, rng, 250, 100), jax.nn.logsumexp(all_w, 0) - math.log(250), rtol=1e-5)
+  np.testing.assert_allclose(
+    bound(log_weights, rng, 250, 100), jax.nn.logsumexp(all_w, 0) - math.log(250), rtol=1e-5
+  )
 
 
 def test_vae_iw_bound_on_a_model_is_at_least_the_elbo_on_average():
@@ -130,7 +149,9 @@ def test_vae_iw_bound_on_a_model_is_at_least_the_elbo_on_average():
   # L_1 is an unbiased estimate of the ELBO: E_q[log p(x|z)] - KL, here from 64 samples.
   mean, logvar = task.model.apply({"params": state.params}, x, method="encode")
   z = likelihood.reparameterize(jax.random.key(5), mean, logvar, 64).reshape(-1, mean.shape[1])
-  log_px = task.log_likelihood(task.decode(state.params, z), jnp.tile(x, (64, 1, 1, 1))).reshape(64, 8)
+  log_px = task.log_likelihood(task.decode(state.params, z), jnp.tile(x, (64, 1, 1, 1))).reshape(
+    64, 8
+  )
   elbo = jnp.mean(log_px, 0) - likelihood.gaussian_kl(mean, logvar)
   assert abs(float(jnp.mean(l1 - elbo))) < 3.0
 
@@ -187,14 +208,17 @@ def test_sparsity_penalty_lowers_mean_activation():
   assert hoyer_sparsity(jnp.array([[2.0, 2.0, 2.0]]))[0] == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("options, message", [
+@pytest.mark.parametrize(
+  "options, message",
+  [
     ({"noise_level": -0.1, "corruption": "gaussian"}, "noise_level must be >= 0"),
     ({"corruption": "masking", "noise_level": 1.5}, "in \\[0, 1\\]"),
     ({"corruption": "salt"}, "unknown autoencoder.corruption"),
     ({"iw_samples": -1}, "integer >= 1"),
     ({"sparsity_target": 1.0}, "sparsity_target"),
     ({"binarize": "static"}, "unknown autoencoder.binarize"),
-])
+  ],
+)
 def test_bad_task_settings_give_clear_errors(options, message):
   with pytest.raises(ValueError, match=message):
     make_task(**options)
@@ -205,9 +229,13 @@ def test_bad_model_and_bound_settings_give_clear_errors():
   with pytest.raises(ValueError, match="latent size"):
     small_model("ae_mlp", latent_dim=0).init(jax.random.key(0), jnp.asarray(images))
   with pytest.raises(ValueError, match="k must be an integer >= 1"):
-    likelihood.importance_weighted_bound(toy_log_weights(jnp.zeros(2), 0.0, 0.0), jax.random.key(0), 0)
+    likelihood.importance_weighted_bound(
+      toy_log_weights(jnp.zeros(2), 0.0, 0.0), jax.random.key(0), 0
+    )
   with pytest.raises(ValueError, match="needs codes in \\(0, 1\\)"):
-    make_task("ae_mlp", sparsity_weight=1.0, sparsity_target=0.1).init_state(jax.random.key(0), {"image": jnp.asarray(images)}, 1)
+    make_task("ae_mlp", sparsity_weight=1.0, sparsity_target=0.1).init_state(
+      jax.random.key(0), {"image": jnp.asarray(images)}, 1
+    )
   with pytest.raises(ValueError, match="unknown autoencoder option"):
     make_task(noise=0.3)
   c = make_task().config
@@ -219,7 +247,10 @@ def test_bad_model_and_bound_settings_give_clear_errors():
 @pytest.fixture
 def env(tmp_path, monkeypatch):
   datasets = os.environ.get("VISION_JAX_DATASETS") or os.path.join(
-      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "datasets")
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "shared",
+    "datasets",
+  )
   if not os.path.exists(os.path.join(datasets, "mnist")):
     pytest.skip(f"MNIST is not in {datasets} (set VISION_JAX_DATASETS)")
   monkeypatch.setenv("VISION_JAX_DATASETS", datasets)
@@ -230,14 +261,29 @@ def env(tmp_path, monkeypatch):
 def test_vae_mnist_smoke_runs_end_to_end(env):
   from experiments import vae_mnist  # pylint: disable=g-import-not-at-top
   from vision_jax import cli  # pylint: disable=g-import-not-at-top
+
   workdir = str(env / "vae")
-  result = cli.main("vae_mnist", vae_mnist.run, paper="", metric="nll", paper_value=86.76,
-                    argv=["--workdir", workdir, "--variant", "smoke,latent=2"])
+  result = cli.main(
+    "vae_mnist",
+    vae_mnist.run,
+    paper="",
+    metric="nll",
+    paper_value=86.76,
+    argv=["--workdir", workdir, "--variant", "smoke,latent=2"],
+  )
   assert 50 < result["value"] < 600 and result["iw_samples"] == 50 and result["test_images"] == 20
-  assert result["eval"]["test/negative_elbo"] >= result["value"] - 30  # -L_50 is below the ELBO's -L_1 in expectation
+  assert (
+    result["eval"]["test/negative_elbo"] >= result["value"] - 30
+  )  # -L_50 is below the ELBO's -L_1 in expectation
   pictures = os.listdir(os.path.join(workdir, "pictures"))
-  for name in ("final_reconstructions.png", "final_denoising.png", "final_prior_samples.png", "final_manifold.png",
-               "latent_space.png", "manifold.png"):
+  for name in (
+    "final_reconstructions.png",
+    "final_denoising.png",
+    "final_prior_samples.png",
+    "final_manifold.png",
+    "latent_space.png",
+    "manifold.png",
+  ):
     assert name in pictures
   assert json.load(open(os.path.join(workdir, "result.json")))["value"] == result["value"]
 
@@ -245,9 +291,16 @@ def test_vae_mnist_smoke_runs_end_to_end(env):
 def test_autoencoders_mnist_smoke_runs_end_to_end(env):
   from experiments import autoencoders_mnist  # pylint: disable=g-import-not-at-top
   from vision_jax import cli  # pylint: disable=g-import-not-at-top
+
   workdir = str(env / "cmp")
-  result = cli.main("autoencoders_mnist", autoencoders_mnist.run, paper="", metric="probe", paper_value=None,
-                    argv=["--workdir", workdir, "--variant", "smoke,kinds=dae"])
+  result = cli.main(
+    "autoencoders_mnist",
+    autoencoders_mnist.run,
+    paper="",
+    metric="probe",
+    paper_value=None,
+    argv=["--workdir", workdir, "--variant", "smoke,kinds=dae"],
+  )
   assert list(result["table"]) == ["dae"]
   assert 10 < result["value"] <= 100
   assert "| dae | ae_mlp |" in open(os.path.join(workdir, "table.md")).read()
@@ -256,4 +309,6 @@ def test_autoencoders_mnist_smoke_runs_end_to_end(env):
   assert os.path.exists(os.path.join(workdir, "pictures", "final_denoising.png"))
   assert os.path.exists(os.path.join(workdir, "metrics.jsonl"))
   assert round(100 * result["eval"]["test/probe_accuracy"], 2) == result["value"]
-  assert {"test/reconstruction_mse", "test/noisy_reconstruction_mse", "test/code_sparsity"} <= set(result["eval"])
+  assert {"test/reconstruction_mse", "test/noisy_reconstruction_mse", "test/code_sparsity"} <= set(
+    result["eval"]
+  )

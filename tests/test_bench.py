@@ -1,4 +1,5 @@
 """scripts.bench: times the loop's own train step on synthetic data and reports it as JSON."""
+
 import json
 import math
 import sys
@@ -11,13 +12,31 @@ from vision_jax.errors import ConfigError
 
 
 def test_bench_lenet5_json(tmp_path, capsys, monkeypatch):
-  monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed: a quick, certain skip
+  monkeypatch.setitem(
+    sys.modules, "torch", None
+  )  # as if torch were not installed: a quick, certain skip
   path = tmp_path / "bench.json"
-  result = bench.main(["lenet5", "--batch", "4", "--channels", "1", "--steps", "2", "--steps-per-call", "1",
-                       "--json", str(path), "--compare-torch"])
+  result = bench.main(
+    [
+      "lenet5",
+      "--batch",
+      "4",
+      "--channels",
+      "1",
+      "--steps",
+      "2",
+      "--steps-per-call",
+      "1",
+      "--json",
+      str(path),
+      "--compare-torch",
+    ]
+  )
   written = json.loads(path.read_text())
   assert written["model"] == "lenet5" and written["batch"] == 4 and written["backend"]
-  assert written["images_per_s"] > 0 and written["compile_s"] > 0 and written["peak_memory_bytes"] > 0
+  assert (
+    written["images_per_s"] > 0 and written["compile_s"] > 0 and written["peak_memory_bytes"] > 0
+  )
   assert written["timed_steps"] == 2
   assert written["images_per_s"] == pytest.approx(4 * written["steps_per_s"])
   assert math.isfinite(written["final_loss"])
@@ -43,8 +62,21 @@ def test_bench_steps_per_call_follows_the_loop_on_this_backend():
 
 
 def test_bench_profile_summarises_where_the_step_time_went(tmp_path, capsys):
-  result = bench.main(["lenet5", "--batch", "4", "--channels", "1", "--steps", "1", "--steps-per-call", "1",
-                       "--profile", str(tmp_path / "trace")])
+  result = bench.main(
+    [
+      "lenet5",
+      "--batch",
+      "4",
+      "--channels",
+      "1",
+      "--steps",
+      "1",
+      "--steps-per-call",
+      "1",
+      "--profile",
+      str(tmp_path / "trace"),
+    ]
+  )
   profile = result["profile"]
   assert profile["steps"] == 2 and profile["trace"].startswith(str(tmp_path / "trace"))
   [(device, p)] = profile["devices"].items()  # the one device (on a CPU, the host)

@@ -1,4 +1,5 @@
 """The data layer: local formats, preparation into the cache, bad input, batch order."""
+
 import gzip
 import hashlib
 import os
@@ -8,14 +9,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from conftest import require_dataset
 from PIL import Image
 
-from conftest import require_dataset
 from vision_jax.data import augment
-from vision_jax.errors import DatasetError
 from vision_jax.data.formats.idx import read_idx
 from vision_jax.data.pipeline import DeviceData, StreamData, batch_indices, get_splits
 from vision_jax.data.sources import get_source
+from vision_jax.errors import DatasetError
 from vision_jax.train.mesh import make_mesh
 
 
@@ -28,7 +29,9 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 def _write_idx(path, array, magic_type=0x08):
-  header = bytes([0, 0, magic_type, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+  header = bytes([0, 0, magic_type, array.ndim]) + b"".join(
+    int(d).to_bytes(4, "big") for d in array.shape
+  )
   with gzip.open(path, "wb") as f:
     f.write(header + array.astype(np.uint8).tobytes())
 
@@ -39,7 +42,10 @@ def _idx_dataset(root, n=40, test_labels=None):
   _write_idx(os.path.join(root, "train-images-idx3-ubyte.gz"), rng.integers(0, 255, (n, 28, 28)))
   _write_idx(os.path.join(root, "train-labels-idx1-ubyte.gz"), np.arange(n) % 10)
   _write_idx(os.path.join(root, "t10k-images-idx3-ubyte.gz"), rng.integers(0, 255, (10, 28, 28)))
-  _write_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"), np.arange(10) if test_labels is None else test_labels)
+  _write_idx(
+    os.path.join(root, "t10k-labels-idx1-ubyte.gz"),
+    np.arange(10) if test_labels is None else test_labels,
+  )
 
 
 def _image_tree(root, sizes=None, n=3):
@@ -54,8 +60,10 @@ def _image_tree(root, sizes=None, n=3):
 
 def test_mnist_is_bit_exact_and_complete():
   root = require_dataset("mnist")
-  expected = {"train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
-              "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637"}
+  expected = {
+    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+  }
   for name, md5 in expected.items():
     with gzip.open(os.path.join(root, name), "rb") as f:
       assert hashlib.md5(f.read()).hexdigest() == md5
@@ -63,14 +71,19 @@ def test_mnist_is_bit_exact_and_complete():
   assert source.spec.image_shape == (28, 28, 1) and source.spec.num_classes == 10
   assert len(source.split("train")) == 60000 and len(source.split("test")) == 10000
   test = source.arrays("test")
-  assert np.bincount(test["label"]).tolist() == np.bincount(read_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"))).tolist()
+  assert (
+    np.bincount(test["label"]).tolist()
+    == np.bincount(read_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"))).tolist()
+  )
 
 
 def test_idx_roundtrip(tmp_path):
   _idx_dataset(tmp_path / "toy")
   source = get_source(f"idx:{tmp_path / 'toy'}")
   arrays = source.arrays("train")
-  assert arrays["image"].shape == (40, 28, 28, 1) and sorted(arrays["label"].tolist()) == sorted(np.arange(40) % 10)
+  assert arrays["image"].shape == (40, 28, 28, 1) and sorted(arrays["label"].tolist()) == sorted(
+    np.arange(40) % 10
+  )
 
 
 def test_truncated_idx_names_the_file(tmp_path):
@@ -99,8 +112,12 @@ def test_label_outside_class_range_names_file_and_leaves_no_cache(tmp_path):
 
 
 def _assert_no_partial_cache(cache):
-  leftovers = [os.path.join(d, n) for d, ds, fs in os.walk(cache) for n in ds + fs
-               if n.startswith("incomplete") or n.endswith(".array_record-00000-of-00001")]
+  leftovers = [
+    os.path.join(d, n)
+    for d, ds, fs in os.walk(cache)
+    for n in ds + fs
+    if n.startswith("incomplete") or n.endswith(".array_record-00000-of-00001")
+  ]
   assert not leftovers, leftovers
 
 
@@ -108,19 +125,35 @@ def test_processes_preparing_the_same_dataset_at_once_all_succeed(tmp_path):
   """A sweep's parallel points prepare the same dataset at once: one prepares, the others wait and read it."""
   import subprocess
   import sys
+
   from conftest import REPO, run_env
+
   _idx_dataset(tmp_path / "toy", n=400)
-  code = ("import sys; from vision_jax.data.sources import get_source; "
-          f"print(len(get_source('idx:{tmp_path / 'toy'}').split('train')))")
+  code = (
+    "import sys; from vision_jax.data.sources import get_source; "
+    f"print(len(get_source('idx:{tmp_path / 'toy'}').split('train')))"
+  )
   env = run_env(VISION_JAX_CACHE=str(tmp_path / "cache"))
-  procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT) for _ in range(3)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", code],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+    )
+    for _ in range(3)
+  ]
   outs = [p.communicate(timeout=300)[0].decode() for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0 and out.strip().endswith("400"), out[-2000:]
-  prepared = [d for d, _, fs in os.walk(tmp_path / "cache") if any(f.endswith("-of-00001") for f in fs)]
+  prepared = [
+    d for d, _, fs in os.walk(tmp_path / "cache") if any(f.endswith("-of-00001") for f in fs)
+  ]
   assert len(prepared) == 1, prepared
-  assert not [n for _, ds, _ in os.walk(tmp_path / "cache") for n in ds if n.startswith("incomplete")]
+  assert not [
+    n for _, ds, _ in os.walk(tmp_path / "cache") for n in ds if n.startswith("incomplete")
+  ]
 
 
 def test_missing_path():
@@ -135,6 +168,7 @@ def test_unknown_format():
 
 def test_image_folder_tree_and_tarball(tmp_path):
   import tarfile
+
   _image_tree(tmp_path / "pics")
   folder = get_source(f"image_folder:{tmp_path / 'pics'}")
   assert folder.spec.class_names == ("cat", "dog") and folder.spec.image_shape == (8, 8, 3)
@@ -142,7 +176,10 @@ def test_image_folder_tree_and_tarball(tmp_path):
     tar.add(tmp_path / "pics", arcname="pics")
   packed = get_source(f"image_folder:{tmp_path / 'pics.tar.gz'}")
   a, b = folder.arrays("test"), packed.arrays("test")
-  order_a, order_b = np.lexsort((a["image"].sum((1, 2, 3)), a["label"])), np.lexsort((b["image"].sum((1, 2, 3)), b["label"]))
+  order_a, order_b = (
+    np.lexsort((a["image"].sum((1, 2, 3)), a["label"])),
+    np.lexsort((b["image"].sum((1, 2, 3)), b["label"])),
+  )
   np.testing.assert_array_equal(a["image"][order_a], b["image"][order_b])
   assert len(packed.split("train")) == 6
 
@@ -151,12 +188,15 @@ def test_a_prepared_tarball_opens_without_reading_it_again(tmp_path, monkeypatch
   """Preparation lists the tarball once and reads it once per split; a prepared dataset opens
   from its saved spec without touching the tarball."""
   import tarfile
+
   _image_tree(tmp_path / "pics")
   with tarfile.open(tmp_path / "pics.tar.gz", "w:gz") as tar:
     tar.add(tmp_path / "pics", arcname="pics")
   opened = []
   real_open = tarfile.open
-  monkeypatch.setattr(tarfile, "open", lambda *a, **kw: (opened.append(a[0]), real_open(*a, **kw))[1])
+  monkeypatch.setattr(
+    tarfile, "open", lambda *a, **kw: (opened.append(a[0]), real_open(*a, **kw))[1]
+  )
   name = f"image_folder:{tmp_path / 'pics.tar.gz'}"
   first = get_source(name)
   # is_tarfile's look at the header, the listing, the first image's shape, then each split.
@@ -184,7 +224,9 @@ def test_corrupt_image_names_the_file_and_leaves_no_cache(tmp_path):
 
 def test_image_of_the_wrong_size_names_the_file(tmp_path):
   _image_tree(tmp_path / "pics", sizes={("train", "dog", 2): (9, 8)})
-  with pytest.raises(DatasetError, match=r"train/dog/2.png: image of shape \(9, 8, 3\), expected \(8, 8, 3\)"):
+  with pytest.raises(
+    DatasetError, match=r"train/dog/2.png: image of shape \(9, 8, 3\), expected \(8, 8, 3\)"
+  ):
     get_source(f"image_folder:{tmp_path / 'pics'}")
 
 
@@ -197,8 +239,15 @@ def test_sklearn_digits_split_is_fixed():
 
 
 def _data_config(**kw):
-  c = ml_collections.ConfigDict({"dataset": "sklearn:digits", "train_split": "train", "eval_splits": ("test",),
-                                 "validation_size": 0, "train_size": 0})
+  c = ml_collections.ConfigDict(
+    {
+      "dataset": "sklearn:digits",
+      "train_split": "train",
+      "eval_splits": ("test",),
+      "validation_size": 0,
+      "train_size": 0,
+    }
+  )
   c.update(kw)
   return c
 
@@ -218,17 +267,22 @@ def test_batch_order_is_a_function_of_seed_and_step():
   assert not np.array_equal(first, np.asarray(batch_indices(4, 7, n, b)))
   epoch = np.concatenate([np.asarray(batch_indices(3, s, n, b)) for s in range(n // b)])
   assert len(set(epoch.tolist())) == len(epoch)  # no repeats within an epoch
-  next_epoch = np.concatenate([np.asarray(batch_indices(3, s, n, b)) for s in range(n // b, 2 * (n // b))])
+  next_epoch = np.concatenate(
+    [np.asarray(batch_indices(3, s, n, b)) for s in range(n // b, 2 * (n // b))]
+  )
   assert not np.array_equal(epoch, next_epoch)  # reshuffled
 
 
 def test_indices_of_a_chunk_of_steps_are_those_of_each_step():
   from vision_jax.data.pipeline import steps_indices
+
   sharding = jax.sharding.NamedSharding(make_mesh(), jax.sharding.PartitionSpec())
   n, b = 100, 16  # 6 steps per epoch: a chunk of 14 steps from step 4 spans epochs 0 to 2
   chunk = np.asarray(steps_indices(3, 4, 14, n, b, sharding))
   assert chunk.shape == (14, b)
-  np.testing.assert_array_equal(chunk, np.stack([np.asarray(batch_indices(3, s, n, b)) for s in range(4, 18)]))
+  np.testing.assert_array_equal(
+    chunk, np.stack([np.asarray(batch_indices(3, s, n, b)) for s in range(4, 18)])
+  )
 
 
 def test_device_and_stream_paths_give_the_same_batches():
@@ -239,7 +293,9 @@ def test_device_and_stream_paths_give_the_same_batches():
   xs_stream = stream.xs(43, 3)  # crosses an epoch boundary (44 steps per epoch)
   xs_device = device.xs(43, 3)
   for k, step in enumerate(range(43, 46)):
-    np.testing.assert_array_equal(np.asarray(xs_device[k]), np.asarray(batch_indices(5, step, len(splits["train"]), 32)))
+    np.testing.assert_array_equal(
+      np.asarray(xs_device[k]), np.asarray(batch_indices(5, step, len(splits["train"]), 32))
+    )
     from_device = jax.jit(device.get)(device.data, xs_device[k])
     for key in ("image", "label"):
       np.testing.assert_array_equal(np.asarray(from_device[key]), np.asarray(xs_stream[key][k]))
@@ -268,13 +324,18 @@ def test_augmentations_keep_shapes_and_vary_by_rng():
 
 # Oxford-IIIT Pet: the official layout, two tarballs.
 _PETS = [  # name, CLASS-ID, SPECIES, BREED-ID, split: CLASS-ID order is not the names' sorted order
-    ("Abyssinian_1", 1, 1, 1, "trainval"), ("Abyssinian_2", 1, 1, 1, "test"),
-    ("american_bulldog_1", 2, 2, 1, "trainval"), ("american_bulldog_2", 2, 2, 1, "test"),
-    ("Bengal_1", 6, 1, 2, "trainval"), ("Bengal_2", 6, 1, 2, "test")]
+  ("Abyssinian_1", 1, 1, 1, "trainval"),
+  ("Abyssinian_2", 1, 1, 1, "test"),
+  ("american_bulldog_1", 2, 2, 1, "trainval"),
+  ("american_bulldog_2", 2, 2, 1, "test"),
+  ("Bengal_1", 6, 1, 2, "trainval"),
+  ("Bengal_2", 6, 1, 2, "test"),
+]
 
 
 def _png(pixels):
   import io
+
   buf = io.BytesIO()
   Image.fromarray(pixels).save(buf, format="PNG")  # lossless; Pillow reads by content, not by name
   return buf.getvalue()
@@ -284,7 +345,7 @@ def _stripes(height, width, value):
   """Three vertical stripes: red, green (value), blue."""
   img = np.zeros((height, width, 3), np.uint8)
   third = width // 3
-  img[:, :third, 0], img[:, third:2 * third, 1], img[:, 2 * third:, 2] = 255, value, 255
+  img[:, :third, 0], img[:, third : 2 * third, 1], img[:, 2 * third :, 2] = 255, value, 255
   return img
 
 
@@ -292,6 +353,7 @@ def _pets_archives(root, entries=_PETS, images=None, skip=()):
   """Writes root/images.tar.gz and root/annotations.tar.gz; images: name -> bytes (else stripes)."""
   import io
   import tarfile
+
   os.makedirs(root, exist_ok=True)
 
   def add(tar, name, data):
@@ -302,11 +364,23 @@ def _pets_archives(root, entries=_PETS, images=None, skip=()):
   with tarfile.open(os.path.join(root, "images.tar.gz"), "w:gz") as tar:
     for i, (name, *_) in enumerate(entries):
       if name not in skip:
-        add(tar, f"images/{name}.jpg", (images or {}).get(name) or _png(_stripes(30, 90, 40 * i + 10)))
-  lines = {split: [f"{n} {c} {s} {b}" for n, c, s, b, sp in entries if sp == split] for split in ("trainval", "test")}
+        add(
+          tar, f"images/{name}.jpg", (images or {}).get(name) or _png(_stripes(30, 90, 40 * i + 10))
+        )
+  lines = {
+    split: [f"{n} {c} {s} {b}" for n, c, s, b, sp in entries if sp == split]
+    for split in ("trainval", "test")
+  }
   with tarfile.open(os.path.join(root, "annotations.tar.gz"), "w:gz") as tar:
-    add(tar, "annotations/list.txt", ("#Image CLASS-ID SPECIES BREED ID\n" + "\n".join(
-        f"{n} {c} {s} {b}" for n, c, s, b, _ in entries) + "\n").encode())
+    add(
+      tar,
+      "annotations/list.txt",
+      (
+        "#Image CLASS-ID SPECIES BREED ID\n"
+        + "\n".join(f"{n} {c} {s} {b}" for n, c, s, b, _ in entries)
+        + "\n"
+      ).encode(),
+    )
     for split, split_lines in lines.items():
       add(tar, f"annotations/{split}.txt", ("\n".join(split_lines) + "\n").encode())
 
@@ -314,13 +388,23 @@ def _pets_archives(root, entries=_PETS, images=None, skip=()):
 def test_oxford_pets_3breeds_official_splits():
   require_dataset("oxford_pets_3breeds")
   source = get_source("oxford_pets:oxford_pets_3breeds", image_size=32)
-  assert source.spec.class_names == ("Abyssinian", "american_bulldog", "Bengal")  # by CLASS-ID 1, 2, 6
+  assert source.spec.class_names == (
+    "Abyssinian",
+    "american_bulldog",
+    "Bengal",
+  )  # by CLASS-ID 1, 2, 6
   assert source.spec.splits == ("trainval", "test") and source.spec.image_shape == (32, 32, 3)
   trainval, test = source.arrays("trainval"), source.arrays("test")
   assert trainval["image"].shape == (300, 32, 32, 3) and trainval["image"].dtype == np.uint8
   assert np.bincount(trainval["label"]).tolist() == [100, 100, 100]
-  assert np.bincount(test["label"]).tolist() == [98, 100, 100]  # test.txt lists 298 of the 300 test images
-  assert 40 < trainval["image"].mean() < 200 and trainval["image"].std() > 30  # real pictures, not blank
+  assert np.bincount(test["label"]).tolist() == [
+    98,
+    100,
+    100,
+  ]  # test.txt lists 298 of the 300 test images
+  assert (
+    40 < trainval["image"].mean() < 200 and trainval["image"].std() > 30
+  )  # real pictures, not blank
 
 
 def test_oxford_pets_labels_resize_and_options(tmp_path):
@@ -333,9 +417,13 @@ def test_oxford_pets_labels_resize_and_options(tmp_path):
   # Each image is three stripes across a 90x30 picture: the centre crop is the green stripe alone.
   np.testing.assert_array_equal(trainval["image"][order][:, :, :, 1].mean((1, 2)), [10, 90, 170])
   assert trainval["image"][:, :, :, [0, 2]].max() == 0
-  stretch = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, resize="stretch").arrays("trainval")
+  stretch = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, resize="stretch").arrays(
+    "trainval"
+  )
   assert stretch["image"].shape == (3, 12, 12, 3)
-  assert stretch["image"][:, :, 0, 0].min() == 255 and stretch["image"][:, :, -1, 2].min() == 255  # red left, blue right
+  assert (
+    stretch["image"][:, :, 0, 0].min() == 255 and stretch["image"][:, :, -1, 2].min() == 255
+  )  # red left, blue right
   species = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, label="species")
   assert species.spec.class_names == ("cat", "dog")
   assert sorted(species.arrays("test")["label"].tolist()) == [0, 0, 1]
@@ -350,6 +438,7 @@ def test_oxford_pets_labels_resize_and_options(tmp_path):
 def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tmp_path):
   """`prepared:<folder>`: a copy of the prepared dataset reads the same examples once the source is gone."""
   import shutil
+
   _pets_archives(tmp_path / "pets")
   original = get_source(f"oxford_pets:{tmp_path / 'pets'}", image_size=12, label="species")
   expected = {split: original.arrays(split) for split in original.spec.splits}
@@ -364,8 +453,11 @@ def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tm
       b = copy.arrays(split)
       np.testing.assert_array_equal(a["image"], b["image"])
       np.testing.assert_array_equal(a["label"], b["label"])
-  with pytest.raises(DatasetError, match=r"prepared from oxford_pets:.*pets with image_size=12, label='species', "
-                                         r"but the config asks for image_size=32, label='breed'"):
+  with pytest.raises(
+    DatasetError,
+    match=r"prepared from oxford_pets:.*pets with image_size=12, label='species', "
+    r"but the config asks for image_size=32, label='breed'",
+  ):
     get_source(f"prepared:{tmp_path / 'carried'}", image_size=32)
   with pytest.raises(DatasetError, match="no option 'size'"):
     get_source(f"prepared:{tmp_path / 'carried'}", size=12)
@@ -380,20 +472,27 @@ def test_a_prepared_folder_opens_without_its_source_and_only_with_its_options(tm
 def test_oxford_pets_missing_archive_names_it(tmp_path):
   _pets_archives(tmp_path / "pets")
   os.remove(tmp_path / "pets" / "annotations.tar.gz")
-  with pytest.raises(DatasetError, match=r"pets/annotations.tar.gz: missing; expected the Oxford-IIIT Pet layout"):
+  with pytest.raises(
+    DatasetError, match=r"pets/annotations.tar.gz: missing; expected the Oxford-IIIT Pet layout"
+  ):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
 
 
 def test_oxford_pets_list_naming_a_missing_image_leaves_no_cache(tmp_path):
   _pets_archives(tmp_path / "pets", skip=("Bengal_2",))
-  with pytest.raises(DatasetError, match=r"annotations/test.txt line 3 names Bengal_2, but there is no "
-                                         r".*images.tar.gz:images/Bengal_2.jpg"):
+  with pytest.raises(
+    DatasetError,
+    match=r"annotations/test.txt line 3 names Bengal_2, but there is no "
+    r".*images.tar.gz:images/Bengal_2.jpg",
+  ):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
   _assert_no_partial_cache(tmp_path / "cache")
 
 
 def test_oxford_pets_corrupt_image_names_it_and_leaves_no_cache(tmp_path):
   _pets_archives(tmp_path / "pets", images={"american_bulldog_2": _png(_stripes(30, 90, 0))[:40]})
-  with pytest.raises(DatasetError, match=r"images.tar.gz:images/american_bulldog_2.jpg: corrupt or unreadable image"):
+  with pytest.raises(
+    DatasetError, match=r"images.tar.gz:images/american_bulldog_2.jpg: corrupt or unreadable image"
+  ):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
   _assert_no_partial_cache(tmp_path / "cache")

@@ -1,5 +1,6 @@
 """scripts.device_run: what it carries to an accelerator machine, and how it runs jobs there
 within a time budget (here on the CPU, with the project's own environment)."""
+
 import importlib
 import json
 import os
@@ -23,10 +24,21 @@ def sandbox(tmp_path, monkeypatch):
 
 
 def test_carries_what_the_device_lacks_and_not_what_it_has():
-  wanted = device_run.wanted_requirements(device_run._requirements(os.path.join(device_run.REPO_ROOT, "requirements.txt")))
+  wanted = device_run.wanted_requirements(
+    device_run._requirements(os.path.join(device_run.REPO_ROOT, "requirements.txt"))
+  )
   names = {device_run._requirement_name(r) for r in wanted}
   assert {"tensorflow-datasets", "grain", "ml-collections", "array-record"} <= names
-  assert not names & {"jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "wandb"}
+  assert not names & {
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "scipy",
+    "wandb",
+  }
 
 
 def test_every_job_names_a_runnable_module():
@@ -46,7 +58,10 @@ def test_runs_a_job_and_writes_the_summary_and_its_results(sandbox):
   assert [e["status"] for e in entries] == ["done"]
   assert sorted(os.listdir(out)) == ["results.tar.gz", "run.log", "summary.json"]
   summary = json.loads((out / "summary.json").read_text())
-  assert summary["jobs"][0]["result"]["experiment"] == "lenet5_digits" and summary["jobs"][0]["wall_s"] > 0
+  assert (
+    summary["jobs"][0]["result"]["experiment"] == "lenet5_digits"
+    and summary["jobs"][0]["wall_s"] > 0
+  )
   with tarfile.open(out / "results.tar.gz") as tar:
     names = tar.getnames()
   assert "runs/device/smoke/result.json" in names and "runs/device/smoke/log.txt" in names
@@ -54,8 +69,12 @@ def test_runs_a_job_and_writes_the_summary_and_its_results(sandbox):
 
 
 def test_a_job_past_the_budget_is_stopped_and_keeps_its_checkpoints(sandbox, monkeypatch):
-  slow = device_run.Job("python -c \"import os,time; os.makedirs('{workdir}/checkpoints/5'); "
-                        "open('{workdir}/checkpoints/5/x','w').write('1'); time.sleep(120)\"", "sleeps", 0.1)
+  slow = device_run.Job(
+    "python -c \"import os,time; os.makedirs('{workdir}/checkpoints/5'); "
+    "open('{workdir}/checkpoints/5/x','w').write('1'); time.sleep(120)\"",
+    "sleeps",
+    0.1,
+  )
   monkeypatch.setitem(device_run.JOBS, "slow", slow)
   out = sandbox / "out"
   entries = device_run.run(["slow", "smoke"], str(out), budget_s=15, reserve_s=0)
@@ -83,9 +102,13 @@ def test_bad_arguments_are_clear_errors(capsys):
 
 
 def test_a_jobs_environment_reaches_it_and_its_record(sandbox, monkeypatch):
-  job = device_run.Job("python -c \"import json,os; json.dump(dict(flags=os.environ['XLA_FLAGS']), "
-                       "open('{workdir}/bench.json', 'w'))\"", "echoes its flags", 0.1,
-                       env=(("XLA_FLAGS", "--xla_cpu_fake=1"),))
+  job = device_run.Job(
+    "python -c \"import json,os; json.dump(dict(flags=os.environ['XLA_FLAGS']), "
+    "open('{workdir}/bench.json', 'w'))\"",
+    "echoes its flags",
+    0.1,
+    env=(("XLA_FLAGS", "--xla_cpu_fake=1"),),
+  )
   monkeypatch.setitem(device_run.JOBS, "flags", job)
   [entry] = device_run.run(["flags"], str(sandbox / "out"), budget_s=120)
   assert entry["status"] == "done" and entry["bench"] == {"flags": "--xla_cpu_fake=1"}
@@ -95,7 +118,9 @@ def test_a_jobs_environment_reaches_it_and_its_record(sandbox, monkeypatch):
 def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
   """transfer_pets' pets travel prepared (598 images of 64x64x3 bytes, not 60 MB of JPEGs); its job reads that copy."""
   from conftest import require_dataset
+
   from vision_jax.config import load_config
+
   require_dataset("oxford_pets_3breeds")
   dest = sandbox / "device" / "prepared"
   device_run.carry_prepared(["transfer_pets"], str(dest))
@@ -104,7 +129,9 @@ def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
   job = device_run.JOBS["transfer_pets"]
   assert job.prepared == ("transfer_pets",)
   command = job.command.format(workdir="w", device=str(sandbox / "device"))
-  dataset = next(a for a in command.split() if a.startswith("--config.data.dataset=")).split("=", 1)[1]
+  dataset = next(a for a in command.split() if a.startswith("--config.data.dataset=")).split(
+    "=", 1
+  )[1]
   assert dataset == f"prepared:{dest / 'transfer_pets'}"
   data = load_config("transfer_pets").data
   carried = get_source(dataset, **data.format_options.to_dict())
@@ -114,5 +141,7 @@ def test_a_prepared_dataset_is_carried_for_its_job(sandbox):
 
 def test_preparing_a_missing_dataset_is_one_clear_error(sandbox, monkeypatch):
   monkeypatch.setenv("VISION_JAX_DATASETS", str(sandbox / "nowhere"))
-  with pytest.raises(SystemExit, match=r"error: --prepared transfer_pets: .*does not exist.*--prepared ''"):
+  with pytest.raises(
+    SystemExit, match=r"error: --prepared transfer_pets: .*does not exist.*--prepared ''"
+  ):
     device_run.carry_prepared(["transfer_pets"], str(sandbox / "device" / "prepared"))

@@ -1,5 +1,6 @@
 """Face recognition: metric-learning losses, batch-hard mining, PCA, ROC/AUC, protocols, the two
 ORL experiments end to end (smoke variants; skipped where the ORL folder is absent)."""
+
 import os
 
 import jax
@@ -7,20 +8,29 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from sklearn import decomposition, metrics as sk_metrics
+from sklearn import decomposition
+from sklearn import metrics as sk_metrics
 from sklearn.datasets import load_digits
 
 from vision_jax.classical import pca as pca_lib
-from vision_jax.losses import metric_learning
-from vision_jax.errors import ConfigError
 from vision_jax.data import face_protocols
 from vision_jax.data.augment import make_preprocess
+from vision_jax.errors import ConfigError
+from vision_jax.losses import metric_learning
 from vision_jax.metrics import identification, verification
 
-DATASETS = os.environ.setdefault("VISION_JAX_DATASETS", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "datasets"))
+DATASETS = os.environ.setdefault(
+  "VISION_JAX_DATASETS",
+  os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "shared",
+    "datasets",
+  ),
+)
 HAS_ORL = os.path.exists(os.path.join(DATASETS, "orl_faces"))
-needs_orl = pytest.mark.skipif(not HAS_ORL, reason=f"ORL faces not found under $VISION_JAX_DATASETS ({DATASETS})")
+needs_orl = pytest.mark.skipif(
+  not HAS_ORL, reason=f"ORL faces not found under $VISION_JAX_DATASETS ({DATASETS})"
+)
 
 LABELS = jnp.array([0, 0, 1, 1, 2, 2])
 
@@ -61,12 +71,15 @@ def test_arcface_loss_minimal_for_ideal_embedding_and_margin_raises_it():
   assert float(metric_learning.arcface_loss(bad, LABELS, scale=30.0, margin=0.3)) > 30.0
   # Without margin, the logits are s cos(theta); the margin makes the target logit smaller.
   cos = jnp.array([[0.5, 0.2, -0.1]])
-  np.testing.assert_allclose(metric_learning.arcface_logits(cos, jnp.array([0]), 10.0, 0.0), 10.0 * cos, atol=1e-5)
+  np.testing.assert_allclose(
+    metric_learning.arcface_logits(cos, jnp.array([0]), 10.0, 0.0), 10.0 * cos, atol=1e-5
+  )
   with_margin = metric_learning.arcface_logits(cos, jnp.array([0]), 10.0, 0.3)
   np.testing.assert_allclose(with_margin[0, 0], 10.0 * np.cos(np.arccos(0.5) + 0.3), rtol=1e-5)
   np.testing.assert_allclose(with_margin[0, 1:], 10.0 * cos[0, 1:], atol=1e-6)
-  assert metric_learning.arcface_loss(cos, jnp.array([0]), 10.0, 0.3) > metric_learning.arcface_loss(
-      cos, jnp.array([0]), 10.0, 0.0)
+  assert metric_learning.arcface_loss(
+    cos, jnp.array([0]), 10.0, 0.3
+  ) > metric_learning.arcface_loss(cos, jnp.array([0]), 10.0, 0.0)
 
 
 def test_batch_hard_mining_picks_hardest_positive_and_negative():
@@ -80,9 +93,20 @@ def test_batch_hard_mining_picks_hardest_positive_and_negative():
   assert pos[2] == 0 and neg[2] == 3
   assert pos[3] == 4 and neg[3] == 2  # 7.5 to its own, 0.5 to person 0's at 3
   assert pos[4] == 3 and neg[4] == 2
-  assert list(np.asarray(valid)) == [True, True, True, True, True, False]  # person 2 has no positive
-  expected = np.mean([max(0, d_ap - d_an + 1.0) for d_ap, d_an in
-                      [(3, 2.5), (2, 1.5), (3, 0.5), (7.5, 0.5), (7.5, 7)]])
+  assert list(np.asarray(valid)) == [
+    True,
+    True,
+    True,
+    True,
+    True,
+    False,
+  ]  # person 2 has no positive
+  expected = np.mean(
+    [
+      max(0, d_ap - d_an + 1.0)
+      for d_ap, d_an in [(3, 2.5), (2, 1.5), (3, 0.5), (7.5, 0.5), (7.5, 7)]
+    ]
+  )
   loss = metric_learning.batch_hard_triplet_loss(points, labels, margin=1.0)
   assert float(loss) == pytest.approx(expected, rel=1e-5)
   # A masked-out example is neither anchor, positive nor negative.
@@ -92,8 +116,12 @@ def test_batch_hard_mining_picks_hardest_positive_and_negative():
 
 
 def test_losses_have_finite_gradients_at_coinciding_embeddings():
-  grad = jax.grad(lambda e: metric_learning.batch_hard_triplet_loss(e, LABELS) +
-                  metric_learning.contrastive_loss(e, LABELS))(jnp.ones((6, 4)) / 2)
+  grad = jax.grad(
+    lambda e: (
+      metric_learning.batch_hard_triplet_loss(e, LABELS)
+      + metric_learning.contrastive_loss(e, LABELS)
+    )
+  )(jnp.ones((6, 4)) / 2)
   assert np.all(np.isfinite(grad))
 
 
@@ -105,11 +133,19 @@ def test_pca_components_orthonormal_sorted_and_match_sklearn():
   variance = np.asarray(pca.explained_variance)
   assert np.all(np.diff(variance) <= 1e-6)
   reference = decomposition.PCA(svd_solver="full").fit(x)
-  np.testing.assert_allclose(variance[:40], reference.explained_variance_[:40], rtol=2e-3, atol=1e-6)
-  np.testing.assert_allclose(pca.explained_variance_ratio[:40], reference.explained_variance_ratio_[:40],
-                             rtol=2e-3, atol=1e-6)
+  np.testing.assert_allclose(
+    variance[:40], reference.explained_variance_[:40], rtol=2e-3, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    pca.explained_variance_ratio[:40],
+    reference.explained_variance_ratio_[:40],
+    rtol=2e-3,
+    atol=1e-6,
+  )
   # The leading components agree up to sign; all of them reconstruct the data exactly.
-  np.testing.assert_allclose(np.abs(np.sum(components[:10] * reference.components_[:10], axis=1)), 1.0, atol=1e-3)
+  np.testing.assert_allclose(
+    np.abs(np.sum(components[:10] * reference.components_[:10], axis=1)), 1.0, atol=1e-3
+  )
   np.testing.assert_allclose(pca.inverse_transform(pca.transform(x)), x, atol=1e-4)
   with pytest.raises(ValueError, match="num_components"):
     pca_lib.fit_pca(x, num_components=65)
@@ -124,9 +160,13 @@ def test_roc_and_auc_agree_with_sklearn():
   np.testing.assert_allclose(fpr, ref_fpr)
   np.testing.assert_allclose(tpr, ref_tpr)
   np.testing.assert_allclose(thresholds[1:], ref_thresholds[1:])
-  assert verification.auc(fpr, tpr) == pytest.approx(sk_metrics.roc_auc_score(same, scores), abs=1e-12)
+  assert verification.auc(fpr, tpr) == pytest.approx(
+    sk_metrics.roc_auc_score(same, scores), abs=1e-12
+  )
   # TAR at FAR 1%: the best rate over thresholds accepting at most 1% of different pairs.
-  brute = max(np.mean(scores[same] >= t) for t in np.unique(scores) if np.mean(scores[~same] >= t) <= 0.01)
+  brute = max(
+    np.mean(scores[same] >= t) for t in np.unique(scores) if np.mean(scores[~same] >= t) <= 0.01
+  )
   assert verification.tar_at_far(fpr, tpr, 0.01) == pytest.approx(brute)
   threshold, accuracy = verification.best_threshold(scores, same)
   brute_accuracy = max(np.mean((scores >= t) == same) for t in np.r_[np.unique(scores), np.inf])
@@ -140,14 +180,22 @@ def test_pairs_scores_and_nearest_neighbour():
   first, second, same = verification.all_pairs(np.array([0, 1, 0]))
   assert list(zip(first, second, same)) == [(0, 1, False), (0, 2, True), (1, 2, False)]
   embeddings = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
-  np.testing.assert_allclose(verification.pair_scores(embeddings, first, second), [0.0, 1 / np.sqrt(2), 1 / np.sqrt(2)],
-                             atol=1e-6)
-  np.testing.assert_allclose(verification.pair_scores(embeddings, first, second, "euclidean"),
-                             [-np.sqrt(5), -1.0, -np.sqrt(2)], atol=1e-6)
+  np.testing.assert_allclose(
+    verification.pair_scores(embeddings, first, second),
+    [0.0, 1 / np.sqrt(2), 1 / np.sqrt(2)],
+    atol=1e-6,
+  )
+  np.testing.assert_allclose(
+    verification.pair_scores(embeddings, first, second, "euclidean"),
+    [-np.sqrt(5), -1.0, -np.sqrt(2)],
+    atol=1e-6,
+  )
   gallery = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 3.0]])
   queries = np.array([[9.0, 1.0], [0.2, 2.0], [1.0, 0.0]])
   assert list(identification.nearest_neighbour(gallery, queries)) == [1, 2, 0]
-  assert identification.identification_accuracy(gallery, [0, 1, 2], queries, [1, 2, 2]) == pytest.approx(2 / 3)
+  assert identification.identification_accuracy(
+    gallery, [0, 1, 2], queries, [1, 2, 2]
+  ) == pytest.approx(2 / 3)
   # Cosine ignores length: [1, 0] is nearest in angle to [10, 0], not to the origin-like [0, 3].
   assert list(identification.nearest_neighbour(gallery[1:], queries[2:], "cosine")) == [0]
 
@@ -159,28 +207,42 @@ def _orl_like_labels(seed=0):
 def test_identification_split_and_leave_k_out_folds():
   labels = _orl_like_labels()
   split = face_protocols.identification_split(labels, test_per_person=5, seed=3)
-  assert np.all(np.bincount(labels[split["train"]]) == 5) and np.all(np.bincount(labels[split["test"]]) == 5)
+  assert np.all(np.bincount(labels[split["train"]]) == 5) and np.all(
+    np.bincount(labels[split["test"]]) == 5
+  )
   assert not set(split["train"]) & set(split["test"])
   assert sorted(np.r_[split["train"], split["test"]]) == list(range(400))
   again = face_protocols.identification_split(labels, test_per_person=5, seed=3)
   other = face_protocols.identification_split(labels, test_per_person=5, seed=4)
-  assert np.array_equal(split["test"], again["test"]) and not np.array_equal(split["test"], other["test"])
+  assert np.array_equal(split["test"], again["test"]) and not np.array_equal(
+    split["test"], other["test"]
+  )
   # Leave-one-out: the ten folds test every image exactly once.
-  tested = np.concatenate([face_protocols.identification_split(labels, test_per_person=1, fold=f)["test"]
-                           for f in range(10)])
+  tested = np.concatenate(
+    [
+      face_protocols.identification_split(labels, test_per_person=1, fold=f)["test"]
+      for f in range(10)
+    ]
+  )
   assert sorted(tested) == list(range(400))
   with pytest.raises(ValueError, match="valid folds are 0 .. 1"):
     face_protocols.identification_split(labels, test_per_person=5, fold=2)
-  with pytest.raises(ValueError, match="test_per_person must be at most 9 so that one trains, got 10"):
+  with pytest.raises(
+    ValueError, match="test_per_person must be at most 9 so that one trains, got 10"
+  ):
     face_protocols.identification_split(labels, test_per_person=10)
 
 
 def test_a_protocol_this_dataset_cannot_meet_is_a_config_error():
   labels = _orl_like_labels()
   protocol = ml_collections.ConfigDict({"name": "verification", "num_unseen": 40, "seed": 0})
-  with pytest.raises(ConfigError, match=r"^data.protocol \(verification\): num_unseen must be between 1 and 39"):
+  with pytest.raises(
+    ConfigError, match=r"^data.protocol \(verification\): num_unseen must be between 1 and 39"
+  ):
     face_protocols.apply_protocol(protocol, labels)
-  with pytest.raises(ConfigError, match="unknown data.protocol.name 'closed'; valid: identification, verification"):
+  with pytest.raises(
+    ConfigError, match="unknown data.protocol.name 'closed'; valid: identification, verification"
+  ):
     face_protocols.apply_protocol(ml_collections.ConfigDict({"name": "closed"}), labels)
 
 
@@ -188,7 +250,9 @@ def test_a_protocol_this_dataset_cannot_meet_is_a_config_error():
 def test_verification_split_never_trains_on_unseen_people(test_per_person):
   labels = _orl_like_labels()
   for seed in range(5):
-    split = face_protocols.verification_split(labels, num_unseen=10, test_per_person=test_per_person, seed=seed)
+    split = face_protocols.verification_split(
+      labels, num_unseen=10, test_per_person=test_per_person, seed=seed
+    )
     unseen = set(labels[split["unseen"]])
     assert len(unseen) == 10 and len(split["unseen"]) == 100
     assert not unseen & set(labels[split["train"]])
@@ -200,8 +264,14 @@ def test_verification_split_never_trains_on_unseen_people(test_per_person):
 
 
 def test_brightness_augmentation_keeps_other_augmentations_and_shifts_whole_images():
-  data = ml_collections.ConfigDict({"pad_to": 0, "mean": (0.5,), "std": (0.25,), "augment": {
-      "crop_padding": 2, "flip": True, "noise_std": 0.0}})
+  data = ml_collections.ConfigDict(
+    {
+      "pad_to": 0,
+      "mean": (0.5,),
+      "std": (0.25,),
+      "augment": {"crop_padding": 2, "flip": True, "noise_std": 0.0},
+    }
+  )
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 12, 10, 1)), jnp.uint8)
   rng = jax.random.key(7)
   plain = make_preprocess(data)[0]({"image": images}, rng)["image"]
@@ -219,6 +289,7 @@ def test_embedding_task_trains_each_loss(loss):
   from configs.face_embedding_orl import get_config  # pylint: disable=g-import-not-at-top
   from vision_jax.data.formats.base import DatasetSpec  # pylint: disable=g-import-not-at-top
   from vision_jax.tasks import EmbeddingTask  # pylint: disable=g-import-not-at-top
+
   config = get_config("smoke")
   config.loss.name = loss
   config.optim.learning_rate = 1e-2
@@ -248,6 +319,7 @@ def test_embedding_task_rejects_unknown_loss():
   from configs.face_embedding_orl import get_config  # pylint: disable=g-import-not-at-top
   from vision_jax.data.formats.base import DatasetSpec  # pylint: disable=g-import-not-at-top
   from vision_jax.tasks import EmbeddingTask  # pylint: disable=g-import-not-at-top
+
   config = get_config("smoke")
   config.loss.name = "center"
   with pytest.raises(ValueError, match="unknown embedding loss 'center'"):
@@ -258,6 +330,7 @@ def test_embedding_task_rejects_unknown_loss():
 def test_orl_protocol_splits_through_the_data_pipeline():
   from configs.face_embedding_orl import get_config  # pylint: disable=g-import-not-at-top
   from vision_jax.data.pipeline import get_splits  # pylint: disable=g-import-not-at-top
+
   config = get_config("smoke")
   config.data.protocol.name = "verification"
   config.data.eval_splits = ("unseen",)
@@ -272,8 +345,15 @@ def test_orl_protocol_splits_through_the_data_pipeline():
 def test_eigenfaces_experiment_smoke(tmp_path):
   from experiments import eigenfaces_orl  # pylint: disable=g-import-not-at-top
   from vision_jax import cli  # pylint: disable=g-import-not-at-top
-  result = cli.main("eigenfaces_orl", eigenfaces_orl.run, paper="", metric="accuracy", paper_value=None,
-                    argv=["--workdir", str(tmp_path), "--variant", "smoke"])
+
+  result = cli.main(
+    "eigenfaces_orl",
+    eigenfaces_orl.run,
+    paper="",
+    metric="accuracy",
+    paper_value=None,
+    argv=["--workdir", str(tmp_path), "--variant", "smoke"],
+  )
   assert 80.0 < result["value"] <= 100.0  # 20 eigenfaces name most ORL faces
   assert set(result["accuracy_vs_components"]) == {1, 5, 20, 50}
   for name in ("accuracy_vs_components", "mean_face", "eigenfaces", "reconstructions"):
@@ -285,8 +365,15 @@ def test_eigenfaces_experiment_smoke(tmp_path):
 def test_face_embedding_experiment_smoke(tmp_path):
   from experiments import face_embedding_orl  # pylint: disable=g-import-not-at-top
   from vision_jax import cli  # pylint: disable=g-import-not-at-top
-  result = cli.main("face_embedding_orl", face_embedding_orl.run, paper="", metric="auc", paper_value=None,
-                    argv=["--workdir", str(tmp_path), "--variant", "smoke"])
+
+  result = cli.main(
+    "face_embedding_orl",
+    face_embedding_orl.run,
+    paper="",
+    metric="auc",
+    paper_value=None,
+    argv=["--workdir", str(tmp_path), "--variant", "smoke"],
+  )
   rows = {row["method"]: row for row in result["table"]}
   assert set(rows) == {"eigenfaces", "triplet"}
   for row in rows.values():

@@ -1,4 +1,5 @@
 """GAN training (generator against critic) on the one loop, and the sample-quality metrics."""
+
 import json
 import os
 
@@ -56,9 +57,15 @@ def test_one_step_updates_the_critic_n_times_and_the_generator_once():
   assert _counts(new.opt_state["disc"]) == {3}
   assert _counts(new.opt_state["gen"]) == {1}
   for player in ("gen", "disc"):
-    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params[player], new.params[player])
+    changed = jax.tree.map(
+      lambda a, b: bool(jnp.any(a != b)), state.params[player], new.params[player]
+    )
     # Every kernel moves (the critic's output bias cancels out of mean D(fake) - mean D(real)).
-    assert all(v for k, v in jax.tree_util.tree_leaves_with_path(changed) if "kernel" in jax.tree_util.keystr(k)), player
+    assert all(
+      v
+      for k, v in jax.tree_util.tree_leaves_with_path(changed)
+      if "kernel" in jax.tree_util.keystr(k)
+    ), player
   assert {"loss", "generator_loss", "gradient_penalty", "wasserstein_estimate"} <= set(metrics)
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
@@ -76,13 +83,20 @@ def test_gradient_penalty_is_zero_exactly_for_unit_norm_gradients():
   real, fake = _batch(16, seed=1)["image"], _batch(16, seed=2)["image"]
   w = jax.random.normal(jax.random.key(3), real.shape[1:])
   unit = w / jnp.linalg.norm(w)
-  linear = lambda weight: (lambda x: jnp.sum(x * weight, axis=(1, 2, 3)))
+  linear = lambda weight: lambda x: jnp.sum(x * weight, axis=(1, 2, 3))
   assert float(gradient_penalty(linear(unit), real, fake, jax.random.key(0))) < 1e-6
   # |grad| = 2 everywhere: (2 - 1)^2 = 1; |grad| = 0.5: 0.25.
-  np.testing.assert_allclose(float(gradient_penalty(linear(2 * unit), real, fake, jax.random.key(0))), 1.0, rtol=1e-4)
-  np.testing.assert_allclose(float(gradient_penalty(linear(0.5 * unit), real, fake, jax.random.key(0))), 0.25, rtol=1e-4)
+  np.testing.assert_allclose(
+    float(gradient_penalty(linear(2 * unit), real, fake, jax.random.key(0))), 1.0, rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    float(gradient_penalty(linear(0.5 * unit), real, fake, jax.random.key(0))), 0.25, rtol=1e-4
+  )
   # A nonlinear critic: the gradient norm differs between interpolates, so the penalty is positive.
-  assert float(gradient_penalty(lambda x: jnp.sum(x ** 2, axis=(1, 2, 3)), real, fake, jax.random.key(0))) > 0.1
+  assert (
+    float(gradient_penalty(lambda x: jnp.sum(x**2, axis=(1, 2, 3)), real, fake, jax.random.key(0)))
+    > 0.1
+  )
 
 
 def test_weight_clipping_keeps_every_critic_weight_in_bounds():
@@ -105,8 +119,9 @@ def test_dcgan_models_make_and_score_images_of_both_sizes():
     assert images.shape == (3, size, size, channels)
     assert float(jnp.max(jnp.abs(images))) <= 1.0
     critic = get_model("dcgan_critic", width=8, norm=norm)
-    (scores, out), _ = critic.apply(critic.init(jax.random.key(2), images), images, train=True,
-                                    mutable=["batch_stats"])
+    (scores, out), _ = critic.apply(
+      critic.init(jax.random.key(2), images), images, train=True, mutable=["batch_stats"]
+    )
     assert scores.shape == (3,) and out["pre_logits"].shape[0] == 3
   with pytest.raises(ValueError, match="28x28 or 32x32"):
     gen = get_model("dcgan_generator", image_shape=(64, 64, 3))
@@ -129,16 +144,36 @@ def test_a_resumed_gan_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path
 
 def test_experiment_writes_result_samples_and_interpolation(tmp_path):
   from experiments.dcgan_mnist import run  # every GAN experiment's run
-  result = cli.main("gan_mnist", run, paper="-", metric="-", paper_value=None,
-                    argv=["--workdir", str(tmp_path), "--variant", "smoke", "--config.data.dataset=sklearn:digits",
-                          "--config.train.eval_batch_size=400"])
+
+  result = cli.main(
+    "gan_mnist",
+    run,
+    paper="-",
+    metric="-",
+    paper_value=None,
+    argv=[
+      "--workdir",
+      str(tmp_path),
+      "--variant",
+      "smoke",
+      "--config.data.dataset=sklearn:digits",
+      "--config.train.eval_batch_size=400",
+    ],
+  )
   assert np.isfinite(result["value"]) and result["steps"] == 4
   pictures = os.listdir(tmp_path / "pictures")
-  assert {"final_samples.png", "final_interpolation.png", "real.png", "step0000004_samples.png"} <= set(pictures)
+  assert {
+    "final_samples.png",
+    "final_interpolation.png",
+    "real.png",
+    "step0000004_samples.png",
+  } <= set(pictures)
   saved = json.load(open(tmp_path / "result.json"))
   assert saved["experiment"] == "gan_mnist"
   # The smoke variant has no feature classifier: the value is the critic's loss, and says so.
-  assert saved["metric"].startswith("validation critic loss") and saved["value"] == round(saved["eval"]["validation/loss"], 4)
+  assert saved["metric"].startswith("validation critic loss") and saved["value"] == round(
+    saved["eval"]["validation/loss"], 4
+  )
 
 
 def test_frechet_distance_against_scipy_sqrtm_and_known_answers():
@@ -147,13 +182,21 @@ def test_frechet_distance_against_scipy_sqrtm_and_known_answers():
   a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
   cov1, cov2 = a @ a.T + 0.1 * np.eye(d), b @ b.T + 0.1 * np.eye(d)
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
-  reference = np.sum((mu1 - mu2) ** 2) + np.trace(cov1 + cov2 - 2 * np.real(scipy.linalg.sqrtm(cov1 @ cov2)))
-  np.testing.assert_allclose(sample_quality.frechet_distance(mu1, cov1, mu2, cov2), reference, rtol=1e-6)
+  reference = np.sum((mu1 - mu2) ** 2) + np.trace(
+    cov1 + cov2 - 2 * np.real(scipy.linalg.sqrtm(cov1 @ cov2))
+  )
+  np.testing.assert_allclose(
+    sample_quality.frechet_distance(mu1, cov1, mu2, cov2), reference, rtol=1e-6
+  )
   # Known answers: identical Gaussians are at 0; shifted means add |mu1 - mu2|^2; N(0, I) to
   # N(0, 4I) is d (1 + 4 - 2 * 2).
   assert abs(sample_quality.frechet_distance(mu1, cov1, mu1, cov1)) < 1e-8
-  np.testing.assert_allclose(sample_quality.frechet_distance(mu1, cov1, mu1 + 3.0, cov1), 9.0 * d, rtol=1e-8)
-  np.testing.assert_allclose(sample_quality.frechet_distance(np.zeros(d), np.eye(d), np.zeros(d), 4 * np.eye(d)), d)
+  np.testing.assert_allclose(
+    sample_quality.frechet_distance(mu1, cov1, mu1 + 3.0, cov1), 9.0 * d, rtol=1e-8
+  )
+  np.testing.assert_allclose(
+    sample_quality.frechet_distance(np.zeros(d), np.eye(d), np.zeros(d), 4 * np.eye(d)), d
+  )
 
 
 def test_feature_statistics_in_sum_form_match_numpy():
@@ -161,29 +204,45 @@ def test_feature_statistics_in_sum_form_match_numpy():
   features = rng.normal(size=(50, 4)).astype(np.float32)
   mask = np.arange(50) < 37  # the last rows are padding
   sums = sample_quality.feature_sums(jnp.asarray(features), jnp.asarray(mask))
-  mu, cov = sample_quality.gaussian_from_sums(sums["feature_sum"][0], sums["outer_sum"][0], float(sums["feature_sum"][1]))
+  mu, cov = sample_quality.gaussian_from_sums(
+    sums["feature_sum"][0], sums["outer_sum"][0], float(sums["feature_sum"][1])
+  )
   np.testing.assert_allclose(mu, features[:37].mean(0), atol=1e-5)
   np.testing.assert_allclose(cov, np.cov(features[:37].T), atol=1e-4)
 
 
 def test_classifier_score_is_one_for_uniform_and_k_for_k_equal_certain_classes():
-  np.testing.assert_allclose(sample_quality.classifier_score(np.full((100, 10), 0.1)), 1.0, rtol=1e-9)
+  np.testing.assert_allclose(
+    sample_quality.classifier_score(np.full((100, 10), 0.1)), 1.0, rtol=1e-9
+  )
   for k in (2, 7):
     one_hot = np.eye(10)[np.arange(70) % k]
     np.testing.assert_allclose(sample_quality.classifier_score(one_hot), k, rtol=1e-9)
   # Always the same certain class: 1.
-  np.testing.assert_allclose(sample_quality.classifier_score(np.eye(10)[np.zeros(30, int)]), 1.0, rtol=1e-9)
-  sums = sample_quality.prediction_sums(jnp.asarray(np.eye(10)[np.arange(40) % 4], jnp.float32), jnp.ones(40, bool))
-  np.testing.assert_allclose(sample_quality.classifier_score_from_sums(sums["plogp_sum"][0], sums["probs_sum"][0], 40.0),
-                             4.0, rtol=1e-5)
+  np.testing.assert_allclose(
+    sample_quality.classifier_score(np.eye(10)[np.zeros(30, int)]), 1.0, rtol=1e-9
+  )
+  sums = sample_quality.prediction_sums(
+    jnp.asarray(np.eye(10)[np.arange(40) % 4], jnp.float32), jnp.ones(40, bool)
+  )
+  np.testing.assert_allclose(
+    sample_quality.classifier_score_from_sums(sums["plogp_sum"][0], sums["probs_sum"][0], 40.0),
+    4.0,
+    rtol=1e-5,
+  )
 
 
 def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
   from vision_jax.data.pipeline import get_splits
   from vision_jax.metrics.feature_classifier import load_feature_classifier
   from vision_jax.train.feature_classifier import ensure_feature_classifier
-  directory = ensure_feature_classifier("lenet5_mnist", 40, ("data.dataset=sklearn:digits", "train.log_every=20"),
-                                        directory=str(tmp_path / "classifier"))
+
+  directory = ensure_feature_classifier(
+    "lenet5_mnist",
+    40,
+    ("data.dataset=sklearn:digits", "train.log_every=20"),
+    directory=str(tmp_path / "classifier"),
+  )
   classifier = load_feature_classifier(directory)
   assert classifier.info["test_error"] < 0.5  # a real, if brief, training
   config = _digits_config("gan")
@@ -199,7 +258,9 @@ def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
     for images in (a, b):
       _, f = classifier(images)
       sums = sample_quality.feature_sums(f, jnp.ones(len(f), bool))
-      stats += sample_quality.gaussian_from_sums(sums["feature_sum"][0], sums["outer_sum"][0], len(f))
+      stats += sample_quality.gaussian_from_sums(
+        sums["feature_sum"][0], sums["outer_sum"][0], len(f)
+      )
     return sample_quality.frechet_distance(*stats)
 
   assert frechet(train, test) * 10 < frechet(train, noise)
@@ -208,12 +269,17 @@ def test_trained_classifier_scores_real_images_far_better_than_noise(tmp_path):
   assert real_score > 2 * noise_score
   # The task's evaluation reports them from the summed statistics.
   state = task.init_state(jax.random.key(0), _batch(2), total_steps=1)
-  sums = jax.device_get(jax.jit(task.eval_step)(state, {"image": test, "label": jnp.zeros(len(test), jnp.int32),
-                                                        "mask": jnp.ones(len(test), bool)}))
+  sums = jax.device_get(
+    jax.jit(task.eval_step)(
+      state,
+      {"image": test, "label": jnp.zeros(len(test), jnp.int32), "mask": jnp.ones(len(test), bool)},
+    )
+  )
   results = task.eval_metrics(sums)
   # The loop's check of a configured best/early-stopping metric finds the same names without evaluating.
-  assert task.eval_metric_names(state, {"image": test[:1], "label": jnp.zeros(1, jnp.int32),
-                                        "mask": jnp.ones(1, bool)}) == sorted(results)
+  assert task.eval_metric_names(
+    state, {"image": test[:1], "label": jnp.zeros(1, jnp.int32), "mask": jnp.ones(1, bool)}
+  ) == sorted(results)
   assert results["frechet_distance"] > 0 and 1.0 <= results["classifier_score_fake"] <= 10.0
   np.testing.assert_allclose(results["classifier_score_real"], real_score, rtol=1e-3)
 
@@ -238,4 +304,5 @@ def test_bad_settings_and_shapes_are_clear_errors():
   small = DatasetSpec((8, 8, 1), DIGITS.class_names, DIGITS.splits)
   with pytest.raises(ValueError, match="28x28 or 32x32"):
     GANTask(gan_config("dcgan", "mnist", smoke=True), small).init_state(
-        jax.random.key(0), _batch(2, (8, 8, 1)), total_steps=1)
+      jax.random.key(0), _batch(2, (8, 8, 1)), total_steps=1
+    )

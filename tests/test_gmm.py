@@ -1,4 +1,5 @@
 """Gaussian mixtures by EM: against scikit-learn, monotone log-likelihood, sampling, bad input."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,10 +27,16 @@ def test_matches_sklearn_from_the_same_initialisation(covariance_type):
   init = gmm.init_kmeans_plusplus(jax.random.key(1), x, 3, covariance_type, reg=1e-6)
   ours, history = gmm.fit(x, init, max_iter=200, tol=1e-6, reg=1e-6)
   weights = np.asarray(init.weights, np.float64)
-  reference = SklearnMixture(3, covariance_type=covariance_type, reg_covar=1e-6, max_iter=200, tol=1e-6,
-                             weights_init=weights / weights.sum(),  # float32 sums to 1 within 1e-7 only
-                             means_init=np.asarray(init.means, np.float64),
-                             precisions_init=init.precisions).fit(x.astype(np.float64))
+  reference = SklearnMixture(
+    3,
+    covariance_type=covariance_type,
+    reg_covar=1e-6,
+    max_iter=200,
+    tol=1e-6,
+    weights_init=weights / weights.sum(),  # float32 sums to 1 within 1e-7 only
+    means_init=np.asarray(init.means, np.float64),
+    precisions_init=init.precisions,
+  ).fit(x.astype(np.float64))
   ours_ll, their_ll = history[-1], reference.score(x.astype(np.float64))
   assert abs(ours_ll - their_ll) <= 0.01 * abs(their_ll), (ours_ll, their_ll)
   # The last value of the history is the fitted mixture's own log-likelihood.
@@ -70,7 +77,9 @@ def test_covariance_floor_keeps_collapsed_components_invertible():
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_samples_follow_the_mixture(covariance_type):
   x = _blobs()
-  mixture, _ = gmm.fit(x, gmm.init_kmeans_plusplus(jax.random.key(0), x, 3, covariance_type), max_iter=50)
+  mixture, _ = gmm.fit(
+    x, gmm.init_kmeans_plusplus(jax.random.key(0), x, 3, covariance_type), max_iter=50
+  )
   samples, components = gmm.sample(jax.random.key(5), mixture, 20000)
   counts = np.bincount(np.asarray(components), minlength=3) / 20000
   np.testing.assert_allclose(counts, np.asarray(mixture.weights), atol=0.02)
@@ -78,8 +87,9 @@ def test_samples_follow_the_mixture(covariance_type):
   mine = np.asarray(samples)[np.asarray(components) == k]
   np.testing.assert_allclose(mine.mean(0), np.asarray(mixture.means[k]), atol=0.15)
   cov = np.asarray(mixture.covariances[k])
-  np.testing.assert_allclose(np.cov(mine.T) if covariance_type == "full" else mine.var(0), cov,
-                             atol=0.1 * np.abs(cov).max())
+  np.testing.assert_allclose(
+    np.cov(mine.T) if covariance_type == "full" else mine.var(0), cov, atol=0.1 * np.abs(cov).max()
+  )
 
 
 def test_pca_reconstructs_data_in_its_subspace():

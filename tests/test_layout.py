@@ -42,7 +42,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state[node] = "open"
     for nxt in sorted(graph.get(node, ())):
       if state.get(nxt) == "open":
-        return path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt]
+        return path[path.index(nxt) :] + [node, nxt] if nxt in path else [node, nxt]
       if nxt not in state and (cycle := visit(nxt, path + [node])):
         return cycle
     state[node] = "done"

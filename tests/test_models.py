@@ -12,6 +12,7 @@ Kept fast on two CPU cores, where XLA's compilation, not the computation, is the
   compile faster as one program.
 - Gradients are checked on one model of each family and block type.
 """
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -27,20 +28,38 @@ BATCH = 2
 # Feature maps each family must return (besides "pre_logits"), by module class; other
 # classifiers must return at least one.
 FEATURES = {
-    "AlexNet": [f"conv{i}" for i in range(1, 6)],
-    "VGG": [f"block{i}" for i in range(1, 6)],
-    "InceptionV3": ["stem", "mixed5", "mixed6", "mixed7"],
-    "GoogLeNet": ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
-                  "inception4d", "inception4e", "inception5a", "inception5b"],
-    "ResNet": ["stage1", "stage2", "stage3", "stage4"],
-    "CifarResNet": ["stage1", "stage2", "stage3"],
-    "LeNet5": ["C1", "S2", "C3", "S4", "C5", "F6"],
-    "MLP": ["fc1", "fc2"],
+  "AlexNet": [f"conv{i}" for i in range(1, 6)],
+  "VGG": [f"block{i}" for i in range(1, 6)],
+  "InceptionV3": ["stem", "mixed5", "mixed6", "mixed7"],
+  "GoogLeNet": [
+    "inception3a",
+    "inception3b",
+    "inception4a",
+    "inception4b",
+    "inception4c",
+    "inception4d",
+    "inception4e",
+    "inception5a",
+    "inception5b",
+  ],
+  "ResNet": ["stage1", "stage2", "stage3", "stage4"],
+  "CifarResNet": ["stage1", "stage2", "stage3"],
+  "LeNet5": ["C1", "S2", "C3", "S4", "C5", "F6"],
+  "MLP": ["fc1", "fc2"],
 }
 
 # Representative models for the (slower) gradient check: every family and block type.
-GRADIENT_MODELS = ("alexnet", "googlenet", "lenet5", "mlp", "plain20", "resnet20",
-                   "resnet50", "vgg11_bn", "vgg16_bn_cifar")
+GRADIENT_MODELS = (
+  "alexnet",
+  "googlenet",
+  "lenet5",
+  "mlp",
+  "plain20",
+  "resnet20",
+  "resnet50",
+  "vgg11_bn",
+  "vgg16_bn_cifar",
+)
 
 # Families run op by op rather than jitted (see the module's docstring).
 OP_BY_OP = ("ResNet", "CifarResNet")
@@ -83,9 +102,12 @@ def _random_variables(model: nn.Module, x: np.ndarray) -> dict:
 
 def _apply(model: nn.Module, variables: dict, x: np.ndarray, train: bool):
   """model.apply with mutable batch_stats, jitted unless the family runs op by op."""
+
   def apply(variables, x):
-    return model.apply(variables, x, train=train, mutable=["batch_stats"],
-                       rngs={"dropout": jax.random.key(1)})
+    return model.apply(
+      variables, x, train=train, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)}
+    )
+
   return (apply if type(model).__name__ in OP_BY_OP else jax.jit(apply))(variables, x)
 
 
@@ -117,10 +139,13 @@ def test_forward_contract(name):
     assert features["aux1"].shape == features["aux2"].shape == (BATCH, 7)
   new_stats = state.get("batch_stats", {})
   assert jax.tree.structure(new_stats) == jax.tree.structure(batch_stats)
-  unchanged = [jax.tree_util.keystr(path)
-               for (path, old), new in zip(jax.tree_util.tree_leaves_with_path(batch_stats),
-                                           jax.tree.leaves(new_stats))
-               if np.array_equal(old, new)]
+  unchanged = [
+    jax.tree_util.keystr(path)
+    for (path, old), new in zip(
+      jax.tree_util.tree_leaves_with_path(batch_stats), jax.tree.leaves(new_stats)
+    )
+    if np.array_equal(old, new)
+  ]
   assert not unchanged, f"BatchNorm statistics not updated in training: {unchanged}"
 
   (logits, features), state = _apply(model, variables, x, train=False)
@@ -145,17 +170,24 @@ def test_every_parameter_gets_a_gradient(name):
 
   def loss(params):
     (logits, features), _ = model.apply(
-        {**variables, "params": params}, x, train=True, mutable=["batch_stats"],
-        rngs={"dropout": jax.random.key(1)})
+      {**variables, "params": params},
+      x,
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": jax.random.key(1)},
+    )
     # GoogLeNet's auxiliary heads must receive gradients too.
     outputs = [logits] + [features[k] for k in ("aux1", "aux2") if k in features]
     return sum(jnp.sum(o * weights) for o in outputs)
 
   grads = jax.jit(jax.grad(loss))(variables["params"])
   assert _all_finite(grads)
-  without = [jax.tree_util.keystr(path) for path, g in jax.tree_util.tree_leaves_with_path(grads)
-             if not np.any(np.asarray(g))
-             and not _legitimately_without_gradient(name, jax.tree_util.keystr(path))]
+  without = [
+    jax.tree_util.keystr(path)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads)
+    if not np.any(np.asarray(g))
+    and not _legitimately_without_gradient(name, jax.tree_util.keystr(path))
+  ]
   assert not without, f"parameters without gradient: {without}"
 
 
@@ -167,7 +199,9 @@ def _param_count(name: str, **kwargs) -> int:
 
 
 # Published counts: torchvision's model documentation (ImageNet, 1000 classes).
-@pytest.mark.parametrize("name,kwargs,expected", [
+@pytest.mark.parametrize(
+  "name,kwargs,expected",
+  [
     ("alexnet", {}, 61_100_840),
     ("vgg16", {}, 138_357_544),
     ("vgg16_bn", {}, 138_365_992),
@@ -179,17 +213,24 @@ def _param_count(name: str, **kwargs) -> int:
     ("resnet50", {}, 25_557_032),
     ("resnet101", {}, 44_549_160),
     ("resnet152", {}, 60_192_808),
-])
+  ],
+)
 def test_imagenet_parameter_counts(name, kwargs, expected):
   assert _param_count(name, **kwargs) == expected
 
 
 # He et al. 2015, Table 6 (CIFAR-10): parameters in millions as printed, and our exact count.
 # The plain networks have the same layers (option A shortcuts have no parameters).
-@pytest.mark.parametrize("depth,paper_millions,exact", [
-    (20, "0.27", 269_722), (32, "0.46", 464_154), (44, "0.66", 658_586), (56, "0.85", 853_018),
+@pytest.mark.parametrize(
+  "depth,paper_millions,exact",
+  [
+    (20, "0.27", 269_722),
+    (32, "0.46", 464_154),
+    (44, "0.66", 658_586),
+    (56, "0.85", 853_018),
     (110, "1.7", 1_727_962),
-])
+  ],
+)
 def test_cifar_resnet_parameter_counts(depth, paper_millions, exact):
   for name in (f"resnet{depth}", f"plain{depth}"):
     count = _param_count(name, num_classes=10)
@@ -240,8 +281,9 @@ def test_cifar_resnet_dropout_before_the_head():
   variables = _random_variables(model, x)
 
   def logits(train: bool, seed: int = 0) -> np.ndarray:
-    (y, _), _ = model.apply(variables, x, train=train, mutable=["batch_stats"],
-                            rngs={"dropout": jax.random.key(seed)})
+    (y, _), _ = model.apply(
+      variables, x, train=train, mutable=["batch_stats"], rngs={"dropout": jax.random.key(seed)}
+    )
     return np.asarray(y)
 
   assert not np.allclose(logits(True, 0), logits(True, 1))
@@ -253,10 +295,14 @@ def test_every_model_names_its_settings_and_refuses_others():
   switches model.name keeps the old model's keys)."""
   from vision_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from vision_jax.models import registry  # pylint: disable=g-import-not-at-top
+
   for name in list_models():
     accepted = registry.settings(name)
     assert accepted, f"{name}: its constructor's keyword arguments cannot be read"
-    with pytest.raises(ConfigError, match=rf"^model '{name}' has no setting 'no_such_setting' .* it takes: {accepted[0]}"):
+    with pytest.raises(
+      ConfigError,
+      match=rf"^model '{name}' has no setting 'no_such_setting' .* it takes: {accepted[0]}",
+    ):
       get_model(name, no_such_setting=1)
 
 
@@ -264,18 +310,23 @@ def test_model_label_names_what_overridden_settings_build():
   """A config's name with the settings that change its registered network: transfer_pets' smoke
   ResNet-8 is not reported as a ResNet-20; settings a registration leaves free are not named."""
   import ml_collections  # pylint: disable=g-import-not-at-top
+
   from vision_jax.models.registry import model_label  # pylint: disable=g-import-not-at-top
+
   label = lambda **kw: model_label(ml_collections.ConfigDict(kw))
   assert label(name="resnet20", dtype="bfloat16", dropout=0.1) == "resnet20"
   assert label(name="resnet20", depth=20) == "resnet20"
   assert label(name="resnet20", depth=8) == "resnet20 (depth=8)"
-  assert label(name="plain20", depth=56, shortcut="zero_pad") == "plain20 (depth=56, shortcut=zero_pad)"
+  assert (
+    label(name="plain20", depth=56, shortcut="zero_pad") == "plain20 (depth=56, shortcut=zero_pad)"
+  )
   assert label(name="lenet5") == "lenet5"
 
 
 @pytest.mark.parametrize("depth", [2, -4, 21])
 def test_a_cifar_resnet_depth_that_is_not_6n_plus_2_blocks_is_refused(depth):
   from vision_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+
   model = get_model("resnet20", depth=depth)
   with pytest.raises(ConfigError, match=rf"^depth must be 6n \+ 2 with n >= 1 .* got {depth}\b"):
     jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))

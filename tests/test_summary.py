@@ -1,4 +1,5 @@
 """vision_jax.summary: the lecture's worked example and LeNet-5's paper numbers, read from the modules."""
+
 import json
 import math
 
@@ -25,8 +26,8 @@ def test_lecture_worked_example():
   assert conv2["output_shape"] == (64, 64, 128)
   assert conv2["multiplications"] == 64 * 64 * 1601 * 128
   # k' filters of h x h over k channels: k'(k·h² + 1) parameters.
-  assert conv1["params"] == 64 * (3 * 3 ** 2 + 1)
-  assert conv2["params"] == 128 * (64 * 5 ** 2 + 1)
+  assert conv1["params"] == 64 * (3 * 3**2 + 1)
+  assert conv2["params"] == 128 * (64 * 5**2 + 1)
   assert conv1["kernel_shape"] == (3, 3, 3, 64) and conv1["strides"] == (2,) and conv1["bias"]
 
 
@@ -60,7 +61,9 @@ def test_lenet5_full_c3_and_paper_subsampling():
   full = summary.layer_table(get_model("lenet5", num_classes=10, partial_c3=False), (32, 32, 1))
   assert by_name(full)["C3"]["params"] == 16 * (6 * 25 + 1)
   assert summary.totals(full)["params"] == 61_706
-  paper = by_name(summary.layer_table(get_model("lenet5", num_classes=10, pooling="subsample"), (32, 32, 1)))
+  paper = by_name(
+    summary.layer_table(get_model("lenet5", num_classes=10, pooling="subsample"), (32, 32, 1))
+  )
   # The paper: S2 has 12 trainable parameters and 5,880 connections, S4 32 and 2,000.
   assert (paper["S2"]["params"], paper["S2"]["multiplications"]) == (12, 5_880)
   assert (paper["S4"]["params"], paper["S4"]["multiplications"]) == (32, 2_000)
@@ -70,10 +73,14 @@ def test_lenet5_full_c3_and_paper_subsampling():
 @pytest.mark.parametrize("name", ["lenet5", "mlp", "lecture_convnet"])
 def test_rows_sum_to_the_parameter_tree(name):
   model = get_model(name, num_classes=7)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False))
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  )
   expected = sum(math.prod(v.shape) for v in jax.tree.leaves(variables["params"]))
   rows = summary.layer_table(model, (32, 32, 1))
-  assert "(other parameters)" not in by_name(rows)  # every parameter belongs to a called module's row
+  assert "(other parameters)" not in by_name(
+    rows
+  )  # every parameter belongs to a called module's row
   assert summary.totals(rows)["params"] == expected
 
 
@@ -82,14 +89,15 @@ class _Custom(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train=False):
-    x = nn.Conv(8, (3, 3), feature_group_count=2, use_bias=False, padding="VALID", name="grouped")(x)
+    x = nn.Conv(8, (3, 3), feature_group_count=2, use_bias=False, padding="VALID", name="grouped")(
+      x
+    )
     shared = nn.Conv(8, (1, 1), name="shared")
     x = shared(shared(x))
     return _Scale(name="scale")(x), {}
 
 
 class _Scale(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     return x * self.param("gain", nn.initializers.ones, (x.shape[-1],))
@@ -98,7 +106,11 @@ class _Scale(nn.Module):
 def test_groups_bias_shared_weights_and_unknown_modules():
   rows = summary.layer_table(_Custom(), (6, 6, 4))
   grouped = rows[0]
-  assert grouped["kernel_shape"] == (3, 3, 2, 8) and grouped["feature_group_count"] == 2 and not grouped["bias"]
+  assert (
+    grouped["kernel_shape"] == (3, 3, 2, 8)
+    and grouped["feature_group_count"] == 2
+    and not grouped["bias"]
+  )
   assert grouped["multiplications"] == 4 * 4 * 8 * (3 * 3 * 4 // 2)
   first, second = rows[1], rows[2]
   assert first["name"] == second["name"] == "shared"

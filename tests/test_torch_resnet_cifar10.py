@@ -6,6 +6,7 @@ parameters and BatchNorm statistics as our task's train step: then a difference 
 trainings lies in what is not compared here (initialisation, batch order, augmentation draws).
 torch runs on one thread: on a shared 2-core machine its two OpenMP threads run 20x slower.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,26 @@ torch = pytest.importorskip("torch", reason="PyTorch is needed for the reference
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from conftest import require_dataset
+
 from scripts import torch_resnet_cifar10 as ref
 from vision_jax.config import apply_overrides, load_config
-from vision_jax.errors import ConfigError
 from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.errors import ConfigError
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train.optimizers import make_schedule
 
-RESULT_KEYS = {"experiment", "paper", "metric", "paper_value", "value", "steps", "wall_s", "hardware", "command"}
+RESULT_KEYS = {
+  "experiment",
+  "paper",
+  "metric",
+  "paper_value",
+  "value",
+  "steps",
+  "wall_s",
+  "hardware",
+  "command",
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,27 +80,37 @@ def _torch_from_ours(variables: dict, depth: int = 20) -> ref.CifarResNet:
 def _ours_from_torch(net: ref.CifarResNet, depth: int = 20) -> dict:
   """The inverse of _torch_from_ours, as numpy arrays in our variable tree."""
   a = lambda x: x.detach().numpy()
-  params = {"conv_init": {"kernel": a(net.conv1.weight).transpose(2, 3, 1, 0)},
-            "bn_init": {"scale": a(net.bn1.weight), "bias": a(net.bn1.bias)}}
+  params = {
+    "conv_init": {"kernel": a(net.conv1.weight).transpose(2, 3, 1, 0)},
+    "bn_init": {"scale": a(net.bn1.weight), "bias": a(net.bn1.bias)},
+  }
   stats = {"bn_init": {"mean": a(net.bn1.running_mean), "var": a(net.bn1.running_var)}}
   n = (depth - 2) // 6
   for k, block in enumerate(net.blocks):
     name = f"stage{k // n + 1}_block{k % n + 1}"
-    params[name] = {"conv1": {"kernel": a(block.conv1.weight).transpose(2, 3, 1, 0)},
-                    "conv2": {"kernel": a(block.conv2.weight).transpose(2, 3, 1, 0)},
-                    "bn1": {"scale": a(block.bn1.weight), "bias": a(block.bn1.bias)},
-                    "bn2": {"scale": a(block.bn2.weight), "bias": a(block.bn2.bias)}}
-    stats[name] = {"bn1": {"mean": a(block.bn1.running_mean), "var": a(block.bn1.running_var)},
-                   "bn2": {"mean": a(block.bn2.running_mean), "var": a(block.bn2.running_var)}}
+    params[name] = {
+      "conv1": {"kernel": a(block.conv1.weight).transpose(2, 3, 1, 0)},
+      "conv2": {"kernel": a(block.conv2.weight).transpose(2, 3, 1, 0)},
+      "bn1": {"scale": a(block.bn1.weight), "bias": a(block.bn1.bias)},
+      "bn2": {"scale": a(block.bn2.weight), "bias": a(block.bn2.bias)},
+    }
+    stats[name] = {
+      "bn1": {"mean": a(block.bn1.running_mean), "var": a(block.bn1.running_var)},
+      "bn2": {"mean": a(block.bn2.running_mean), "var": a(block.bn2.running_var)},
+    }
   params["head"] = {"kernel": a(net.linear.weight).T, "bias": a(net.linear.bias)}
   return {"params": params, "batch_stats": stats}
 
 
-@pytest.mark.parametrize("name,exact", [("resnet20", 269_722), ("plain20", 269_722), ("resnet56", 853_018)])
+@pytest.mark.parametrize(
+  "name,exact", [("resnet20", 269_722), ("plain20", 269_722), ("resnet56", 853_018)]
+)
 def test_parameter_count_is_ours(name, exact):
   """The same layers as our model (whose counts test_models pins to the paper's 0.27M, 0.85M)."""
   count = sum(p.numel() for p in ref.model_for(name).parameters())
-  shapes = jax.eval_shape(get_model(name, num_classes=10).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  shapes = jax.eval_shape(
+    get_model(name, num_classes=10).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+  )
   assert count == exact == sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
 
 
@@ -100,22 +122,34 @@ def test_learning_rate_is_our_schedule():
   optim.schedule = "cosine"
   ours = make_schedule(optim, 64000)
   for step in (0, 1000, 32000, 63999, 64000):
-    assert ref.learning_rate(step, optim, 64000) == pytest.approx(float(ours(step)), rel=1e-5, abs=1e-9), step
+    assert ref.learning_rate(step, optim, 64000) == pytest.approx(
+      float(ours(step)), rel=1e-5, abs=1e-9
+    ), step
   # ResNet-110's warm-up (0.01 for 400 steps), before a step or a cosine schedule; and a linear one.
-  for schedule, shape in (("step", "constant"), ("cosine", "constant"), ("step", "linear"), ("cosine", "linear")):
+  for schedule, shape in (
+    ("step", "constant"),
+    ("cosine", "constant"),
+    ("step", "linear"),
+    ("cosine", "linear"),
+  ):
     optim = load_config("resnet_cifar10", "model=resnet110").optim
     optim.schedule, optim.warmup_shape = schedule, shape
     ours = make_schedule(optim, 64000)
     for step in (0, 1, 200, 399, 400, 401, 31999, 32000, 48000, 63999):
-      assert ref.learning_rate(step, optim, 64000) == pytest.approx(float(ours(step)), rel=1e-5, abs=1e-9), (schedule, shape, step)
+      assert ref.learning_rate(step, optim, 64000) == pytest.approx(
+        float(ours(step)), rel=1e-5, abs=1e-9
+      ), (schedule, shape, step)
 
 
 def _assert_same_updates(theirs, ours, before, tolerance: float) -> None:
   """Each leaf's difference at most `tolerance` times the leaf's own change from `before`."""
+
   def check(path, a, b, c):
     change = float(np.max(np.abs(np.asarray(b) - np.asarray(c))))
     assert float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) <= tolerance * change + 1e-7, (
-        f"{jax.tree_util.keystr(path)}: differs by more than {tolerance} of its change {change:.3g}")
+      f"{jax.tree_util.keystr(path)}: differs by more than {tolerance} of its change {change:.3g}"
+    )
+
   jax.tree_util.tree_map_with_path(check, theirs, ours, before)
 
 
@@ -126,21 +160,39 @@ def test_same_weights_and_batches_give_our_training_steps():
   far above the float32 rounding by which the two frameworks' updates differ (up to 0.4% of a
   parameter's change here; 3e-6 when torch and our step both run in float64).
   """
-  config = apply_overrides(load_config("resnet_cifar10", "smoke"),
-                           ["optim.boundaries=(2,)", "train.steps=3", "optim.weight_decay=0.05"])
-  task = ClassificationTask(config, DatasetSpec((32, 32, 3), tuple("abcdefghij"), ("train", "test")))
+  config = apply_overrides(
+    load_config("resnet_cifar10", "smoke"),
+    ["optim.boundaries=(2,)", "train.steps=3", "optim.weight_decay=0.05"],
+  )
+  task = ClassificationTask(
+    config, DatasetSpec((32, 32, 3), tuple("abcdefghij"), ("train", "test"))
+  )
   rng = np.random.default_rng(0)
-  batches = [{"image": jnp.asarray(rng.normal(size=(8, 32, 32, 3)), jnp.float32),
-              "label": jnp.asarray(rng.integers(0, 10, 8), jnp.int32)} for _ in range(3)]
+  batches = [
+    {
+      "image": jnp.asarray(rng.normal(size=(8, 32, 32, 3)), jnp.float32),
+      "label": jnp.asarray(rng.integers(0, 10, 8), jnp.int32),
+    }
+    for _ in range(3)
+  ]
   with jax.disable_jit():  # op by op: compiling ResNet-20's whole step costs more on a CPU
     state = task.init_state(jax.random.key(0), batches[0], total_steps=3)
+
   # BatchNorm statistics and affine parameters away from 0 and 1, so that they count.
   def perturbed(tree, names):
     return jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 0.1 * np.abs(rng.normal(size=v.shape)).astype(np.float32) if path[-1].key in names else v,
-        tree)
-  state = state.replace(params=perturbed(state.params, ("scale", "bias")),
-                        model_state=perturbed(state.model_state, ("mean", "var")))
+      lambda path, v: (
+        v + 0.1 * np.abs(rng.normal(size=v.shape)).astype(np.float32)
+        if path[-1].key in names
+        else v
+      ),
+      tree,
+    )
+
+  state = state.replace(
+    params=perturbed(state.params, ("scale", "bias")),
+    model_state=perturbed(state.model_state, ("mean", "var")),
+  )
   before = jax.device_get({"params": state.params, **state.model_state})
   net = _torch_from_ours(before)
   to_torch = lambda images: torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
@@ -148,7 +200,9 @@ def test_same_weights_and_batches_give_our_training_steps():
   net.eval()
   with torch.no_grad():
     torch_logits = net(to_torch(batches[0]["image"])).numpy()
-  np.testing.assert_allclose(torch_logits, np.asarray(task.predict(state, batches[0]["image"])), atol=1e-4)
+  np.testing.assert_allclose(
+    torch_logits, np.asarray(task.predict(state, batches[0]["image"])), atol=1e-4
+  )
 
   net.train()
   optimizer = ref.make_optimizer(net, config.optim)
@@ -165,12 +219,18 @@ def test_same_weights_and_batches_give_our_training_steps():
       optimizer.step()
       assert float(loss.detach()) == pytest.approx(float(metrics["loss"]), rel=1e-4), step
   theirs = _ours_from_torch(net)
-  _assert_same_updates(theirs["params"], jax.device_get(state.params), before["params"], tolerance=0.02)
+  _assert_same_updates(
+    theirs["params"], jax.device_get(state.params), before["params"], tolerance=0.02
+  )
   # torch's running variance takes the unbiased batch variance, flax's the biased one: a factor
   # n/(n-1), n = 8 x 8 x 8 = 512 values per channel at stage 3 here (at least 8,192 at batch
   # 128, a relative 1e-4: not a cause of an accuracy gap).
-  _assert_same_updates(theirs["batch_stats"], jax.device_get(state.model_state["batch_stats"]),
-                       before["batch_stats"], tolerance=0.02)
+  _assert_same_updates(
+    theirs["batch_stats"],
+    jax.device_get(state.model_state["batch_stats"]),
+    before["batch_stats"],
+    tolerance=0.02,
+  )
 
 
 def test_augment_crops_every_offset_and_flips():
@@ -190,7 +250,10 @@ def test_augment_crops_every_offset_and_flips():
   marked[:, :, 0] = 7  # the first column
   out = ref.augment(marked, generator, padding=0, flip=True)[..., 0]
   flipped = (out[:, :, 3] == 7).all(dim=1)
-  assert torch.all(flipped ^ (out[:, :, 0] == 7).all(dim=1)) and 0.45 < float(flipped.float().mean()) < 0.55
+  assert (
+    torch.all(flipped ^ (out[:, :, 0] == 7).all(dim=1))
+    and 0.45 < float(flipped.float().mean()) < 0.55
+  )
 
 
 def test_overfits_one_small_batch():
@@ -209,9 +272,19 @@ def test_overfits_one_small_batch():
 
 
 def test_unsupported_settings_are_one_clear_error(tmp_path):
-  with pytest.raises(SystemExit, match="does not implement: optim.name='adam'.*loss.label_smoothing"):
-    ref.main(["--workdir", str(tmp_path), "--variant", "smoke", "--config.optim.name=adam",
-              "--config.loss.label_smoothing=0.1"])
+  with pytest.raises(
+    SystemExit, match="does not implement: optim.name='adam'.*loss.label_smoothing"
+  ):
+    ref.main(
+      [
+        "--workdir",
+        str(tmp_path),
+        "--variant",
+        "smoke",
+        "--config.optim.name=adam",
+        "--config.loss.label_smoothing=0.1",
+      ]
+    )
   config = load_config("resnet_cifar10", "smoke")
   config.optim.backbone_lr_scale = 0.0
   with pytest.raises(ConfigError, match="parameter groups"):
@@ -222,12 +295,29 @@ def test_command_writes_the_projects_files(tmp_path, capsys):
   """A few steps on the real data, evaluated on 64 held-out training images."""
   require_dataset("cifar10")
   workdir = tmp_path / "run"
-  result = ref.main(["--workdir", str(workdir), "--variant", "smoke", "--steps", "4", "--config.train.log_every=2",
-                     "--config.train.eval_every=2", "--config.data.validation_size=64",
-                     "--config.data.eval_splits=('validation',)", "--device", "cpu"])
+  result = ref.main(
+    [
+      "--workdir",
+      str(workdir),
+      "--variant",
+      "smoke",
+      "--steps",
+      "4",
+      "--config.train.log_every=2",
+      "--config.train.eval_every=2",
+      "--config.data.validation_size=64",
+      "--config.data.eval_splits=('validation',)",
+      "--device",
+      "cpu",
+    ]
+  )
   assert "torch_resnet_cifar10 resnet20: validation error (%) = " in capsys.readouterr().out
   on_disk = json.load(open(workdir / "result.json"))
-  assert RESULT_KEYS <= set(on_disk) and on_disk["steps"] == 4 and on_disk == json.loads(json.dumps(result))
+  assert (
+    RESULT_KEYS <= set(on_disk)
+    and on_disk["steps"] == 4
+    and on_disk == json.loads(json.dumps(result))
+  )
   assert 0 <= on_disk["value"] <= 100 and on_disk["paper_value"] == 8.75
   records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   train = [r for r in records if "train/loss" in r]

@@ -13,6 +13,7 @@ that torch's padding, ceil-mode pooling and adaptive pooling are exercised at si
 differ from the obvious. Our models run jitted with XLA's optimisations disabled, which
 compiles fastest on CPU (see tests/test_models.py).
 """
+
 from __future__ import annotations
 
 import jax
@@ -28,28 +29,34 @@ F = torch.nn.functional
 from scripts import import_torchvision
 from vision_jax.models import get_model
 from vision_jax.models.pooling import adaptive_avg_pool, max_pool
-from vision_jax.models.torchvision_import import ARCHS, SKIPPED, convert_torchvision_state_dict
-from vision_jax.models.torchvision_import import torchvision_model
+from vision_jax.models.torchvision_import import (
+  ARCHS,
+  SKIPPED,
+  convert_torchvision_state_dict,
+  torchvision_model,
+)
 from vision_jax.train.checkpoint import load_variables
 
 TOLERANCE = 1e-4  # Max abs difference of logits in float32.
 
 # Architecture: input (height, width), the smallest odd-ish sizes that stay meaningful.
 SIZES = {
-    "alexnet": (99, 83),     # Last feature map 2x1, adaptively pooled (overlapping) to 6x6.
-    "vgg11": (80, 72),       # Last feature map 2x2, adaptively pooled to 7x7.
-    "vgg11_bn": (80, 72),
-    "googlenet": (57, 49),   # Odd sizes throughout: ceil-mode pools differ from floor mode.
-    # 9x4 then 1x1 maps in Mixed_6 and Mixed_7: padding is most of every 3x3 pool there, where
-    # FID's average pools (padding left out) differ most from torchvision's.
-    "inception_v3": (79, 91),
-    "inception_v3_fid": (79, 91),
-    "resnet18": (45, 39),    # Odd sizes: torch's symmetric padding differs from "SAME".
-    "resnet50": (45, 39),
+  "alexnet": (99, 83),  # Last feature map 2x1, adaptively pooled (overlapping) to 6x6.
+  "vgg11": (80, 72),  # Last feature map 2x2, adaptively pooled to 7x7.
+  "vgg11_bn": (80, 72),
+  "googlenet": (57, 49),  # Odd sizes throughout: ceil-mode pools differ from floor mode.
+  # 9x4 then 1x1 maps in Mixed_6 and Mixed_7: padding is most of every 3x3 pool there, where
+  # FID's average pools (padding left out) differ most from torchvision's.
+  "inception_v3": (79, 91),
+  "inception_v3_fid": (79, 91),
+  "resnet18": (45, 39),  # Odd sizes: torch's symmetric padding differs from "SAME".
+  "resnet50": (45, 39),
 }
 # Every other importable architecture: the same sizes as its family's first member.
 SIZES.update({f"vgg{depth}{bn}": SIZES["vgg11"] for depth in (13, 16, 19) for bn in ("", "_bn")})
-SIZES.update({"resnet34": SIZES["resnet18"], "resnet101": SIZES["resnet50"], "resnet152": SIZES["resnet50"]})
+SIZES.update(
+  {"resnet34": SIZES["resnet18"], "resnet101": SIZES["resnet50"], "resnet152": SIZES["resnet50"]}
+)
 
 
 LOGITS_STD = 3.0
@@ -66,15 +73,24 @@ def _torch_fid_inception(**kwargs) -> torch.nn.Module:
 
   class FIDInceptionA(tv.InceptionA):
     def _forward(self, x):
-      return [self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-              self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))), self.branch_pool(avg(x))]
+      return [
+        self.branch1x1(x),
+        self.branch5x5_2(self.branch5x5_1(x)),
+        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+        self.branch_pool(avg(x)),
+      ]
 
   class FIDInceptionC(tv.InceptionC):
     def _forward(self, x):
       b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
       bd = x
-      for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                    self.branch7x7dbl_5):
+      for layer in (
+        self.branch7x7dbl_1,
+        self.branch7x7dbl_2,
+        self.branch7x7dbl_3,
+        self.branch7x7dbl_4,
+        self.branch7x7dbl_5,
+      ):
         bd = layer(bd)
       return [self.branch1x1(x), b7, bd, self.branch_pool(avg(x))]
 
@@ -151,16 +167,21 @@ def _images(arch: str, batch: int = 2) -> tuple[torch.Tensor, np.ndarray]:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_arch_converts_key_for_key(arch):
   """Names and shapes of every importable architecture (values: those above)."""
-  kwargs = {"init_weights": False} if arch in ("googlenet", "inception_v3", "inception_v3_fid") else {}
+  kwargs = (
+    {"init_weights": False} if arch in ("googlenet", "inception_v3", "inception_v3_fid") else {}
+  )
   with torch.device("meta"):  # Shapes only: nothing is allocated or initialised.
     state_dict = _torchvision(arch, **kwargs).state_dict()
   state_dict = {k: np.broadcast_to(np.float32(0), v.shape) for k, v in state_dict.items()}
   variables = convert_torchvision_state_dict(arch, state_dict)
   count = sum(np.size(v) for v in jax.tree.leaves(variables["params"]))
   # Inception-v3's auxiliary classifier (in the state_dict: aux_logits is on by default) is skipped.
-  assert count == sum(np.size(v) for k, v in state_dict.items()
-                      if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-                      and not k.startswith(SKIPPED.get(arch, ())))
+  assert count == sum(
+    np.size(v)
+    for k, v in state_dict.items()
+    if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    and not k.startswith(SKIPPED.get(arch, ()))
+  )
 
 
 # Options set on both sides. GoogLeNet's input transform (which its pretrained weights need) is
@@ -194,35 +215,54 @@ def test_googlenet_training_mode_matches_torchvision_with_aux_heads():
   apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
   with jax.default_matmul_precision("highest"):
     (logits, features), _ = apply(variables, x)
-  for ours, theirs in ((logits, expected.logits), (features["aux1"], expected.aux_logits1),
-                       (features["aux2"], expected.aux_logits2)):
+  for ours, theirs in (
+    (logits, expected.logits),
+    (features["aux1"], expected.aux_logits1),
+    (features["aux2"], expected.aux_logits2),
+  ):
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("size,out", [((7, 7), (7, 7)), ((14, 12), (7, 4)), ((5, 11), (3, 4)),
-                                      ((2, 1), (6, 6)), ((1, 1), (7, 7)), ((9, 13), (4, 6))])
+@pytest.mark.parametrize(
+  "size,out",
+  [
+    ((7, 7), (7, 7)),
+    ((14, 12), (7, 4)),
+    ((5, 11), (3, 4)),
+    ((2, 1), (6, 6)),
+    ((1, 1), (7, 7)),
+    ((9, 13), (4, 6)),
+  ],
+)
 def test_adaptive_avg_pool_matches_torch(size, out):
   x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype(np.float32)
   expected = F.adaptive_avg_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), out)
-  np.testing.assert_allclose(np.asarray(adaptive_avg_pool(x, out)),
-                             expected.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(adaptive_avg_pool(x, out)), expected.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-6
+  )
 
 
 @pytest.mark.parametrize("size", [(7, 8), (14, 15), (57, 29), (4, 5)])
-@pytest.mark.parametrize("window,stride,padding,ceil_mode",
-                         [(3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, True), (3, 2, 1, False),
-                          (3, 2, 0, False)])
+@pytest.mark.parametrize(
+  "window,stride,padding,ceil_mode",
+  [(3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, True), (3, 2, 1, False), (3, 2, 0, False)],
+)
 def test_max_pool_matches_torch(size, window, stride, padding, ceil_mode):
   x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype(np.float32)
-  expected = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), window, stride,
-                          padding, ceil_mode=ceil_mode)
-  np.testing.assert_array_equal(np.asarray(max_pool(x, window, stride, padding, ceil_mode)),
-                                expected.numpy().transpose(0, 2, 3, 1))
+  expected = F.max_pool2d(
+    torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), window, stride, padding, ceil_mode=ceil_mode
+  )
+  np.testing.assert_array_equal(
+    np.asarray(max_pool(x, window, stride, padding, ceil_mode)),
+    expected.numpy().transpose(0, 2, 3, 1),
+  )
 
 
 @pytest.mark.parametrize("size", [(7, 8), (14, 15), (4, 5)])
-@pytest.mark.parametrize("window,stride,padding,ceil_mode",
-                         [(3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, True), (3, 2, 1, False)])
+@pytest.mark.parametrize(
+  "window,stride,padding,ceil_mode",
+  [(3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, True), (3, 2, 1, False)],
+)
 def test_max_pool_gradient_matches_torch_ties_included(size, window, stride, padding, ceil_mode):
   # Rounded ReLU outputs: most windows hold several equal maxima (zeros, ones); torch gives each
   # output's gradient to the first of them in its window, and so must we (our CPU gradient).
@@ -233,8 +273,12 @@ def test_max_pool_gradient_matches_torch_ties_included(size, window, stride, pad
   cot = rng.normal(size=y_torch.shape).astype(np.float32)
   y_torch.backward(torch.from_numpy(cot))
   _, vjp = jax.vjp(lambda x: max_pool(x, window, stride, padding, ceil_mode), jnp.asarray(x))
-  np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(cot.transpose(0, 2, 3, 1)))[0]),
-                             x_torch.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(vjp(jnp.asarray(cot.transpose(0, 2, 3, 1)))[0]),
+    x_torch.grad.numpy().transpose(0, 2, 3, 1),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +334,7 @@ def test_imported_fid_inception_is_a_feature_classifier_as_pytorch_fid_applies_i
   """The FID network imported by the CLI measures images as pytorch-fid does: resized to 299x299
   (bilinear), scaled to [-1, 1], features from the final average pool, grey images as RGB."""
   from vision_jax.metrics.feature_classifier import load_feature_classifier
+
   torch_model = _torch_model("inception_v3_fid")
   path = tmp_path / "pt_inception.pth"
   torch.save(torch_model.state_dict(), path)
@@ -301,7 +346,9 @@ def test_imported_fid_inception_is_a_feature_classifier_as_pytorch_fid_applies_i
   torch_model.avgpool.register_forward_hook(lambda m, i, o: features.update(pool=o.flatten(1)))
   rng = np.random.default_rng(2)
   for channels in (3, 1):
-    images = np.tanh(rng.normal(size=(2, 32, 32, channels))).astype(np.float32)  # a generator's range
+    images = np.tanh(rng.normal(size=(2, 32, 32, channels))).astype(
+      np.float32
+    )  # a generator's range
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).expand(-1, 3, -1, -1)
     x = F.interpolate((x + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
     with torch.no_grad():
@@ -310,8 +357,9 @@ def test_imported_fid_inception_is_a_feature_classifier_as_pytorch_fid_applies_i
     assert ours_features.shape == (2, 2048) and ours_probs.shape == (2, 1008)
     # A random network's features reach 1e6: compare them relative to their largest.
     scale = float(np.abs(features["pool"].numpy()).max())
-    np.testing.assert_allclose(np.asarray(ours_features) / scale, features["pool"].numpy() / scale,
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+      np.asarray(ours_features) / scale, features["pool"].numpy() / scale, rtol=0, atol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(ours_probs), probs, rtol=0, atol=1e-5)
 
 

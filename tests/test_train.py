@@ -1,5 +1,6 @@
 """The loop: overfitting, resume after a crash or a kill, corrupt checkpoints, non-finite losses,
 W&B offline, and the same result on 1 device, 8 devices and 2 processes."""
+
 import contextlib
 import gc
 import json
@@ -16,15 +17,15 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-
 from conftest import REPO, run_env
+
 from vision_jax import losses
-from vision_jax.config import load_config, apply_overrides
+from vision_jax.config import apply_overrides, load_config
+from vision_jax.errors import CheckpointError
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
 from vision_jax.train.checkpoint import CheckpointStore, read_state
-from vision_jax.errors import CheckpointError
 from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import OPTIMIZERS, make_optimizer
@@ -64,7 +65,9 @@ def test_model_overfits_one_batch(name):
 
   @jax.jit
   def step(params, opt):
-    loss, g = jax.value_and_grad(lambda p: losses.softmax_cross_entropy(model.apply({"params": p}, x)[0], y).mean())(params)
+    loss, g = jax.value_and_grad(
+      lambda p: losses.softmax_cross_entropy(model.apply({"params": p}, x)[0], y).mean()
+    )(params)
     updates, opt = tx.update(g, opt, params)
     return optax.apply_updates(params, updates), opt, loss
 
@@ -79,9 +82,13 @@ def test_losses():
   labels = jnp.array([0, 2])
   ce = losses.softmax_cross_entropy(logits, labels)
   np.testing.assert_allclose(losses.focal_loss(logits, labels, gamma=0.0), ce, rtol=1e-6)
-  assert np.all(np.asarray(losses.focal_loss(logits, labels, gamma=2.0)) < np.asarray(ce))  # down-weights easy examples
+  assert np.all(
+    np.asarray(losses.focal_loss(logits, labels, gamma=2.0)) < np.asarray(ce)
+  )  # down-weights easy examples
   p = jax.nn.softmax(logits)
-  np.testing.assert_allclose(losses.softmax_mse(logits, labels), ((p - jax.nn.one_hot(labels, 3)) ** 2).sum(-1), rtol=1e-6)
+  np.testing.assert_allclose(
+    losses.softmax_mse(logits, labels), ((p - jax.nn.one_hot(labels, 3)) ** 2).sum(-1), rtol=1e-6
+  )
   assert np.all(np.asarray(losses.softmax_cross_entropy(logits, labels, 0.1)) > np.asarray(ce))
   with pytest.raises(ValueError, match="unknown loss 'hinge'"):
     losses.classification_loss("hinge", logits, labels)
@@ -92,7 +99,12 @@ def test_every_optimizer_and_schedule_builds_and_steps():
   params = {"w": jnp.ones((3, 3)), "b": jnp.ones(3)}
   for name in OPTIMIZERS:
     for schedule in ("constant", "step", "cosine"):
-      c.optim.name, c.optim.schedule, c.optim.boundaries, c.optim.weight_decay = name, schedule, (5, 8), 1e-4
+      c.optim.name, c.optim.schedule, c.optim.boundaries, c.optim.weight_decay = (
+        name,
+        schedule,
+        (5, 8),
+        1e-4,
+      )
       tx = make_optimizer(c.optim, 10)
       updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
       assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
@@ -105,8 +117,11 @@ def test_step_schedule_decays_at_boundaries():
   c = load_config("lenet5_digits")
   c.optim.schedule, c.optim.boundaries, c.optim.learning_rate = "step", (32000, 48000), 0.1
   from vision_jax.train.optimizers import make_schedule
+
   lr = make_schedule(c.optim, 64000)
-  np.testing.assert_allclose([lr(31999), lr(32000), lr(47999), lr(48000)], [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+  np.testing.assert_allclose(
+    [lr(31999), lr(32000), lr(47999), lr(48000)], [0.1, 0.01, 0.01, 0.001], rtol=1e-6
+  )
 
 
 def test_scanned_and_per_step_calls_train_alike(tmp_path):
@@ -114,11 +129,17 @@ def test_scanned_and_per_step_calls_train_alike(tmp_path):
   overrides = ["train.steps=20", "train.checkpoint_every=20", "data.augment.crop_padding=2"]
   runs = {}
   for scan in ("true", "false"):
-    train_and_evaluate(digits_config(*overrides, f"train.scan_steps={scan}"), str(tmp_path / scan), ClassificationTask)
+    train_and_evaluate(
+      digits_config(*overrides, f"train.scan_steps={scan}"),
+      str(tmp_path / scan),
+      ClassificationTask,
+    )
     runs[scan] = [r["train/loss"] for r in read_metrics(tmp_path / scan) if "train/loss" in r]
   assert len(runs["true"]) == 2  # logged at the same steps either way
   np.testing.assert_allclose(runs["true"], runs["false"], rtol=1e-4)
-  assert_trees_equal(final_params(tmp_path / "true")[1], final_params(tmp_path / "false")[1], rtol=1e-4, atol=1e-6)
+  assert_trees_equal(
+    final_params(tmp_path / "true")[1], final_params(tmp_path / "false")[1], rtol=1e-4, atol=1e-6
+  )
   with pytest.raises(ValueError, match="train.scan_steps must be 'auto', 'true' or 'false'"):
     loop_lib.scan_steps(digits_config("train.scan_steps=sometimes").train)
 
@@ -127,16 +148,27 @@ def test_the_last_evaluation_is_the_final_one(tmp_path, monkeypatch):
   """Evaluations run at eval_every and the last step only; a run resumed at its end evaluates once."""
   calls = []
   real = loop_lib.eval_batches
-  monkeypatch.setattr(loop_lib, "eval_batches", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+  monkeypatch.setattr(
+    loop_lib, "eval_batches", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1]
+  )
   c = digits_config("train.steps=20", "train.eval_every=10", "train.checkpoint_every=10")
   splits = len(c.data.eval_splits)
   workdir = str(tmp_path / "run")
   summary = train_and_evaluate(c, workdir, ClassificationTask)
   assert len(calls) == 2 * splits  # steps 10 and 20, and no second pass for the final metrics
-  last = [r for r in read_metrics(workdir) if r["step"] == 20 and any(k.startswith("final_") for k in r)][0]
-  assert summary["eval"] == {k[len("final_"):]: v for k, v in last.items() if k.startswith("final_")}
-  evaluated_at_20 = {k: v for r in read_metrics(workdir) if r["step"] == 20 for k, v in r.items()
-                     if k in summary["eval"]}
+  last = [
+    r for r in read_metrics(workdir) if r["step"] == 20 and any(k.startswith("final_") for k in r)
+  ][0]
+  assert summary["eval"] == {
+    k[len("final_") :]: v for k, v in last.items() if k.startswith("final_")
+  }
+  evaluated_at_20 = {
+    k: v
+    for r in read_metrics(workdir)
+    if r["step"] == 20
+    for k, v in r.items()
+    if k in summary["eval"]
+  }
   assert evaluated_at_20 == summary["eval"]
   calls.clear()
   again = train_and_evaluate(c, workdir, ClassificationTask)  # nothing left to train: evaluate once
@@ -144,7 +176,12 @@ def test_the_last_evaluation_is_the_final_one(tmp_path, monkeypatch):
 
 
 def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
-  overrides = ["train.steps=40", "train.checkpoint_every=10", "train.eval_every=20", "data.augment.crop_padding=2"]
+  overrides = [
+    "train.steps=40",
+    "train.checkpoint_every=10",
+    "train.eval_every=20",
+    "data.augment.crop_padding=2",
+  ]
   train_and_evaluate(digits_config(*overrides), str(tmp_path / "straight"), ClassificationTask)
 
   real_save = CheckpointStore.save
@@ -159,7 +196,9 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     train_and_evaluate(digits_config(*overrides), str(tmp_path / "resumed"), ClassificationTask)
   monkeypatch.setattr(CheckpointStore, "save", real_save)
-  summary = train_and_evaluate(digits_config(*overrides), str(tmp_path / "resumed"), ClassificationTask)
+  summary = train_and_evaluate(
+    digits_config(*overrides), str(tmp_path / "resumed"), ClassificationTask
+  )
   assert summary["step"] == 40
   assert_trees_equal(final_params(tmp_path / "straight")[1], final_params(tmp_path / "resumed")[1])
   steps = [r["step"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
@@ -179,11 +218,15 @@ def _truncate_data_files(step_dir: str) -> None:
 
 def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, capfd):
   workdir = str(tmp_path / "run")
-  train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
+  train_and_evaluate(
+    digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask
+  )
   _truncate_data_files(os.path.join(workdir, "checkpoints", "20"))
   capfd.readouterr()
   with caplog.at_level("WARNING"), _unraisable_reports() as reports:
-    summary = train_and_evaluate(digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask)
+    summary = train_and_evaluate(
+      digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask
+    )
   assert "does not restore" in caplog.text
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "corrupt-20"))
   assert summary["step"] == 20  # resumed from step 10 and trained again to 20
@@ -197,7 +240,9 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, c
 def _unraisable_reports():
   """The unraisable exceptions reported while the block runs and at a garbage collection after it."""
   reports, previous = [], sys.unraisablehook
-  sys.unraisablehook = lambda u: reports.append(f"{u.object!r}: {u.exc_type.__name__}: {u.exc_value}"[:200])
+  sys.unraisablehook = lambda u: reports.append(
+    f"{u.object!r}: {u.exc_type.__name__}: {u.exc_value}"[:200]
+  )
   try:
     yield reports
     gc.collect()
@@ -205,15 +250,24 @@ def _unraisable_reports():
     sys.unraisablehook = previous
 
 
-def test_a_run_whose_every_checkpoint_is_corrupt_refuses_to_start_afresh_every_time(tmp_path, capfd):
+def test_a_run_whose_every_checkpoint_is_corrupt_refuses_to_start_afresh_every_time(
+  tmp_path, capfd
+):
   workdir = str(tmp_path / "run")
   config = lambda: digits_config("train.steps=20", "train.checkpoint_every=10")
   train_and_evaluate(config(), workdir, ClassificationTask)
   for step in ("10", "20"):
     _truncate_data_files(os.path.join(workdir, "checkpoints", step))
-  for _ in range(2):  # nothing is moved aside, so a second attempt does not start from scratch either
-    with _unraisable_reports() as reports, pytest.raises(
-        CheckpointError, match=r"no checkpoint in .*checkpoints restores; refusing to start from scratch"):
+  for _ in range(
+    2
+  ):  # nothing is moved aside, so a second attempt does not start from scratch either
+    with (
+      _unraisable_reports() as reports,
+      pytest.raises(
+        CheckpointError,
+        match=r"no checkpoint in .*checkpoints restores; refusing to start from scratch",
+      ),
+    ):
       train_and_evaluate(config(), workdir, ClassificationTask)
     assert not reports, reports
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
@@ -223,9 +277,18 @@ def test_a_run_whose_every_checkpoint_is_corrupt_refuses_to_start_afresh_every_t
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / "run")
   # A learning rate that turns absurd (2e27) after step 15: the parameters, then the loss, become NaN.
-  c = digits_config("train.steps=40", "train.checkpoint_every=10", "optim.name=sgd", "optim.schedule=step",
-                    "optim.boundaries=(15,)", "optim.decay_factor=1e30")
-  with pytest.raises(NonFiniteLossError, match=r"non-finite .*loss.* at step (1[6-9]|20).*last good checkpoint is step 10"):
+  c = digits_config(
+    "train.steps=40",
+    "train.checkpoint_every=10",
+    "optim.name=sgd",
+    "optim.schedule=step",
+    "optim.boundaries=(15,)",
+    "optim.decay_factor=1e30",
+  )
+  with pytest.raises(
+    NonFiniteLossError,
+    match=r"non-finite .*loss.* at step (1[6-9]|20).*last good checkpoint is step 10",
+  ):
     train_and_evaluate(c, workdir, ClassificationTask)
   ckpts = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
   assert ckpts == [10]
@@ -235,8 +298,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_early_stopping_stops_and_survives_resume(tmp_path):
   workdir = str(tmp_path / "run")
-  overrides = ["train.steps=60", "train.eval_every=10", "train.checkpoint_every=10", "optim.learning_rate=0.0",
-               "train.early_stopping.metric=test/error", "train.early_stopping.patience=2"]
+  overrides = [
+    "train.steps=60",
+    "train.eval_every=10",
+    "train.checkpoint_every=10",
+    "optim.learning_rate=0.0",
+    "train.early_stopping.metric=test/error",
+    "train.early_stopping.patience=2",
+  ]
   summary = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
   assert summary["early_stopped"] and summary["step"] == 30  # no improvement at 20 and 30
   again = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
@@ -247,14 +316,23 @@ def test_early_stopping_ends_on_the_best_evaluations_parameters(tmp_path):
   # "Best" by the *highest* test error, so the best evaluation is an early one while training
   # goes on improving: the run must hand back that evaluation's metrics and parameters.
   workdir = str(tmp_path / "run")
-  overrides = ["train.steps=60", "train.eval_every=10", "train.checkpoint_every=10",
-               "train.early_stopping.metric=test/error", "train.early_stopping.mode=max",
-               "train.early_stopping.patience=2"]
+  overrides = [
+    "train.steps=60",
+    "train.eval_every=10",
+    "train.checkpoint_every=10",
+    "train.early_stopping.metric=test/error",
+    "train.early_stopping.mode=max",
+    "train.early_stopping.patience=2",
+  ]
   summary = train_and_evaluate(digits_config(*overrides), workdir, ClassificationTask)
   best = summary["best_step"]
   assert summary["early_stopped"] and best is not None and best < summary["step"]
   logged = {r["step"]: r for r in read_metrics(workdir) if "test/error" in r}
-  assert summary["eval"]["test/error"] == logged[best]["test/error"] != logged[summary["step"]]["test/error"]
+  assert (
+    summary["eval"]["test/error"]
+    == logged[best]["test/error"]
+    != logged[summary["step"]]["test/error"]
+  )
   best_dir = os.path.join(workdir, "checkpoints_best", str(best), "state")
   assert_trees_equal(jax.device_get(summary["state"].params), read_state(best_dir)["params"])
   last_step, last_params = final_params(workdir)
@@ -262,17 +340,24 @@ def test_early_stopping_ends_on_the_best_evaluations_parameters(tmp_path):
   with pytest.raises(AssertionError):
     assert_trees_equal(jax.device_get(summary["state"].params), last_params)
   # Without restore_best the run ends where it stopped.
-  plain = train_and_evaluate(digits_config(*overrides, "train.early_stopping.restore_best=False"),
-                             str(tmp_path / "plain"), ClassificationTask)
+  plain = train_and_evaluate(
+    digits_config(*overrides, "train.early_stopping.restore_best=False"),
+    str(tmp_path / "plain"),
+    ClassificationTask,
+  )
   assert plain["eval"]["test/error"] == logged[summary["step"]]["test/error"]
 
 
 def test_wandb_offline_run_is_written_without_network(tmp_path, monkeypatch):
   monkeypatch.delenv("WANDB_API_KEY", raising=False)
   monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
-  monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: any network use would fail
+  monkeypatch.setenv(
+    "WANDB_BASE_URL", "http://127.0.0.1:9"
+  )  # nothing listens: any network use would fail
   workdir = str(tmp_path / "run")
-  train_and_evaluate(digits_config("train.steps=10", "wandb.mode=auto"), workdir, ClassificationTask)
+  train_and_evaluate(
+    digits_config("train.steps=10", "wandb.mode=auto"), workdir, ClassificationTask
+  )
   runs = [d for d in os.listdir(os.path.join(workdir, "wandb")) if d.startswith("offline-run-")]
   assert len(runs) == 1
   assert any(f.endswith(".wandb") for f in os.listdir(os.path.join(workdir, "wandb", runs[0])))
@@ -285,17 +370,46 @@ def _free_port():
 
 
 def _run_digits(workdir, devices, *extra, processes=1):
-  args = [sys.executable, "-m", "experiments.lenet5_digits", "--workdir", str(workdir), "--variant", "smoke",
-          "--config.optim.name=momentum", "--config.optim.learning_rate=0.05", "--config.train.steps=10",
-          "--config.train.batch_size=64", *extra]
-  env = run_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", VISION_JAX_CACHE=os.environ.get("VISION_JAX_CACHE", ""))
+  args = [
+    sys.executable,
+    "-m",
+    "experiments.lenet5_digits",
+    "--workdir",
+    str(workdir),
+    "--variant",
+    "smoke",
+    "--config.optim.name=momentum",
+    "--config.optim.learning_rate=0.05",
+    "--config.train.steps=10",
+    "--config.train.batch_size=64",
+    *extra,
+  ]
+  env = run_env(
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    VISION_JAX_CACHE=os.environ.get("VISION_JAX_CACHE", ""),
+  )
   if processes == 1:
     subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True, timeout=900)
     return
   port = _free_port()
-  procs = [subprocess.Popen(args + ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", str(processes),
-                                    "--process_id", str(i)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT) for i in range(processes)]
+  procs = [
+    subprocess.Popen(
+      args
+      + [
+        "--coordinator_address",
+        f"127.0.0.1:{port}",
+        "--num_processes",
+        str(processes),
+        "--process_id",
+        str(i),
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+    )
+    for i in range(processes)
+  ]
   outs = [p.communicate(timeout=900)[0].decode() for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
@@ -317,13 +431,30 @@ def test_one_device_eight_devices_and_two_processes_agree(tmp_path):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_parameters(tmp_path):
-  extra = ["--config.train.steps=60", "--config.train.checkpoint_every=10", "--config.train.log_every=10"]
+  extra = [
+    "--config.train.steps=60",
+    "--config.train.checkpoint_every=10",
+    "--config.train.log_every=10",
+  ]
   _run_digits(tmp_path / "straight", 1, *extra)
-  args = [sys.executable, "-m", "experiments.lenet5_digits", "--workdir", str(tmp_path / "killed"), "--variant", "smoke",
-          "--config.optim.name=momentum", "--config.optim.learning_rate=0.05", "--config.train.steps=10",
-          "--config.train.batch_size=64", *extra]
+  args = [
+    sys.executable,
+    "-m",
+    "experiments.lenet5_digits",
+    "--workdir",
+    str(tmp_path / "killed"),
+    "--variant",
+    "smoke",
+    "--config.optim.name=momentum",
+    "--config.optim.learning_rate=0.05",
+    "--config.train.steps=10",
+    "--config.train.batch_size=64",
+    *extra,
+  ]
   env = run_env(VISION_JAX_CACHE=os.environ.get("VISION_JAX_CACHE", ""))
-  proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   ckpt = tmp_path / "killed" / "checkpoints"
   deadline = time.time() + 600
   while time.time() < deadline and proc.poll() is None:

@@ -1,5 +1,6 @@
 """Transfer learning: frozen parameters and per-group learning rates (optax masks), frozen
 BatchNorm statistics for a linear probe, and init_from (saved variables or a run's checkpoint)."""
+
 import logging
 
 import jax
@@ -21,8 +22,18 @@ SIZE = 8  # tiny images: these tests are about parameters, not accuracy
 
 
 def _optim(**kw):
-  c = ml_collections.ConfigDict({"name": "momentum", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.0,
-                                 "schedule": "constant", "head": "head/", "backbone_lr_scale": 1.0, "frozen": ()})
+  c = ml_collections.ConfigDict(
+    {
+      "name": "momentum",
+      "learning_rate": 0.1,
+      "momentum": 0.9,
+      "weight_decay": 0.0,
+      "schedule": "constant",
+      "head": "head/",
+      "backbone_lr_scale": 1.0,
+      "frozen": (),
+    }
+  )
   c.update(kw)
   return c
 
@@ -39,13 +50,17 @@ def _task(num_classes=3, model="resnet20", **settings):
 
 def _batch(n=8, num_classes=3, seed=0):
   rng = np.random.default_rng(seed)
-  return {"image": jnp.asarray(rng.normal(size=(n, SIZE, SIZE, 3)), jnp.float32),
-          "label": jnp.asarray(rng.integers(0, num_classes, n))}
+  return {
+    "image": jnp.asarray(rng.normal(size=(n, SIZE, SIZE, 3)), jnp.float32),
+    "label": jnp.asarray(rng.integers(0, num_classes, n)),
+  }
 
 
 def _leaves(tree):
-  return {parameter_path(p): v if isinstance(v, str) else np.asarray(v)
-          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    parameter_path(p): v if isinstance(v, str) else np.asarray(v)
+    for p, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +69,23 @@ def resnet_params():
   return task.model.init(jax.random.key(0), _batch()["image"])["params"]
 
 
-@pytest.mark.parametrize("name, extra", [("momentum", {}), ("adam", {"grad_clip_norm": 0.5}),
-                                         ("adamw", {}), ("sgd", {"decay_kernels_only": True})])
+@pytest.mark.parametrize(
+  "name, extra",
+  [
+    ("momentum", {}),
+    ("adam", {"grad_clip_norm": 0.5}),
+    ("adamw", {}),
+    ("sgd", {"decay_kernels_only": True}),
+  ],
+)
 def test_frozen_parameters_stay_bit_identical_under_weight_decay(resnet_params, name, extra):
-  optim = _optim(name=name, weight_decay=0.1, backbone_lr_scale=0.5, frozen=("conv_init", "stage1_block"), **extra)
+  optim = _optim(
+    name=name,
+    weight_decay=0.1,
+    backbone_lr_scale=0.5,
+    frozen=("conv_init", "stage1_block"),
+    **extra,
+  )
   tx = make_optimizer(optim, 10)
   state = TrainState.create(resnet_params, tx)
   rng = np.random.default_rng(0)
@@ -100,12 +128,18 @@ def test_backbone_learning_rate_is_scaled_and_zero_freezes(resnet_params):
 def test_one_rate_for_all_keeps_the_plain_optimizer(resnet_params):
   # No groups asked for: the same optimizer state as before groups existed (checkpoints resume).
   plain = make_optimizer(_optim(weight_decay=1e-4, grad_clip_norm=1.0), 10).init(resnet_params)
-  assert [type(s).__name__ for s in plain][:2] == ["EmptyState", "EmptyState"]  # clip, decay, then momentum
+  assert [type(s).__name__ for s in plain][:2] == [
+    "EmptyState",
+    "EmptyState",
+  ]  # clip, decay, then momentum
   assert "PartitionState" not in repr(jax.tree.structure(plain))
 
 
 def test_group_patterns_that_match_nothing_are_errors(resnet_params):
-  with pytest.raises(ValueError, match=r"optim.frozen: 'stem' matches no parameter; the model's modules: bn_init, conv_init, head"):
+  with pytest.raises(
+    ValueError,
+    match=r"optim.frozen: 'stem' matches no parameter; the model's modules: bn_init, conv_init, head",
+  ):
     make_optimizer(_optim(frozen=("stem",)), 10).init(resnet_params)
   with pytest.raises(ValueError, match=r"optim.head: 'classifier/' matches no parameter"):
     make_optimizer(_optim(head="classifier/", backbone_lr_scale=0.1), 10).init(resnet_params)
@@ -120,24 +154,33 @@ def test_linear_probe_keeps_batch_norm_statistics(frozen):
   new = state
   for i in range(2):
     new, _ = step(new, _batch(seed=i + 1), jax.random.key(i))
-  stats_before, stats_after = _leaves(state.model_state["batch_stats"]), _leaves(new.model_state["batch_stats"])
+  stats_before, stats_after = (
+    _leaves(state.model_state["batch_stats"]),
+    _leaves(new.model_state["batch_stats"]),
+  )
   if frozen:
     for path in stats_before:
       np.testing.assert_array_equal(stats_after[path], stats_before[path], err_msg=path)
     # Inference mode in training: the training forward pass is the test-time one.
-    logits_train = task.model.apply({"params": state.params, **state.model_state}, batch["image"], train=False)[0]
+    logits_train = task.model.apply(
+      {"params": state.params, **state.model_state}, batch["image"], train=False
+    )[0]
     _, (logits_step, _) = task.losses(state.params, state, batch, jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(logits_step), np.asarray(logits_train))
   else:
     assert any(not np.array_equal(stats_after[p], stats_before[p]) for p in stats_before)
-  for path, value in _leaves(new.params).items():  # the backbone is frozen either way; the head trains
+  for path, value in _leaves(
+    new.params
+  ).items():  # the backbone is frozen either way; the head trains
     assert np.array_equal(value, _leaves(state.params)[path]) != path.startswith("head/"), path
 
 
 def _run_checkpoint(workdir, task, step=7):
   """What a training run leaves in its workdir: checkpoints/<step> with the train state."""
   state = task.init_state(jax.random.key(1), _batch(num_classes=task.spec.num_classes), 10)
-  state = state.replace(model_state=jax.tree.map(lambda x: x + 0.5, state.model_state))  # distinguishable stats
+  state = state.replace(
+    model_state=jax.tree.map(lambda x: x + 0.5, state.model_state)
+  )  # distinguishable stats
   store = CheckpointStore(str(workdir))
   store.save(step, state, {"early_stopping": {}})
   store.wait()
@@ -153,10 +196,15 @@ def test_init_from_a_run_reinitialises_the_head_for_new_classes(tmp_path, caplog
   with caplog.at_level(logging.WARNING):
     state = _init_from(task, fresh, str(tmp_path / "cifar"), mesh_lib.replicated(mesh))
   assert "re-initialising the head for a different number of classes" in caplog.text
-  assert "params/head/kernel (64, 10) -> (64, 3)" in caplog.text and "params/head/bias (10,) -> (3,)" in caplog.text
+  assert (
+    "params/head/kernel (64, 10) -> (64, 3)" in caplog.text
+    and "params/head/bias (10,) -> (3,)" in caplog.text
+  )
   loaded, new, old = _leaves(pretrained.params), _leaves(state.params), _leaves(fresh.params)
   for path in new:
-    np.testing.assert_array_equal(new[path], old[path] if path.startswith("head/") else loaded[path], err_msg=path)
+    np.testing.assert_array_equal(
+      new[path], old[path] if path.startswith("head/") else loaded[path], err_msg=path
+    )
   stats = _leaves(state.model_state["batch_stats"])
   for path, value in _leaves(pretrained.model_state["batch_stats"]).items():
     np.testing.assert_array_equal(stats[path], value, err_msg=path)
@@ -166,8 +214,12 @@ def test_init_from_a_run_reinitialises_the_head_for_new_classes(tmp_path, caplog
   for got, want in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
   # The same from one step directory of the run.
-  again = _init_from(task, fresh, str(tmp_path / "cifar" / "checkpoints" / "7"), mesh_lib.replicated(mesh))
-  np.testing.assert_array_equal(np.asarray(again.params["conv_init"]["kernel"]), loaded["conv_init/kernel"])
+  again = _init_from(
+    task, fresh, str(tmp_path / "cifar" / "checkpoints" / "7"), mesh_lib.replicated(mesh)
+  )
+  np.testing.assert_array_equal(
+    np.asarray(again.params["conv_init"]["kernel"]), loaded["conv_init/kernel"]
+  )
 
 
 def test_init_from_other_mismatches_are_one_error_listing_them(tmp_path):
@@ -187,6 +239,9 @@ def test_init_from_other_mismatches_are_one_error_listing_them(tmp_path):
   # A deeper network's checkpoint: every extra block is listed, not silently dropped.
   deeper = _task(3, "resnet32")
   _run_checkpoint(tmp_path / "resnet32", deeper)
-  with pytest.raises(ValueError, match=r"(?s)params/stage1_block4: in the checkpoint, not in the model.*"
-                                       r"params/stage3_block5: in the checkpoint, not in the model"):
+  with pytest.raises(
+    ValueError,
+    match=r"(?s)params/stage1_block4: in the checkpoint, not in the model.*"
+    r"params/stage3_block5: in the checkpoint, not in the model",
+  ):
     _init_from(task, fresh, str(tmp_path / "resnet32"), mesh_lib.replicated(mesh_lib.make_mesh()))

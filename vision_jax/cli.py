@@ -9,6 +9,7 @@ hardware, command}, and prints a one-line result. Bad input (an unknown or impos
 checkpoints, `CheckpointError`; a diverged run: every `errors.RunError`) ends it with one line,
 "error: ...".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,13 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from vision_jax.config import apply_overrides, experiment_rules, load_config
-from vision_jax.errors import ConfigError
-from vision_jax.errors import RunError
+from vision_jax.errors import ConfigError, RunError
 
 
 def hardware() -> str:
   """The devices this process computes on, in words: 'NVIDIA H200 x1', 'CPU (2 cores, AMD EPYC ...)'."""
   import jax  # pylint: disable=g-import-not-at-top
+
   devices = jax.devices()
   if devices[0].platform == "cpu":
     model = platform.processor() or ""
@@ -48,7 +49,9 @@ def enable_compilation_cache() -> None:
   next point or a rerun skips recompiling its steps. `JAX_COMPILATION_CACHE_DIR` overrides the
   place; setting it to an empty string turns the cache off."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from vision_jax.data.sources import cache_dir  # pylint: disable=g-import-not-at-top
+
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(), "xla"))
 
@@ -61,19 +64,24 @@ def parse_config_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] 
   for item in rest:
     if not item.startswith("--config."):
       parser.error(f"unrecognised argument {item!r}; config keys are set as --config.<key>=<value>")
-    overrides.append(item[len("--config."):])
+    overrides.append(item[len("--config.") :])
   return args, overrides
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(
-      description="Run one experiment. Override any config key with --config.<key>=<value>.")
+    description="Run one experiment. Override any config key with --config.<key>=<value>."
+  )
   parser.add_argument("--workdir", required=True, help="where checkpoints, metrics and pictures go")
   parser.add_argument("--variant", default=None, help="the config's get_config(arg), e.g. 'smoke'")
-  parser.add_argument("--coordinator_address", default=None, help="host:port of process 0 (multi-process)")
+  parser.add_argument(
+    "--coordinator_address", default=None, help="host:port of process 0 (multi-process)"
+  )
   parser.add_argument("--num_processes", type=int, default=None)
   parser.add_argument("--process_id", type=int, default=None)
-  parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() with auto-detection")
+  parser.add_argument(
+    "--distributed", action="store_true", help="jax.distributed.initialize() with auto-detection"
+  )
   return parse_config_overrides(parser, argv)
 
 
@@ -81,14 +89,25 @@ def loop_result(config: ml_collections.ConfigDict, summary: dict[str, Any]) -> d
   """What every experiment trained by the loop reports in result.json: "steps" trained,
   "train_wall_s" and the final "eval"; with early stopping also "best_step", the step whose
   parameters (and "eval") the run ended on, and "early_stopped"."""
-  out = {"steps": summary["step"], "train_wall_s": round(summary["train_wall_s"], 1), "eval": summary["eval"]}
+  out = {
+    "steps": summary["step"],
+    "train_wall_s": round(summary["train_wall_s"], 1),
+    "eval": summary["eval"],
+  }
   if config.train.early_stopping.metric:
     out.update(best_step=summary["best_step"], early_stopped=summary["early_stopped"])
   return out
 
 
-def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, Any]], *, paper: str,
-         metric: str, paper_value: float | None, argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(
+  name: str,
+  run: Callable[[ml_collections.ConfigDict, str], dict[str, Any]],
+  *,
+  paper: str,
+  metric: str,
+  paper_value: float | None,
+  argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
   """Parses flags, loads configs/<name>.py, runs `run(config, workdir)` and writes result.json.
 
   `run` returns at least {"value": ..., "steps": ...}; other keys are kept in result.json, and a
@@ -105,8 +124,10 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
     sys.exit(f"error: {e}")
   if args.num_processes and args.num_processes > 1 or args.distributed:
     from vision_jax.train.mesh import initialize_distributed  # pylint: disable=g-import-not-at-top
+
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   import jax  # pylint: disable=g-import-not-at-top
+
   enable_compilation_cache()
   t0 = time.perf_counter()
   try:
@@ -116,11 +137,16 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
     # was expected, not a traceback.
     sys.exit(f"error: {e}")
   result = {
-      "experiment": name, "paper": paper, "metric": metric, "paper_value": paper_value,
-      "value": out.pop("value"), "steps": out.pop("steps"), "wall_s": round(time.perf_counter() - t0, 1),
-      "hardware": hardware(),
-      "command": "python -m experiments." + name + " " + shlex.join(argv),
-      **out,
+    "experiment": name,
+    "paper": paper,
+    "metric": metric,
+    "paper_value": paper_value,
+    "value": out.pop("value"),
+    "steps": out.pop("steps"),
+    "wall_s": round(time.perf_counter() - t0, 1),
+    "hardware": hardware(),
+    "command": "python -m experiments." + name + " " + shlex.join(argv),
+    **out,
   }
   if jax.process_index() == 0:
     os.makedirs(args.workdir, exist_ok=True)
@@ -131,6 +157,8 @@ def main(name: str, run: Callable[[ml_collections.ConfigDict, str], dict[str, An
     value = result["value"]
     shown = f"{value:.4g}" if isinstance(value, float) else value
     paper_part = f" (paper: {paper_value})" if paper_value is not None else ""
-    print(f"{name}: {result['metric']} = {shown}{paper_part} after {result['steps']} steps in "
-          f"{result['wall_s']:.0f}s on {result['hardware']}; {path}")
+    print(
+      f"{name}: {result['metric']} = {shown}{paper_part} after {result['steps']} steps in "
+      f"{result['wall_s']:.0f}s on {result['hardware']}; {path}"
+    )
   return result

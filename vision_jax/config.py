@@ -9,6 +9,7 @@ value is converted to the type of the default it replaces. The result is then ch
 the bounds of the common settings (`check_config`), so an impossible one (a batch of 0, a
 negative learning rate) stops the run before it prepares data or writes anything.
 """
+
 from __future__ import annotations
 
 import ast
@@ -57,8 +58,11 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return keys
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str],
-                    rules: Mapping[str, Rule] | None = None) -> ml_collections.ConfigDict:
+def apply_overrides(
+  config: ml_collections.ConfigDict,
+  overrides: Iterable[str],
+  rules: Mapping[str, Rule] | None = None,
+) -> ml_collections.ConfigDict:
   """Applies "a.b=value" overrides in place, then `check_config` with `rules` (an experiment's,
   `experiment_rules`); an unknown key raises ConfigError listing valid keys."""
   valid = flat_keys(config)
@@ -81,11 +85,16 @@ Rule = tuple[Callable[[Any], bool], str]  # (test, what it expects in words)
 
 def bound(low=None, high=None, *, low_open=False, high_open=False, integer=False) -> Rule:
   """A rule for a number in [low, high], each end open or closed."""
+
   def test(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+    if (
+      isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int))
+    ):
       return False
-    return ((low is None or (v > low if low_open else v >= low)) and
-            (high is None or (v < high if high_open else v <= high)))
+    return (low is None or (v > low if low_open else v >= low)) and (
+      high is None or (v < high if high_open else v <= high)
+    )
+
   kind = "an integer" if integer else "a number"
   if low is not None and high is not None:
     words = f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
@@ -121,68 +130,83 @@ def checked_where_used(where: str) -> Rule:
 # (optimizer, loss, model) are checked where they are looked up. Every number in a shipped
 # config has a rule somewhere: tests/test_config.py holds every config to that.
 RULES: dict[str, Rule] = {
-    "train.steps": bound(0, integer=True),
-    "train.batch_size": bound(1, integer=True),
-    "train.eval_batch_size": bound(1, integer=True),
-    "train.log_every": bound(0, integer=True),
-    "train.eval_every": bound(0, integer=True),
-    "train.checkpoint_every": bound(0, integer=True),
-    "train.keep_checkpoints": bound(1, integer=True),
-    "train.visuals_every": bound(0, integer=True),
-    "train.best_mode": one_of("min", "max"),
-    "train.early_stopping.mode": one_of("min", "max"),
-    "train.early_stopping.patience": bound(0, integer=True),
-    "train.early_stopping.min_delta": bound(0),
-    "train.seed": checked_where_used("any integer"),
-    "data.validation_size": bound(0, integer=True),
-    "data.train_size": bound(0, integer=True),
-    "data.pad_to": bound(0, integer=True),
-    "data.on_device": one_of("auto", "yes", "no"),
-    "data.std": ((lambda v: len(v) > 0 and all(isinstance(s, (int, float)) and s > 0 for s in v)),
-                 "one positive number per channel (or one for all)"),
-    "data.mean": checked_where_used("any number per channel; counted against data.std in check_config"),
-    "data.augment.crop_padding": bound(0, integer=True),
-    "data.augment.noise_std": bound(0),
-    "data.augment.brightness": bound(0, 1),
-    "data.format_options.image_size": checked_where_used("the data format (vision_jax/data/formats)"),
-    "data.protocol.fold": checked_where_used("vision_jax/data/face_protocols.py, against the number of images"),
-    "data.protocol.num_unseen": checked_where_used("vision_jax/data/face_protocols.py, against the number of people"),
-    "data.protocol.seed": checked_where_used("any integer"),
-    "data.protocol.seen_test_per_person": checked_where_used(
-        "vision_jax/data/face_protocols.py, against the images per person"),
-    "data.protocol.test_per_person": checked_where_used(
-        "vision_jax/data/face_protocols.py, against the images per person"),
-    "loss.label_smoothing": bound(0, 1, high_open=True),
-    "loss.focal_gamma": bound(0),
-    "loss.aux_weight": bound(0),
-    "optim.boundaries": checked_where_used("the schedule (vision_jax/train/optimizers.py), against train.steps"),
-    # The registry's models share these constructor settings' meanings.
-    "model.dropout": bound(0, 1, high_open=True),
-    "model.aux_dropout": bound(0, 1, high_open=True),
-    "model.hidden": each(bound(1, integer=True), empty_means="no hidden layer"),
-    "model.embedding_dim": bound(1, integer=True),
-    "model.widths": each(bound(1, integer=True)),
-    "model.input_pool": bound(1, integer=True),
-    "model.depth": checked_where_used("the CIFAR ResNets (vision_jax/models/resnet.py): 6n + 2"),
-    "model.latent_dim": checked_where_used("the autoencoders (vision_jax/models/autoencoders.py)"),
+  "train.steps": bound(0, integer=True),
+  "train.batch_size": bound(1, integer=True),
+  "train.eval_batch_size": bound(1, integer=True),
+  "train.log_every": bound(0, integer=True),
+  "train.eval_every": bound(0, integer=True),
+  "train.checkpoint_every": bound(0, integer=True),
+  "train.keep_checkpoints": bound(1, integer=True),
+  "train.visuals_every": bound(0, integer=True),
+  "train.best_mode": one_of("min", "max"),
+  "train.early_stopping.mode": one_of("min", "max"),
+  "train.early_stopping.patience": bound(0, integer=True),
+  "train.early_stopping.min_delta": bound(0),
+  "train.seed": checked_where_used("any integer"),
+  "data.validation_size": bound(0, integer=True),
+  "data.train_size": bound(0, integer=True),
+  "data.pad_to": bound(0, integer=True),
+  "data.on_device": one_of("auto", "yes", "no"),
+  "data.std": (
+    (lambda v: len(v) > 0 and all(isinstance(s, (int, float)) and s > 0 for s in v)),
+    "one positive number per channel (or one for all)",
+  ),
+  "data.mean": checked_where_used(
+    "any number per channel; counted against data.std in check_config"
+  ),
+  "data.augment.crop_padding": bound(0, integer=True),
+  "data.augment.noise_std": bound(0),
+  "data.augment.brightness": bound(0, 1),
+  "data.format_options.image_size": checked_where_used("the data format (vision_jax/data/formats)"),
+  "data.protocol.fold": checked_where_used(
+    "vision_jax/data/face_protocols.py, against the number of images"
+  ),
+  "data.protocol.num_unseen": checked_where_used(
+    "vision_jax/data/face_protocols.py, against the number of people"
+  ),
+  "data.protocol.seed": checked_where_used("any integer"),
+  "data.protocol.seen_test_per_person": checked_where_used(
+    "vision_jax/data/face_protocols.py, against the images per person"
+  ),
+  "data.protocol.test_per_person": checked_where_used(
+    "vision_jax/data/face_protocols.py, against the images per person"
+  ),
+  "loss.label_smoothing": bound(0, 1, high_open=True),
+  "loss.focal_gamma": bound(0),
+  "loss.aux_weight": bound(0),
+  "optim.boundaries": checked_where_used(
+    "the schedule (vision_jax/train/optimizers.py), against train.steps"
+  ),
+  # The registry's models share these constructor settings' meanings.
+  "model.dropout": bound(0, 1, high_open=True),
+  "model.aux_dropout": bound(0, 1, high_open=True),
+  "model.hidden": each(bound(1, integer=True), empty_means="no hidden layer"),
+  "model.embedding_dim": bound(1, integer=True),
+  "model.widths": each(bound(1, integer=True)),
+  "model.input_pool": bound(1, integer=True),
+  "model.depth": checked_where_used("the CIFAR ResNets (vision_jax/models/resnet.py): 6n + 2"),
+  "model.latent_dim": checked_where_used("the autoencoders (vision_jax/models/autoencoders.py)"),
 }
 
 # The bounds of an optimizer's settings (vision_jax/train/optimizers.py), for `optim` or, in a
 # config of several players (a GAN's `optim.generator` and `optim.critic`), for each of them.
 OPTIM_RULES: dict[str, Rule] = {
-    "learning_rate": bound(0),  # 0 trains nothing, but is a run (the untrained model's evaluations)
-    "momentum": bound(0, 1, high_open=True),
-    "b1": bound(0, 1, high_open=True),
-    "b2": bound(0, 1, high_open=True),
-    "decay": bound(0, 1, high_open=True),
-    "rmsprop_momentum": bound(0, 1, high_open=True),
-    "eps": ((lambda v: v is None or bound(0, low_open=True)[0](v)), "None (the optimizer's default) or a number > 0"),
-    "decay_factor": bound(0, low_open=True),
-    "warmup_steps": bound(0, integer=True),
-    "warmup_factor": bound(0, 1),
-    "weight_decay": bound(0),
-    "grad_clip_norm": bound(0),
-    "backbone_lr_scale": bound(0),
+  "learning_rate": bound(0),  # 0 trains nothing, but is a run (the untrained model's evaluations)
+  "momentum": bound(0, 1, high_open=True),
+  "b1": bound(0, 1, high_open=True),
+  "b2": bound(0, 1, high_open=True),
+  "decay": bound(0, 1, high_open=True),
+  "rmsprop_momentum": bound(0, 1, high_open=True),
+  "eps": (
+    (lambda v: v is None or bound(0, low_open=True)[0](v)),
+    "None (the optimizer's default) or a number > 0",
+  ),
+  "decay_factor": bound(0, low_open=True),
+  "warmup_steps": bound(0, integer=True),
+  "warmup_factor": bound(0, 1),
+  "weight_decay": bound(0),
+  "grad_clip_norm": bound(0),
+  "backbone_lr_scale": bound(0),
 }
 
 
@@ -198,12 +222,18 @@ def experiment_rules(name: str) -> Mapping[str, Rule]:
   return getattr(module, "RULES", {})
 
 
-def all_rules(config: ml_collections.ConfigDict, rules: Mapping[str, Rule] | None = None) -> dict[str, Rule]:
+def all_rules(
+  config: ml_collections.ConfigDict, rules: Mapping[str, Rule] | None = None
+) -> dict[str, Rule]:
   """The common `RULES`, `OPTIM_RULES` for each optimizer `config` has, and `rules`, by key."""
   merged = dict(RULES)
   optim = config.get("optim")
   if isinstance(optim, ml_collections.ConfigDict):
-    players = [""] if "name" in optim else [f"{k}." for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)]
+    players = (
+      [""]
+      if "name" in optim
+      else [f"{k}." for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)]
+    )
     merged.update({f"optim.{p}{key}": rule for p in players for key, rule in OPTIM_RULES.items()})
   merged.update(rules or {})
   return merged
@@ -221,8 +251,9 @@ def _lookup(config: ml_collections.ConfigDict, key: str) -> Any:
   return node
 
 
-def check_config(config: ml_collections.ConfigDict,
-                 rules: Mapping[str, Rule] | None = None) -> ml_collections.ConfigDict:
+def check_config(
+  config: ml_collections.ConfigDict, rules: Mapping[str, Rule] | None = None
+) -> ml_collections.ConfigDict:
   """Raises one ConfigError listing every setting outside its bounds (the common `RULES` and
   `OPTIM_RULES`, and `rules`: a task's or an experiment's own), each with what it expects;
   returns `config` when all are possible."""
@@ -233,9 +264,13 @@ def check_config(config: ml_collections.ConfigDict,
       bad.append(f"{key} must be {expected}, got {value!r}")
   mean, std = _lookup(config, "data.mean"), _lookup(config, "data.std")
   if mean is not _MISSING and std is not _MISSING and len(mean) != len(std):
-    bad.append(f"data.mean and data.std must have one value each per channel, got {len(mean)} and {len(std)}")
+    bad.append(
+      f"data.mean and data.std must have one value each per channel, got {len(mean)} and {len(std)}"
+    )
   if bad:
-    raise ConfigError("impossible setting" + ("s:\n  " if len(bad) > 1 else ": ") + "\n  ".join(bad))
+    raise ConfigError(
+      "impossible setting" + ("s:\n  " if len(bad) > 1 else ": ") + "\n  ".join(bad)
+    )
   return config
 
 
@@ -264,5 +299,7 @@ def _convert(text: str, default: Any, key: str) -> Any:
       value = type(default)(value if isinstance(value, (tuple, list)) else (value,))
     return value
   except (ValueError, SyntaxError):
-    raise ConfigError(f"config key {key!r}: cannot read {text!r} as {type(default).__name__} "
-                      f"(the type of its default {default!r})") from None
+    raise ConfigError(
+      f"config key {key!r}: cannot read {text!r} as {type(default).__name__} "
+      f"(the type of its default {default!r})"
+    ) from None

@@ -1,4 +1,5 @@
 """Pictures a person would rather look at than read: curves, image grids, bar charts (PNG)."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.lines  # noqa: E402
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -61,8 +62,13 @@ def _log_minor_label(value: float, _) -> str:
   return f"{value:g}" if mantissa in (2, 3, 5) else ""
 
 
-def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str, title: str = "",
-              scales: Mapping[str, float] | None = None) -> str:
+def plot_runs(
+  runs: Mapping[str, Sequence[dict]],
+  keys: Sequence[str],
+  path: str,
+  title: str = "",
+  scales: Mapping[str, float] | None = None,
+) -> str:
   """Several runs overlaid: one panel per metric key, one line per run, against the step.
 
   runs: run label -> its metrics.jsonl rows ({"step": int, key: float, ...}); a run without a
@@ -70,15 +76,20 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
   after training) gets no panel. scales: key -> factor for the plotted values (100 for percent).
   """
   scales = scales or {}
-  logged = lambda key: any(isinstance(r.get(key), (int, float)) for records in runs.values() for r in records)
+  logged = lambda key: any(
+    isinstance(r.get(key), (int, float)) for records in runs.values() for r in records
+  )
   keys = [key for key in keys if logged(key)] or list(keys[:1])
   fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
   plotted = False
   for ax, key in zip(axes[0], keys):
     values = []
     for label, records in runs.items():
-      points = [(r["step"], r[key] * scales.get(key, 1.0)) for r in records
-                if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+      points = [
+        (r["step"], r[key] * scales.get(key, 1.0))
+        for r in records
+        if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])
+      ]
       if not points:
         continue
       xs, ys = zip(*points)
@@ -103,8 +114,15 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
   for ax in axes[0]:
     for line in ax.lines:
       handles.setdefault(line.get_label(), line)
-  fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-             ncol=min(3, len(handles)), fontsize=8, frameon=False)
+  fig.legend(
+    list(handles.values()),
+    list(handles),
+    loc="upper center",
+    bbox_to_anchor=(0.5, 0.0),
+    ncol=min(3, len(handles)),
+    fontsize=8,
+    frameon=False,
+  )
   if title:
     fig.suptitle(title)
   fig.tight_layout()
@@ -112,11 +130,17 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], keys: Sequence[str], path: str
 
 
 # Line styles of `plot_panels`' curves: (linestyle, linewidth).
-_CURVE_STYLES = {"solid": ("-", 1.3), "dashed": ("--", 1.0), "dotted": (":", 1.2), "bold": ("-", 2.4)}
+_CURVE_STYLES = {
+  "solid": ("-", 1.3),
+  "dashed": ("--", 1.0),
+  "dotted": (":", 1.2),
+  "bold": ("-", 2.4),
+}
 
 
-def curve_points(records: Sequence[dict], key: str, complement: bool = False,
-                 scale: float = 1.0) -> tuple[list[int], list[float]]:
+def curve_points(
+  records: Sequence[dict], key: str, complement: bool = False, scale: float = 1.0
+) -> tuple[list[int], list[float]]:
   """The (steps, values) of `key` in a run's metrics.jsonl rows; values as scale * (1 - v) with
   `complement` (an error from an accuracy). Rows without a finite value of `key` are skipped."""
   xs, ys = [], []
@@ -128,9 +152,16 @@ def curve_points(records: Sequence[dict], key: str, complement: bool = False,
   return xs, ys
 
 
-def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequence[Mapping], path: str,
-                title: str = "", xlabel: str = "step", ylabel: str = "", scale: float = 1.0,
-                ylim: Sequence[float] | None = None) -> str:
+def plot_panels(
+  panels: Mapping[str, Mapping[str, Sequence[dict]]],
+  curves: Sequence[Mapping],
+  path: str,
+  title: str = "",
+  xlabel: str = "step",
+  ylabel: str = "",
+  scale: float = 1.0,
+  ylim: Sequence[float] | None = None,
+) -> str:
   """Runs side by side in panels, each run drawn as several curves in its own colour, the curves
   told apart by line style: the ResNet paper's Figure 6 (thin dashed training error, bold test
   error; plain networks left, residual ones right).
@@ -141,7 +172,9 @@ def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequ
   """
   if not panels:
     raise ValueError("no panels to plot")
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
+  fig, axes = plt.subplots(
+    1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True
+  )
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   plotted = False
   for ax, (panel, runs) in zip(axes[0], panels.items()):
@@ -151,8 +184,14 @@ def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequ
         if not xs:
           continue
         ls, lw = _CURVE_STYLES[curve.get("style", "solid")]
-        ax.plot(xs, ys, ls=ls, lw=lw, color=colours[i % len(colours)],
-                label=label if not any(l.get_label() == label for l in ax.lines) else "_nolegend_")
+        ax.plot(
+          xs,
+          ys,
+          ls=ls,
+          lw=lw,
+          color=colours[i % len(colours)],
+          label=label if not any(l.get_label() == label for l in ax.lines) else "_nolegend_",
+        )
         plotted = True
     ax.set_title(panel)
     ax.set_xlabel(xlabel)
@@ -166,19 +205,38 @@ def plot_panels(panels: Mapping[str, Mapping[str, Sequence[dict]]], curves: Sequ
     raise ValueError(f"none of the runs has any of {[c['key'] for c in curves]}")
   axes[0][0].set_ylabel(ylabel)
   # Which line style is which curve, in grey, under the plot.
-  styles = [matplotlib.lines.Line2D([], [], color="grey", ls=_CURVE_STYLES[c.get("style", "solid")][0],
-                                    lw=_CURVE_STYLES[c.get("style", "solid")][1],
-                                    label=c.get("label", c["key"])) for c in curves]
-  fig.legend(handles=styles, loc="lower center", ncol=len(styles), fontsize=8, frameon=False,
-             bbox_to_anchor=(0.5, -0.04))
+  styles = [
+    matplotlib.lines.Line2D(
+      [],
+      [],
+      color="grey",
+      ls=_CURVE_STYLES[c.get("style", "solid")][0],
+      lw=_CURVE_STYLES[c.get("style", "solid")][1],
+      label=c.get("label", c["key"]),
+    )
+    for c in curves
+  ]
+  fig.legend(
+    handles=styles,
+    loc="lower center",
+    ncol=len(styles),
+    fontsize=8,
+    frameon=False,
+    bbox_to_anchor=(0.5, -0.04),
+  )
   if title:
     fig.suptitle(title)
   return _save(fig, path)
 
 
-def _mosaic(images: np.ndarray, cols: int, titles: Sequence[str] | None = None,
-            colors: Sequence[str] | None = None, row_names: Sequence[str] | None = None,
-            cell_inches: float = 1.1):
+def _mosaic(
+  images: np.ndarray,
+  cols: int,
+  titles: Sequence[str] | None = None,
+  colors: Sequence[str] | None = None,
+  row_names: Sequence[str] | None = None,
+  cell_inches: float = 1.1,
+):
   """A figure showing `images` [n, h, w, c] (uint8, or float in [0, 1]) as one tiled picture, with
   an optional title above each image and name left of each row. One imshow for the whole grid:
   a subplot per image makes a grid of 64 take seconds to draw."""
@@ -195,43 +253,81 @@ def _mosaic(images: np.ndarray, cols: int, titles: Sequence[str] | None = None,
   for i, img in enumerate(images):
     r, k = divmod(i, cols)
     top = r * cell_h + title_h
-    tiled[top:top + h, k * (w + gap):k * (w + gap) + w] = img
+    tiled[top : top + h, k * (w + gap) : k * (w + gap) + w] = img
   aspect = tiled.shape[0] / tiled.shape[1]
   fig = plt.figure(figsize=(cols * cell_inches, cols * cell_inches * aspect))
   ax = fig.add_axes([0.06 if row_names else 0.0, 0.0, 0.94 if row_names else 1.0, 1.0])
-  ax.imshow(tiled[..., 0] if c == 1 else tiled, cmap="gray" if c == 1 else None, vmin=0, vmax=255 if unit else 1,
-            interpolation="nearest")
+  ax.imshow(
+    tiled[..., 0] if c == 1 else tiled,
+    cmap="gray" if c == 1 else None,
+    vmin=0,
+    vmax=255 if unit else 1,
+    interpolation="nearest",
+  )
   ax.set_axis_off()
   for i in range(n if titles is not None else 0):
     r, k = divmod(i, cols)
-    ax.text(k * (w + gap) + w / 2, r * cell_h + title_h - 1, titles[i], ha="center", va="bottom", fontsize=7,
-            color=colors[i] if colors is not None else "black")
+    ax.text(
+      k * (w + gap) + w / 2,
+      r * cell_h + title_h - 1,
+      titles[i],
+      ha="center",
+      va="bottom",
+      fontsize=7,
+      color=colors[i] if colors is not None else "black",
+    )
   for r, name in enumerate(row_names or ()):
     ax.text(-gap, r * cell_h + title_h + h / 2, name, ha="right", va="center", fontsize=8)
   return fig
 
 
-def prediction_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names: Sequence[str],
-                    path: str, cols: int = 8) -> str:
+def prediction_grid(
+  images: np.ndarray,
+  labels: np.ndarray,
+  preds: np.ndarray,
+  class_names: Sequence[str],
+  path: str,
+  cols: int = 8,
+) -> str:
   """A grid of images titled 'pred (true)', wrong predictions in red. images: uint8 [n, h, w, c]."""
   ok = [p == t for p, t in zip(preds, labels)]
-  titles = [f"{class_names[p]}" + ("" if good else f" ({class_names[t]})") for p, t, good in zip(preds, labels, ok)]
-  return _save(_mosaic(images, cols, titles, ["black" if good else "red" for good in ok], cell_inches=1.2), path)
+  titles = [
+    f"{class_names[p]}" + ("" if good else f" ({class_names[t]})")
+    for p, t, good in zip(preds, labels, ok)
+  ]
+  return _save(
+    _mosaic(images, cols, titles, ["black" if good else "red" for good in ok], cell_inches=1.2),
+    path,
+  )
 
 
-def image_grid(images: np.ndarray, path: str, cols: int = 8, titles: Sequence[str] | None = None) -> str:
+def image_grid(
+  images: np.ndarray, path: str, cols: int = 8, titles: Sequence[str] | None = None
+) -> str:
   """A plain grid of images: uint8 or float in [0, 1], [n, h, w, c]."""
   return _save(_mosaic(images, cols, titles), path)
 
 
-def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: str, title: str = "",
-              samples: Sequence[Sequence[float]] | None = None) -> str:
+def bar_chart(
+  names: Sequence[str],
+  values: Sequence[float],
+  path: str,
+  ylabel: str,
+  title: str = "",
+  samples: Sequence[Sequence[float]] | None = None,
+) -> str:
   """One bar per name. With `samples` (each bar's repeated measurements, e.g. seeds), the bar is
   their mean `values[i]`, with a +-1 standard deviation whisker and every sample drawn as a dot."""
   fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names)), 3.4))
   spread = [float(np.std(s, ddof=1)) if len(s) > 1 else 0.0 for s in samples] if samples else None
-  ax.bar(range(len(names)), values, color="tab:blue", alpha=0.6 if samples else 1.0,
-         yerr=spread, capsize=4 if samples else 0)
+  ax.bar(
+    range(len(names)),
+    values,
+    color="tab:blue",
+    alpha=0.6 if samples else 1.0,
+    yerr=spread,
+    capsize=4 if samples else 0,
+  )
   ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
   ax.set_ylabel(ylabel)
   for i, v in enumerate(values):
@@ -252,15 +348,28 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str, ylabel: 
   return _save(fig, path)
 
 
-def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str, xlabel: str, ylabel: str,
-              title: str = "", xscale: str = "linear", errors: dict[str, Sequence[float]] | None = None) -> str:
+def line_plot(
+  xs: Sequence[float],
+  series: dict[str, Sequence[float]],
+  path: str,
+  xlabel: str,
+  ylabel: str,
+  title: str = "",
+  xscale: str = "linear",
+  errors: dict[str, Sequence[float]] | None = None,
+) -> str:
   """Several named curves over the same x values, with optional +-error bands (`errors`)."""
   fig, ax = plt.subplots(figsize=(5.2, 3.6))
   for name, ys in series.items():
-    x = list(xs)[:len(ys)]
+    x = list(xs)[: len(ys)]
     ax.plot(x, ys, marker="o" if len(ys) < 30 else None, ms=3, label=name)
     if errors and name in errors:
-      ax.fill_between(x, np.asarray(ys) - np.asarray(errors[name]), np.asarray(ys) + np.asarray(errors[name]), alpha=0.2)
+      ax.fill_between(
+        x,
+        np.asarray(ys) - np.asarray(errors[name]),
+        np.asarray(ys) + np.asarray(errors[name]),
+        alpha=0.2,
+      )
   ax.set_xscale(xscale)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
@@ -271,8 +380,13 @@ def line_plot(xs: Sequence[float], series: dict[str, Sequence[float]], path: str
   return _save(fig, path)
 
 
-def twin_axis_panels(curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], path: str,
-                     left_label: str, right_label: str, titles: dict[str, str] | None = None) -> str:
+def twin_axis_panels(
+  curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+  path: str,
+  left_label: str,
+  right_label: str,
+  titles: dict[str, str] | None = None,
+) -> str:
   """One panel per name: two curves over the same steps on their own y axes (a loss and a quality).
 
   curves: name -> (steps, left values, right values).
@@ -291,7 +405,9 @@ def twin_axis_panels(curves: dict[str, tuple[Sequence[float], Sequence[float], S
   return _save(fig, path)
 
 
-def image_rows(rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, title: str = "") -> str:
+def image_rows(
+  rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, title: str = ""
+) -> str:
   """Rows of images compared column by column (input / reconstruction; noisy / denoised / clean).
 
   rows: one array per row, uint8 or float in [0, 1], each [n, h, w, c] with the same n.
@@ -300,16 +416,28 @@ def image_rows(rows: Sequence[np.ndarray], row_names: Sequence[str], path: str, 
     raise ValueError(f"{len(rows)} rows but {len(row_names)} row names")
   n = len(rows[0])
   unit = all(np.asarray(r).dtype == np.uint8 for r in rows)
-  images = np.concatenate([np.asarray(r) if unit else np.asarray(r, np.float32) / (255.0 if np.asarray(r).dtype == np.uint8 else 1.0)
-                           for r in rows])
+  images = np.concatenate(
+    [
+      np.asarray(r)
+      if unit
+      else np.asarray(r, np.float32) / (255.0 if np.asarray(r).dtype == np.uint8 else 1.0)
+      for r in rows
+    ]
+  )
   fig = _mosaic(images, n, row_names=row_names, cell_inches=0.9)
   if title:
     fig.axes[0].set_title(title, fontsize=9)
   return _save(fig, path)
 
 
-def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str,
-                   title: str = "", axis_names: tuple[str, str] = ("z1", "z2")) -> str:
+def latent_scatter(
+  points: np.ndarray,
+  labels: np.ndarray,
+  class_names: Sequence[str],
+  path: str,
+  title: str = "",
+  axis_names: tuple[str, str] = ("z1", "z2"),
+) -> str:
   """A 2-D latent space, one colour per class. points: [n, 2]; labels: int [n]."""
   points = np.asarray(points)
   if points.ndim != 2 or points.shape[1] != 2:
@@ -347,8 +475,12 @@ def manifold_grid(images: np.ndarray, values: np.ndarray, path: str, title: str 
   return _save(fig, path)
 
 
-def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "",
-               far: float | None = None) -> str:
+def roc_curves(
+  curves: dict[str, tuple[np.ndarray, np.ndarray]],
+  path: str,
+  title: str = "",
+  far: float | None = None,
+) -> str:
   """ROC curves {name: (false accept rate [t], true accept rate [t])}, FAR on a log axis.
 
   `far` marks an operating point (e.g. 0.01 for TAR at FAR = 1%) with a vertical line.

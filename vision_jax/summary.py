@@ -24,6 +24,7 @@ only its connected weights, defines
 and the summary uses that instead: the knowledge stays next to the computation it describes.
 A module with neither shows "?" and the total says so. Pooling counts no multiplications.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,9 @@ def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[Row]:
   """
   input_shape = tuple(int(d) for d in input_shape)
   if not input_shape or any(d <= 0 for d in input_shape):
-    raise ValueError(f"input_shape must be positive dimensions without the batch, e.g. (32, 32, 1); got {input_shape}")
+    raise ValueError(
+      f"input_shape must be positive dimensions without the batch, e.g. (32, 32, 1); got {input_shape}"
+    )
   entries: list[Row] = []
   stack: list[tuple[str, ...]] = []  # paths of the modules being called, innermost last
   rows_by_path: dict[tuple[str, ...], Row] = {}
@@ -81,7 +84,9 @@ def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[Row]:
     finally:
       stack.pop()
     x_shape, y_shape = _first_shape(args), _first_shape(y)
-    params = {k: v for k, v in module.variables.get("params", {}).items() if not isinstance(v, Mapping)}
+    params = {
+      k: v for k, v in module.variables.get("params", {}).items() if not isinstance(v, Mapping)
+    }
     mults = None
     if x_shape is not None and y_shape is not None:
       if callable(getattr(module, "multiplications", None)):
@@ -92,29 +97,49 @@ def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[Row]:
       return y
     shared = module.path in rows_by_path  # a second call of the same weights adds no parameters
     entry.update(
-        keep=True, name="/".join(module.path) or "(model)", type=type(module).__name__,
-        input_shape=x_shape and x_shape[1:], output_shape=y_shape and y_shape[1:],
-        kernel_shape=tuple(params["kernel"].shape) if "kernel" in params else None,
-        strides=_tuple(getattr(module, "strides", None)),
-        feature_group_count=getattr(module, "feature_group_count", None),
-        bias="bias" in params if params else None,
-        params=0 if shared else sum(math.prod(v.shape) for v in params.values()),
-        multiplications=mults)
+      keep=True,
+      name="/".join(module.path) or "(model)",
+      type=type(module).__name__,
+      input_shape=x_shape and x_shape[1:],
+      output_shape=y_shape and y_shape[1:],
+      kernel_shape=tuple(params["kernel"].shape) if "kernel" in params else None,
+      strides=_tuple(getattr(module, "strides", None)),
+      feature_group_count=getattr(module, "feature_group_count", None),
+      bias="bias" in params if params else None,
+      params=0 if shared else sum(math.prod(v.shape) for v in params.values()),
+      multiplications=mults,
+    )
     rows_by_path[module.path] = entry
     return y
 
   def record_pool(kind: str, x, y, window_shape, strides) -> None:
     if stack:  # only pooling inside the model
       path = stack[-1]
-      entries.append({"path": path + (kind,), "keep": True, "parent": path, "name": "/".join(path + (kind,)),
-                      "type": kind, "input_shape": tuple(x.shape[1:]), "output_shape": tuple(y.shape[1:]),
-                      "kernel_shape": tuple(window_shape), "strides": _tuple(strides) or (1,) * len(window_shape),
-                      "feature_group_count": None, "bias": None, "params": 0, "multiplications": 0})
+      entries.append(
+        {
+          "path": path + (kind,),
+          "keep": True,
+          "parent": path,
+          "name": "/".join(path + (kind,)),
+          "type": kind,
+          "input_shape": tuple(x.shape[1:]),
+          "output_shape": tuple(y.shape[1:]),
+          "kernel_shape": tuple(window_shape),
+          "strides": _tuple(strides) or (1,) * len(window_shape),
+          "feature_group_count": None,
+          "bias": None,
+          "params": 0,
+          "multiplications": 0,
+        }
+      )
 
   def init():
     with nn.intercept_methods(intercept), _recording_pools(record_pool):
-      return model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
-                        jnp.zeros((1,) + input_shape, jnp.float32), train=False)
+      return model.init(
+        {"params": jax.random.key(0), "dropout": jax.random.key(0)},
+        jnp.zeros((1,) + input_shape, jnp.float32),
+        train=False,
+      )
 
   variables = jax.eval_shape(init)
   # A pooling inside a row's module (LeNet's trainable subsampling) is part of that row.
@@ -123,17 +148,30 @@ def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[Row]:
   total = sum(math.prod(v.shape) for v in jax.tree.leaves(variables.get("params", {})))
   other = total - sum(r["params"] for r in rows)
   if other:
-    rows.append({"name": "(other parameters)", "type": "", "input_shape": None, "output_shape": None,
-                 "kernel_shape": None, "strides": None, "feature_group_count": None, "bias": None,
-                 "params": other, "multiplications": None})
+    rows.append(
+      {
+        "name": "(other parameters)",
+        "type": "",
+        "input_shape": None,
+        "output_shape": None,
+        "kernel_shape": None,
+        "strides": None,
+        "feature_group_count": None,
+        "bias": None,
+        "params": other,
+        "multiplications": None,
+      }
+    )
   return rows
 
 
 def totals(rows: Sequence[Row]) -> Row:
   """{"params", "multiplications" (of the rows that know theirs), "unknown_multiplications": names}."""
-  return {"params": sum(r["params"] for r in rows),
-          "multiplications": sum(r["multiplications"] or 0 for r in rows),
-          "unknown_multiplications": [r["name"] for r in rows if r["multiplications"] is None]}
+  return {
+    "params": sum(r["params"] for r in rows),
+    "multiplications": sum(r["multiplications"] or 0 for r in rows),
+    "unknown_multiplications": [r["name"] for r in rows if r["multiplications"] is None],
+  }
 
 
 def format_table(rows: Sequence[Row], title: str = "") -> str:
@@ -147,10 +185,17 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
   right = {5, 6}  # numbers are right-aligned
 
   def render(line):
-    return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+    return "  ".join(
+      c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))
+    ).rstrip()
 
   rule = "-" * len(render(header))
-  out = ([title] if title else []) + [render(header), rule] + [render(l) for l in lines[:-1]] + [rule, render(lines[-1])]
+  out = (
+    ([title] if title else [])
+    + [render(header), rule]
+    + [render(l) for l in lines[:-1]]
+    + [rule, render(lines[-1])]
+  )
   if total["unknown_multiplications"]:
     out.append("? = the module defines no multiplications(); the total leaves it out")
   return "\n".join(out)
@@ -206,13 +251,16 @@ def _builtin_multiplications(module: nn.Module, x_shape, y_shape, params) -> int
 def _recording_pools(record: Callable[..., None]) -> Iterator[None]:
   """Wraps flax's pooling functions (in `flax.linen` and `flax.linen.pooling`) to report each call."""
   namespaces = (nn, flax.linen.pooling)
-  originals = {(ns, kind): getattr(ns, kind) for ns in namespaces for kind in _POOLS if hasattr(ns, kind)}
+  originals = {
+    (ns, kind): getattr(ns, kind) for ns in namespaces for kind in _POOLS if hasattr(ns, kind)
+  }
 
   def wrap(kind, fn):
     def pool(inputs, window_shape, strides=None, padding="VALID", **kwargs):
       y = fn(inputs, window_shape, strides, padding, **kwargs)
       record(kind, inputs, y, window_shape, strides)
       return y
+
     return pool
 
   try:
@@ -249,18 +297,29 @@ def build(name: str, num_classes: int, kwargs: Mapping[str, Any]) -> nn.Module:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m vision_jax.summary", description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m vision_jax.summary", description=__doc__.split("\n")[0]
+  )
   parser.add_argument("model", help="a registered model name")
-  parser.add_argument("--input-shape", default="32,32,1", help="height,width,channels (default 32,32,1)")
+  parser.add_argument(
+    "--input-shape", default="32,32,1", help="height,width,channels (default 32,32,1)"
+  )
   parser.add_argument("--num-classes", type=int, default=10)
-  parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
-                      help="a model argument, as config.model.KEY would set it (repeatable)")
+  parser.add_argument(
+    "--kw",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a model argument, as config.model.KEY would set it (repeatable)",
+  )
   parser.add_argument("--json", action="store_true", help="print the table as JSON")
   args = parser.parse_args(argv)
   try:
     input_shape = tuple(int(d) for d in args.input_shape.split(","))
   except ValueError:
-    parser.error(f"--input-shape must be comma-separated integers such as 32,32,1, got {args.input_shape!r}")
+    parser.error(
+      f"--input-shape must be comma-separated integers such as 32,32,1, got {args.input_shape!r}"
+    )
   try:
     model = build(args.model, args.num_classes, parse_kwargs(args.kw))
     rows = layer_table(model, input_shape)
@@ -268,8 +327,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if args.json:
-    print(json.dumps({"model": args.model, "input_shape": input_shape, "num_classes": args.num_classes,
-                      "kwargs": parse_kwargs(args.kw), "layers": rows, "total": totals(rows)}, indent=1))
+    print(
+      json.dumps(
+        {
+          "model": args.model,
+          "input_shape": input_shape,
+          "num_classes": args.num_classes,
+          "kwargs": parse_kwargs(args.kw),
+          "layers": rows,
+          "total": totals(rows),
+        },
+        indent=1,
+      )
+    )
   else:
     print(format_table(rows, title=f"{args.model} on {_shape(input_shape)}"))
   return 0

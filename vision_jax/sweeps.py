@@ -28,6 +28,7 @@ A config may also say how a sweep is to be drawn, beyond the report's default cu
 A panel holds the points whose overrides take one of the listed values for every listed key;
 `complement` plots 1 - value (an error from an accuracy); `style` is solid, dashed, dotted or bold.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,21 +77,34 @@ def check_plot(spec: Mapping[str, Any], where: str) -> None:
   """Raises ConfigError naming what is wrong with one plot spec (see the module's docstring)."""
   unknown = set(spec) - PLOT_KEYS
   if unknown:
-    raise ConfigError(f"{where}: unknown plot keys {sorted(unknown)}; valid: {', '.join(sorted(PLOT_KEYS))}")
-  if not isinstance(spec.get("file"), str) or not spec["file"].endswith(".png") or "/" in spec["file"]:
+    raise ConfigError(
+      f"{where}: unknown plot keys {sorted(unknown)}; valid: {', '.join(sorted(PLOT_KEYS))}"
+    )
+  if (
+    not isinstance(spec.get("file"), str)
+    or not spec["file"].endswith(".png")
+    or "/" in spec["file"]
+  ):
     raise ConfigError(f"{where}: 'file' must be a .png file name, got {spec.get('file')!r}")
   if not spec.get("curves"):
     raise ConfigError(f"{where}: 'curves' must list at least one curve")
   for curve in spec["curves"]:
     if set(curve) - CURVE_KEYS or "key" not in curve:
-      raise ConfigError(f"{where}: a curve is {{'key': ..., and optionally {sorted(CURVE_KEYS - {'key'})}}}, "
-                        f"got {curve!r}")
+      raise ConfigError(
+        f"{where}: a curve is {{'key': ..., and optionally {sorted(CURVE_KEYS - {'key'})}}}, "
+        f"got {curve!r}"
+      )
     if curve.get("style", "solid") not in CURVE_STYLES:
-      raise ConfigError(f"{where}: curve style must be one of {', '.join(CURVE_STYLES)}, got {curve['style']!r}")
+      raise ConfigError(
+        f"{where}: curve style must be one of {', '.join(CURVE_STYLES)}, got {curve['style']!r}"
+      )
   for title, match in spec.get("panels", {}).items():
-    if not isinstance(match, Mapping) or any(isinstance(v, (str, bytes)) or not isinstance(v, Sequence)
-                                             for v in match.values()):
-      raise ConfigError(f"{where}: panel {title!r} must map override keys to lists of values, got {match!r}")
+    if not isinstance(match, Mapping) or any(
+      isinstance(v, (str, bytes)) or not isinstance(v, Sequence) for v in match.values()
+    ):
+      raise ConfigError(
+        f"{where}: panel {title!r} must map override keys to lists of values, got {match!r}"
+      )
 
 
 def in_panel(overrides: Mapping[str, Any], match: Mapping[str, Sequence[Any]]) -> bool:
@@ -111,7 +125,9 @@ def sweep_common(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> dict[
       raise ConfigError(f"a sweep's 'common' must be a dict of config overrides, got {common!r}")
     for key in common:
       if key in SWEEP_KEYS:
-        raise ConfigError(f"sweep 'common': {key!r} cannot be set ({', '.join(SWEEP_KEYS)} name the sweep's runs)")
+        raise ConfigError(
+          f"sweep 'common': {key!r} cannot be set ({', '.join(SWEEP_KEYS)} name the sweep's runs)"
+        )
     return dict(common)
   return {}
 
@@ -130,8 +146,10 @@ def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[
     spec = {k: v for k, v in spec.items() if k != "common"}
   if isinstance(spec, Mapping):
     if set(spec) != {"grid"} or not isinstance(spec["grid"], Mapping) or not spec["grid"]:
-      raise ConfigError("a sweep is a list of override dicts, {'grid': {key: [values]}} or {'points': [...]}, "
-                        f"optionally with 'common': {{key: value}}; got {spec!r}")
+      raise ConfigError(
+        "a sweep is a list of override dicts, {'grid': {key: [values]}} or {'points': [...]}, "
+        f"optionally with 'common': {{key: value}}; got {spec!r}"
+      )
     grid = spec["grid"]
     for key, values in grid.items():
       if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
@@ -144,14 +162,18 @@ def expand_sweep(spec: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[
         raise ConfigError(f"sweep point {i} must be a dict of config overrides, got {point!r}")
       points.append(dict(point))
   else:
-    raise ConfigError(f"a sweep is a list of override dicts or {{'grid': {{key: [values]}}}}, got {spec!r}")
+    raise ConfigError(
+      f"a sweep is a list of override dicts or {{'grid': {{key: [values]}}}}, got {spec!r}"
+    )
   if not points:
     raise ConfigError("the sweep has no points")
   seen: dict[str, int] = {}
   for i, point in enumerate(points):
     for key in point:
       if not isinstance(key, str) or key in SWEEP_KEYS:
-        raise ConfigError(f"sweep point {i}: {key!r} cannot be swept ({', '.join(SWEEP_KEYS)} name the sweep's runs)")
+        raise ConfigError(
+          f"sweep point {i}: {key!r} cannot be swept ({', '.join(SWEEP_KEYS)} name the sweep's runs)"
+        )
     name = point_name(point)
     if name in seen:
       raise ConfigError(f"sweep points {seen[name]} and {i} are the same run: {point!r}")
@@ -170,14 +192,16 @@ def point_name(overrides: Mapping[str, Any]) -> str:
   if not overrides:
     return "base"
   exact = ",".join(f"{key}={override_text(value)}" for key, value in overrides.items())
-  safe = {_UNSAFE.sub("_", key): _UNSAFE.sub("_", override_text(value)).strip("_") or "_"
-          for key, value in overrides.items()}
+  safe = {
+    _UNSAFE.sub("_", key): _UNSAFE.sub("_", override_text(value)).strip("_") or "_"
+    for key, value in overrides.items()
+  }
   name = ",".join(f"{key}={value}" for key, value in safe.items())
   if name == exact and len(name) <= _MAX_NAME:
     return name
   if len(name) > _MAX_NAME:
     name = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in safe.items())
-  return f"{name[:_MAX_NAME - 9]}-{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
+  return f"{name[: _MAX_NAME - 9]}-{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
 
 
 def point_overrides(overrides: Mapping[str, Any]) -> list[str]:
@@ -185,28 +209,44 @@ def point_overrides(overrides: Mapping[str, Any]) -> list[str]:
   return [f"{key}={override_text(value)}" for key, value in overrides.items()]
 
 
-def point_config(experiment: str, variant: str | None, common: Sequence[str],
-                 overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+def point_config(
+  experiment: str, variant: str | None, common: Sequence[str], overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
   """The config one point runs with: the variant, then the common overrides, then the point's."""
-  return apply_overrides(load_config(experiment, variant), [*common, *point_overrides(overrides)],
-                         experiment_rules(experiment))
+  return apply_overrides(
+    load_config(experiment, variant),
+    [*common, *point_overrides(overrides)],
+    experiment_rules(experiment),
+  )
 
 
 POINT_FILE = "sweep_point.json"  # in a point's directory: the overrides and config it runs with
 
 
-def save_point(workdir: str, overrides: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+def save_point(
+  workdir: str, overrides: Mapping[str, Any], config: ml_collections.ConfigDict
+) -> None:
   """Records in `workdir` which point and config its run is, before the run starts."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, POINT_FILE)
   with open(path + ".tmp", "w") as f:
-    json.dump({"overrides": dict(overrides), "config": json.loads(config.to_json_best_effort(sort_keys=True))},
-              f, indent=2, default=str)
+    json.dump(
+      {
+        "overrides": dict(overrides),
+        "config": json.loads(config.to_json_best_effort(sort_keys=True)),
+      },
+      f,
+      indent=2,
+      default=str,
+    )
   os.replace(path + ".tmp", path)
 
 
-def config_differences(saved: Mapping[str, Any], expected: ml_collections.ConfigDict,
-                       defaults: ml_collections.ConfigDict | None = None) -> list[str]:
+def config_differences(
+  saved: Mapping[str, Any],
+  expected: ml_collections.ConfigDict,
+  defaults: ml_collections.ConfigDict | None = None,
+) -> list[str]:
   """The keys whose values differ between a saved config (as JSON) and `expected`, as "key: a -> b".
 
   W&B settings are left out: they change where a run is logged, not what it computes. With
@@ -224,8 +264,12 @@ def config_differences(saved: Mapping[str, Any], expected: ml_collections.Config
       for k in sorted(set(a) | set(b)):
         if not path and k == "wandb":
           continue
-        walk(a.get(k, missing), b.get(k, missing), d.get(k, missing) if isinstance(d, dict) else missing,
-             f"{path}.{k}" if path else k)
+        walk(
+          a.get(k, missing),
+          b.get(k, missing),
+          d.get(k, missing) if isinstance(d, dict) else missing,
+          f"{path}.{k}" if path else k,
+        )
     elif a == missing and d != missing and b == d:
       return
     elif a != b:
@@ -235,8 +279,11 @@ def config_differences(saved: Mapping[str, Any], expected: ml_collections.Config
   return diffs
 
 
-def point_finished(workdir: str, expected: ml_collections.ConfigDict,
-                   defaults: ml_collections.ConfigDict | None = None) -> tuple[bool, list[str]]:
+def point_finished(
+  workdir: str,
+  expected: ml_collections.ConfigDict,
+  defaults: ml_collections.ConfigDict | None = None,
+) -> tuple[bool, list[str]]:
   """Whether `workdir` holds a finished run of `expected`: its result.json, and `save_point`'s record.
 
   Returns (finished, differences): the differences are non-empty when the workdir holds a run

@@ -15,6 +15,7 @@ can make the log-likelihood dip by ~1e-3 nats between iterations (in float64 it 
 This is not a gradient-trained model, so it does not go through the training loop; its
 experiment (`experiments/gmm_mnist.py`) runs EM directly.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,6 +38,7 @@ class GaussianMixture:
     means: [components, dim].
     covariances: [components, dim, dim] ("full") or [components, dim] (variances, "diag").
   """
+
   weights: jax.Array
   means: jax.Array
   covariances: jax.Array
@@ -65,7 +67,9 @@ def _check_data(x: jax.Array, n_components: int | None = None) -> None:
   if x.ndim != 2:
     raise ValueError(f"expected data of shape [examples, dim], got {x.shape}")
   if n_components is not None and not 1 <= n_components <= x.shape[0]:
-    raise ValueError(f"n_components must be between 1 and the {x.shape[0]} examples, got {n_components}")
+    raise ValueError(
+      f"n_components must be between 1 and the {x.shape[0]} examples, got {n_components}"
+    )
 
 
 def component_log_probs(mixture: GaussianMixture, x: jax.Array) -> jax.Array:
@@ -79,11 +83,13 @@ def component_log_probs(mixture: GaussianMixture, x: jax.Array) -> jax.Array:
   if mixture.covariance_type == "full":
     chol = jnp.linalg.cholesky(mixture.covariances)  # [k, d, d]
     # Solve L y = (x - mu): the Mahalanobis distance is |y|^2, without forming the inverse.
-    y = jax.vmap(lambda l, d: jax.scipy.linalg.solve_triangular(l, d.T, lower=True))(chol, diff)  # [k, d, n]
-    mahalanobis = jnp.sum(y ** 2, axis=1)  # [k, n]
+    y = jax.vmap(lambda l, d: jax.scipy.linalg.solve_triangular(l, d.T, lower=True))(
+      chol, diff
+    )  # [k, d, n]
+    mahalanobis = jnp.sum(y**2, axis=1)  # [k, n]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)  # [k]
   else:
-    mahalanobis = jnp.sum(diff ** 2 / mixture.covariances[:, None, :], axis=2)
+    mahalanobis = jnp.sum(diff**2 / mixture.covariances[:, None, :], axis=2)
     log_det = jnp.sum(jnp.log(mixture.covariances), axis=1)
   log_normal = -0.5 * (dim * math.log(2.0 * math.pi) + log_det[:, None] + mahalanobis)
   return (log_normal + jnp.log(mixture.weights)[:, None]).T
@@ -115,13 +121,14 @@ def m_step(x: jax.Array, resp: jax.Array, covariance_type: str, reg: float) -> G
     cov = jnp.einsum("nk,knd,kne->kde", resp, diff, diff) / counts[:, None, None]
     cov = cov + reg * jnp.eye(x.shape[1], dtype=cov.dtype)
   else:
-    cov = jnp.einsum("nk,knd->kd", resp, diff ** 2) / counts[:, None] + reg
+    cov = jnp.einsum("nk,knd->kd", resp, diff**2) / counts[:, None] + reg
   return GaussianMixture(weights=counts / x.shape[0], means=means, covariances=cov)
 
 
 @functools.partial(jax.jit, static_argnames=("covariance_type",))
-def em_step(mixture: GaussianMixture, x: jax.Array, covariance_type: str, reg: float
-            ) -> tuple[GaussianMixture, jax.Array]:
+def em_step(
+  mixture: GaussianMixture, x: jax.Array, covariance_type: str, reg: float
+) -> tuple[GaussianMixture, jax.Array]:
   """One EM iteration. Returns (the updated mixture, the mean log-likelihood of the old one)."""
   log_resp, log_likelihood = e_step(mixture, x)
   return m_step(x, jnp.exp(log_resp), covariance_type, reg), log_likelihood
@@ -151,8 +158,9 @@ def kmeans_plusplus(rng: jax.Array, x: jax.Array, n_components: int) -> jax.Arra
   return centres
 
 
-def init_kmeans_plusplus(rng: jax.Array, x: jax.Array, n_components: int, covariance_type: str = "full",
-                         reg: float = 1e-6) -> GaussianMixture:
+def init_kmeans_plusplus(
+  rng: jax.Array, x: jax.Array, n_components: int, covariance_type: str = "full", reg: float = 1e-6
+) -> GaussianMixture:
   """The mixture of one M step on hard assignments to k-means++ centres (scikit-learn's
   `init_params="k-means++"`)."""
   _check_covariance_type(covariance_type)
@@ -163,8 +171,14 @@ def init_kmeans_plusplus(rng: jax.Array, x: jax.Array, n_components: int, covari
   return m_step(x, jax.nn.one_hot(nearest, n_components), covariance_type, reg)
 
 
-def fit(x: jax.Array, mixture: GaussianMixture, *, max_iter: int = 100, tol: float = 1e-3, reg: float = 1e-6
-        ) -> tuple[GaussianMixture, list[float]]:
+def fit(
+  x: jax.Array,
+  mixture: GaussianMixture,
+  *,
+  max_iter: int = 100,
+  tol: float = 1e-3,
+  reg: float = 1e-6,
+) -> tuple[GaussianMixture, list[float]]:
   """Runs EM from `mixture` until the mean log-likelihood improves by less than `tol`.
 
   Returns (the fitted mixture, the mean log-likelihood per example of the initial mixture and
@@ -181,8 +195,10 @@ def fit(x: jax.Array, mixture: GaussianMixture, *, max_iter: int = 100, tol: flo
     new, log_likelihood = em_step(mixture, x, mixture.covariance_type, reg)
     history.append(float(log_likelihood))
     if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(new)):
-      raise FloatingPointError(f"EM produced non-finite parameters after {len(history)} iterations; "
-                               f"raise the covariance floor reg (now {reg})")
+      raise FloatingPointError(
+        f"EM produced non-finite parameters after {len(history)} iterations; "
+        f"raise the covariance floor reg (now {reg})"
+      )
     mixture = new
     if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
       break

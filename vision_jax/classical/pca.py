@@ -11,6 +11,7 @@ on the first k eigenfaces and named after the nearest training face in that spac
     codes = pca.transform(faces, k)                    # [m, k]
     approx = pca.inverse_transform(codes)              # [m, pixels]
 """
+
 from __future__ import annotations
 
 import flax.struct
@@ -56,12 +57,18 @@ def fit_pca(x: jax.Array, num_components: int | None = None) -> PCA:
   n, d = x.shape
   k = min(n, d) if num_components is None else num_components
   if not 0 < k <= min(n, d):
-    raise ValueError(f"num_components must be in [1, min(examples, features) = {min(n, d)}] "
-                     f"for data of {x.shape}, got {k}")
+    raise ValueError(
+      f"num_components must be in [1, min(examples, features) = {min(n, d)}] "
+      f"for data of {x.shape}, got {k}"
+    )
   mean = jnp.mean(x, axis=0)
   _, singular_values, vt = jnp.linalg.svd(x - mean, full_matrices=False)
   largest = jnp.take_along_axis(vt, jnp.argmax(jnp.abs(vt), axis=1)[:, None], axis=1)
   vt = vt * jnp.sign(largest)
   variance = singular_values**2 / (n - 1)
-  return PCA(mean=mean, components=vt[:k], explained_variance=variance[:k],
-             explained_variance_ratio=variance[:k] / jnp.sum(variance))
+  return PCA(
+    mean=mean,
+    components=vt[:k],
+    explained_variance=variance[:k],
+    explained_variance_ratio=variance[:k] / jnp.sum(variance),
+  )

@@ -3,6 +3,7 @@
 Images arrive as uint8 [batch, height, width, channels]; these run inside the jitted step, so
 augmentation never waits for the host. Randomness comes from the step's rng.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -20,8 +21,10 @@ def to_float(images: jnp.ndarray, mean: Sequence[float], std: Sequence[float]) -
   """uint8 [b, h, w, c] -> float32, scaled to [0, 1] then standardised per channel."""
   channels = images.shape[-1]
   if len(mean) not in (1, channels) or len(std) not in (1, channels):
-    raise ConfigError(f"data.mean and data.std need one value per channel ({channels}) or one for all, "
-                      f"got {tuple(mean)} and {tuple(std)}")
+    raise ConfigError(
+      f"data.mean and data.std need one value per channel ({channels}) or one for all, "
+      f"got {tuple(mean)} and {tuple(std)}"
+    )
   x = images.astype(jnp.float32) / 255.0
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
@@ -76,7 +79,9 @@ def shift(images: jnp.ndarray, dy: int, dx: int) -> jnp.ndarray:
   return jnp.where(valid[None, :, :, None], out, jnp.zeros_like(out))
 
 
-def make_preprocess(data: ml_collections.ConfigDict) -> tuple[Callable[[Batch, jax.Array], Batch], Callable[[Batch], Batch]]:
+def make_preprocess(
+  data: ml_collections.ConfigDict,
+) -> tuple[Callable[[Batch, jax.Array], Batch], Callable[[Batch], Batch]]:
   """The train (augmenting) and eval preprocessing functions for a `config.data`.
 
   Reads: `pad_to` (0 = off), `mean`, `std`, `augment.crop_padding` (0 = off),
@@ -99,7 +104,10 @@ def make_preprocess(data: ml_collections.ConfigDict) -> tuple[Callable[[Batch, j
     if aug.get("brightness", 0.0):
       # Its own stream (fold_in, not a 4th split), so the other augmentations draw as before.
       brightness_rng = jax.random.fold_in(rng, 3)
-      images = random_brightness(brightness_rng, images.astype(jnp.float32) / 255.0, aug.brightness) * 255.0
+      images = (
+        random_brightness(brightness_rng, images.astype(jnp.float32) / 255.0, aug.brightness)
+        * 255.0
+      )
     images = to_float(images, data.mean, data.std)
     if aug.noise_std:
       images = gaussian_noise(noise_rng, images, aug.noise_std)

@@ -16,6 +16,7 @@ person) is divided by one of two protocols, deterministically by seed:
 Select one with `config.data.protocol` (see `apply_protocol`); the data pipeline then reads the
 returned splits like any other.
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -32,8 +33,9 @@ def _person_order(labels: np.ndarray, person: int, seed: int) -> np.ndarray:
   return positions[np.random.default_rng([seed, int(person)]).permutation(len(positions))]
 
 
-def identification_split(labels: np.ndarray, *, test_per_person: int = 5, fold: int = 0,
-                         seed: int = 0) -> dict[str, np.ndarray]:
+def identification_split(
+  labels: np.ndarray, *, test_per_person: int = 5, fold: int = 0, seed: int = 0
+) -> dict[str, np.ndarray]:
   """Closed-set identification: {"train", "test"} positions into `labels` [n], each sorted.
 
   Raises ValueError when a person has too few images for the fold.
@@ -46,12 +48,16 @@ def identification_split(labels: np.ndarray, *, test_per_person: int = 5, fold: 
     order = _person_order(labels, person, seed)
     lo, hi = fold * test_per_person, (fold + 1) * test_per_person
     if len(order) - test_per_person < 1:
-      raise ValueError(f"person {person} has {len(order)} images: test_per_person must be at most "
-                       f"{len(order) - 1} so that one trains, got {test_per_person}")
+      raise ValueError(
+        f"person {person} has {len(order)} images: test_per_person must be at most "
+        f"{len(order) - 1} so that one trains, got {test_per_person}"
+      )
     if fold < 0 or hi > len(order):
-      raise ValueError(f"person {person} has {len(order)} images: cannot hold out images [{lo}, {hi}) of them "
-                       f"and train on the rest (fold {fold}, test_per_person {test_per_person}); "
-                       f"valid folds are 0 .. {len(order) // test_per_person - 1}")
+      raise ValueError(
+        f"person {person} has {len(order)} images: cannot hold out images [{lo}, {hi}) of them "
+        f"and train on the rest (fold {fold}, test_per_person {test_per_person}); "
+        f"valid folds are 0 .. {len(order) // test_per_person - 1}"
+      )
     test.append(order[lo:hi])
     train.append(np.concatenate([order[:lo], order[hi:]]))
   return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
@@ -61,13 +67,16 @@ def unseen_people(labels: np.ndarray, num_unseen: int, seed: int = 0) -> np.ndar
   """The `num_unseen` people (labels) held out of training, sorted; fixed by seed."""
   people = np.unique(labels)
   if not 0 < num_unseen < len(people):
-    raise ValueError(f"num_unseen must be between 1 and {len(people) - 1} (there are {len(people)} people), "
-                     f"got {num_unseen}")
+    raise ValueError(
+      f"num_unseen must be between 1 and {len(people) - 1} (there are {len(people)} people), "
+      f"got {num_unseen}"
+    )
   return np.sort(np.random.default_rng(seed).permutation(people)[:num_unseen])
 
 
-def verification_split(labels: np.ndarray, *, num_unseen: int = 10, test_per_person: int = 0,
-                       seed: int = 0) -> dict[str, np.ndarray]:
+def verification_split(
+  labels: np.ndarray, *, num_unseen: int = 10, test_per_person: int = 0, seed: int = 0
+) -> dict[str, np.ndarray]:
   """Open-set verification: {"train", "unseen"[, "test"]} positions into `labels` [n], sorted.
 
   No image of an unseen person is in "train" or "test". With `test_per_person` > 0, that many
@@ -86,7 +95,9 @@ def verification_split(labels: np.ndarray, *, num_unseen: int = 10, test_per_per
   return splits
 
 
-def apply_protocol(protocol: ml_collections.ConfigDict, labels: np.ndarray) -> dict[str, np.ndarray]:
+def apply_protocol(
+  protocol: ml_collections.ConfigDict, labels: np.ndarray
+) -> dict[str, np.ndarray]:
   """The splits of `config.data.protocol` as positions into `labels` (the source's train split).
 
   protocol: name ("identification" | "verification"), seed, test_per_person and fold
@@ -96,11 +107,19 @@ def apply_protocol(protocol: ml_collections.ConfigDict, labels: np.ndarray) -> d
   name = protocol.name
   try:
     if name == "identification":
-      return identification_split(labels, test_per_person=protocol.test_per_person, fold=protocol.get("fold", 0),
-                                  seed=protocol.seed)
+      return identification_split(
+        labels,
+        test_per_person=protocol.test_per_person,
+        fold=protocol.get("fold", 0),
+        seed=protocol.seed,
+      )
     if name == "verification":
-      return verification_split(labels, num_unseen=protocol.num_unseen,
-                                test_per_person=protocol.get("seen_test_per_person", 0), seed=protocol.seed)
+      return verification_split(
+        labels,
+        num_unseen=protocol.num_unseen,
+        test_per_person=protocol.get("seen_test_per_person", 0),
+        seed=protocol.seed,
+      )
   except ValueError as e:  # settings this dataset cannot meet: the config's error, not a traceback
     raise ConfigError(f"data.protocol ({name}): {e}") from None
   raise ConfigError(f"unknown data.protocol.name {name!r}; valid: {', '.join(PROTOCOLS)}")

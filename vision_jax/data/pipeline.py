@@ -14,6 +14,7 @@ The loop calls `xs(start, k)` for the scan inputs of steps [start, start + k) an
 scan, `get(data, x)` for one step's batch: for `DeviceData` x is the step's example indices,
 for `StreamData` the batch itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,13 +26,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from vision_jax.errors import ConfigError
 from vision_jax.data.face_protocols import apply_protocol
-from vision_jax.errors import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.data.sources import get_source
+from vision_jax.errors import ConfigError, DatasetError
 
 Batch = dict[str, Any]
 # Splits up to this size (bytes) live on the devices when `data.on_device` is "auto".
@@ -41,6 +42,7 @@ ON_DEVICE_LIMIT = 4 << 30
 @dataclasses.dataclass
 class Split:
   """A random-access split, optionally restricted to a subset of its indices."""
+
   source: Any
   indices: np.ndarray
 
@@ -50,8 +52,10 @@ class Split:
   def read(self, positions: np.ndarray) -> dict[str, np.ndarray]:
     """Examples at `positions` (into this split) as {"image": uint8 [n,h,w,c], "label": int32 [n]}."""
     examples = self.source.__getitems__([int(i) for i in self.indices[positions]])
-    return {"image": np.stack([e["image"] for e in examples]),
-            "label": np.asarray([e["label"] for e in examples], np.int32)}
+    return {
+      "image": np.stack([e["image"] for e in examples]),
+      "label": np.asarray([e["label"] for e in examples], np.int32),
+    }
 
   def arrays(self, chunk: int = 8192) -> dict[str, np.ndarray]:
     parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
@@ -66,7 +70,10 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
   """
   options = data.get("format_options")
   source = get_source(data.dataset, **(options.to_dict() if options else {}))
-  splits = {name: Split(source.split(name), np.arange(len(source.split(name)))) for name in source.spec.splits}
+  splits = {
+    name: Split(source.split(name), np.arange(len(source.split(name))))
+    for name in source.spec.splits
+  }
   if data.get("protocol") and data.protocol.get("name"):
     # A protocol (e.g. faces' closed-set identification) re-divides the source's train split.
     whole = splits[source.spec.splits[0]]
@@ -76,8 +83,10 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
     train = splits[data.train_split]
     n = data.validation_size
     if not 0 < n < len(train):
-      raise DatasetError(f"{data.dataset}: validation_size {n} must be between 0 and the "
-                         f"{len(train)} examples of split {data.train_split!r}")
+      raise DatasetError(
+        f"{data.dataset}: validation_size {n} must be between 0 and the "
+        f"{len(train)} examples of split {data.train_split!r}"
+      )
     # A fixed permutation (not the run's seed): every run holds out the same examples.
     perm = np.random.default_rng(0).permutation(len(train))
     splits["validation"] = Split(train.source, train.indices[np.sort(perm[-n:])])
@@ -99,19 +108,34 @@ def batch_indices(seed: int, step, num_examples: int, batch_size: int):
   return jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "num_epochs", "num_examples", "batch_size", "sharding"))
-def _steps_indices(seed, start, first_epoch, *, k: int, num_epochs: int, num_examples: int, batch_size: int,
-                   sharding: NamedSharding):
+@functools.partial(
+  jax.jit, static_argnames=("k", "num_epochs", "num_examples", "batch_size", "sharding")
+)
+def _steps_indices(
+  seed,
+  start,
+  first_epoch,
+  *,
+  k: int,
+  num_epochs: int,
+  num_examples: int,
+  batch_size: int,
+  sharding: NamedSharding,
+):
   steps_per_epoch = num_examples // batch_size
-  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(jax.random.key(seed), e), num_examples))(
-      first_epoch + jnp.arange(num_epochs))
+  perms = jax.vmap(
+    lambda e: jax.random.permutation(jax.random.fold_in(jax.random.key(seed), e), num_examples)
+  )(first_epoch + jnp.arange(num_epochs))
   epoch, i = jnp.divmod(start + jnp.arange(k), steps_per_epoch)
-  positions = ((epoch - first_epoch) * num_examples + i * batch_size)[:, None] + jnp.arange(batch_size)
+  positions = ((epoch - first_epoch) * num_examples + i * batch_size)[:, None] + jnp.arange(
+    batch_size
+  )
   return jax.lax.with_sharding_constraint(perms.reshape(-1)[positions], sharding)
 
 
-def steps_indices(seed: int, start: int, k: int, num_examples: int, batch_size: int,
-                  sharding: NamedSharding) -> jax.Array:
+def steps_indices(
+  seed: int, start: int, k: int, num_examples: int, batch_size: int, sharding: NamedSharding
+) -> jax.Array:
   """`batch_indices` of the steps [start, start + k) at once: int32 [k, batch_size].
 
   Each epoch's permutation is drawn once for the chunk instead of once per step (a permutation of
@@ -119,8 +143,16 @@ def steps_indices(seed: int, start: int, k: int, num_examples: int, batch_size: 
   """
   steps_per_epoch = num_examples // batch_size
   first, last = start // steps_per_epoch, (start + k - 1) // steps_per_epoch
-  return _steps_indices(seed, start, first, k=k, num_epochs=last - first + 1, num_examples=num_examples,
-                        batch_size=batch_size, sharding=sharding)
+  return _steps_indices(
+    seed,
+    start,
+    first,
+    k=k,
+    num_epochs=last - first + 1,
+    num_examples=num_examples,
+    batch_size=batch_size,
+    sharding=sharding,
+  )
 
 
 class DeviceData:
@@ -138,8 +170,10 @@ class DeviceData:
     replicated = NamedSharding(mesh, P())
     self._replicated = replicated
     arrays = split.arrays()
-    self.data = {k: jax.make_array_from_callback(v.shape, replicated, lambda idx, v=v: v[idx])
-                 for k, v in arrays.items()}
+    self.data = {
+      k: jax.make_array_from_callback(v.shape, replicated, lambda idx, v=v: v[idx])
+      for k, v in arrays.items()
+    }
 
   def xs(self, start: int, k: int) -> jax.Array:
     return steps_indices(self.seed, start, k, self.num_examples, self.batch_size, self._replicated)
@@ -167,9 +201,16 @@ class StreamData:
   def _indices(self, step: int) -> np.ndarray:
     epoch, i = divmod(step, self.steps_per_epoch)
     if epoch not in self._perm_cache:
-      self._perm_cache = {epoch: np.asarray(jax.device_get(jax.random.permutation(
-          jax.random.fold_in(jax.random.key(self.seed), epoch), self.num_examples)))}
-    return self._perm_cache[epoch][i * self.batch_size:(i + 1) * self.batch_size]
+      self._perm_cache = {
+        epoch: np.asarray(
+          jax.device_get(
+            jax.random.permutation(
+              jax.random.fold_in(jax.random.key(self.seed), epoch), self.num_examples
+            )
+          )
+        )
+      }
+    return self._perm_cache[epoch][i * self.batch_size : (i + 1) * self.batch_size]
 
   def _local_batch(self, step: int) -> dict[str, np.ndarray]:
     return self._split.read(self._indices(step)[self._local])
@@ -177,20 +218,28 @@ class StreamData:
   def xs(self, start: int, k: int) -> Batch:
     if self._iter is None or start != self._next_step:
       steps = grain.MapDataset.range(start, 1 << 62).map(self._local_batch)
-      self._iter = iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=self._threads, prefetch_buffer_size=2 * self._threads)))
+      self._iter = iter(
+        steps.to_iter_dataset(
+          grain.ReadOptions(num_threads=self._threads, prefetch_buffer_size=2 * self._threads)
+        )
+      )
     local = [next(self._iter) for _ in range(k)]
     self._next_step = start + k
     stacked = {key: np.stack([b[key] for b in local]) for key in local[0]}
     sharding = NamedSharding(self._mesh, P(None, "data"))
-    return {key: jax.make_array_from_process_local_data(sharding, v, (k, self.batch_size) + v.shape[2:])
-            for key, v in stacked.items()}
+    return {
+      key: jax.make_array_from_process_local_data(sharding, v, (k, self.batch_size) + v.shape[2:])
+      for key, v in stacked.items()
+    }
 
   def get(self, data: None, x: Batch) -> Batch:
     del data
     return x
 
 
-def make_train_data(split: Split, data: ml_collections.ConfigDict, batch_size: int, mesh: Mesh, seed: int):
+def make_train_data(
+  split: Split, data: ml_collections.ConfigDict, batch_size: int, mesh: Mesh, seed: int
+):
   """DeviceData when the split fits (`data.on_device`: "auto", "yes" or "no"), else StreamData."""
   mode = data.get("on_device", "auto")  # "auto", "yes" or "no" (config.check_config)
   example = split.read(np.arange(1))
@@ -212,8 +261,10 @@ def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[Batch]:
     mask = positions < len(split)
     batch = split.read(np.where(mask, positions, 0)[local])
     batch["mask"] = mask[local]
-    yield {k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
-           for k, v in batch.items()}
+    yield {
+      k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
+      for k, v in batch.items()
+    }
 
 
 def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
@@ -221,7 +272,11 @@ def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
   if batch_size % n_dev:
     raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {n_dev} devices")
   if batch_size % jax.process_count():
-    raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {jax.process_count()} processes")
+    raise ConfigError(
+      f"train.batch_size {batch_size} must be a multiple of the {jax.process_count()} processes"
+    )
   if batch_size > num_examples:
-    raise ConfigError(f"train.batch_size {batch_size} is larger than the {num_examples} training examples "
-                      f"(data.train_size, data.validation_size)")
+    raise ConfigError(
+      f"train.batch_size {batch_size} is larger than the {num_examples} training examples "
+      f"(data.train_size, data.validation_size)"
+    )

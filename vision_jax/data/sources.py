@@ -23,6 +23,7 @@ source's name, format and options there (`vision_jax_source.json`); format optio
 `prepared:` must be the recorded ones, so a run cannot read, say, 32x32 pets while its config asks
 for 64x64.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,30 +40,39 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data.formats import LocalFormat, get_format
-from vision_jax.errors import DatasetError
 from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.errors import DatasetError
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def datasets_dir() -> str:
   """Where local datasets live: $VISION_JAX_DATASETS, default ../shared/datasets beside the repo."""
-  return os.environ.get("VISION_JAX_DATASETS") or os.path.join(os.path.dirname(_REPO_ROOT), "shared", "datasets")
+  return os.environ.get("VISION_JAX_DATASETS") or os.path.join(
+    os.path.dirname(_REPO_ROOT), "shared", "datasets"
+  )
 
 
 def cache_dir() -> str:
   """Where prepared datasets are cached: $VISION_JAX_CACHE, default ~/.cache/vision_jax."""
-  return os.environ.get("VISION_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vision_jax")
+  return os.environ.get("VISION_JAX_CACHE") or os.path.join(
+    os.path.expanduser("~"), ".cache", "vision_jax"
+  )
 
 
 @dataclasses.dataclass
 class Source:
   """A dataset whose splits are random-access data sources of {"image", "label"} examples."""
+
   name: str
   spec: DatasetSpec
   _splits: dict[str, Any]
-  folder: str | None = None  # a local dataset's prepared folder, which `prepared:<folder>` opens elsewhere
-  origin: str = ""  # what it was prepared from: `name`, or for `prepared:<folder>` the name recorded there
+  folder: str | None = (
+    None  # a local dataset's prepared folder, which `prepared:<folder>` opens elsewhere
+  )
+  origin: str = (
+    ""  # what it was prepared from: `name`, or for `prepared:<folder>` the name recorded there
+  )
 
   def __post_init__(self):
     self.origin = self.origin or self.name
@@ -92,13 +102,16 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
 
     def _info(self):
       return tfds.core.DatasetInfo(
-          builder=self,
-          description=f"{fmt.name} dataset from {root}",
-          features=tfds.features.FeaturesDict({
-              "image": tfds.features.Tensor(shape=tuple(spec.image_shape), dtype=np.uint8),
-              "label": tfds.features.ClassLabel(names=list(spec.class_names)),
-          }),
-          supervised_keys=("image", "label"))
+        builder=self,
+        description=f"{fmt.name} dataset from {root}",
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Tensor(shape=tuple(spec.image_shape), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=list(spec.class_names)),
+          }
+        ),
+        supervised_keys=("image", "label"),
+      )
 
     def _split_generators(self, dl_manager):
       del dl_manager
@@ -109,11 +122,16 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
         source = ex.pop("_source", root)
         label = ex["label"]
         if not 0 <= label < spec.num_classes:
-          raise DatasetError(f"{source}: label {label} of example {key} is outside the class range "
-                             f"[0, {spec.num_classes})")
+          raise DatasetError(
+            f"{source}: label {label} of example {key} is outside the class range "
+            f"[0, {spec.num_classes})"
+          )
         yield key, ex
 
-  slug = re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(root)).lower()).strip("_") or "data"
+  slug = (
+    re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(root)).lower()).strip("_")
+    or "data"
+  )
   Builder.name = f"{fmt.name}_{slug}"
   return Builder(data_dir=data_dir, file_format="array_record")
 
@@ -136,15 +154,19 @@ def get_source(name: str, **options) -> Source:
     raise DatasetError(f"dataset {name!r}: expected '<format>:<path or name>' or 'tfds:<name>'")
   if kind == "tfds":
     if options:
-      raise DatasetError(f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets")
+      raise DatasetError(
+        f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets"
+      )
     return _tfds_source(rest)
   if kind == "prepared":
     return _prepared_source(name, rest, options)
   fmt = get_format(kind, **options)
   root = rest if kind == "sklearn" else resolve_path(rest)
   if kind != "sklearn" and not os.path.exists(root):
-    raise DatasetError(f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
-                       f"holding it (now {datasets_dir()}) or name an existing path")
+    raise DatasetError(
+      f"{name}: {root} does not exist; set $VISION_JAX_DATASETS to the folder "
+      f"holding it (now {datasets_dir()}) or name an existing path"
+    )
   fingerprint = fmt.fingerprint(root)
   spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fingerprint}.json")
   spec = _load_spec(spec_path) or fmt.spec(root)
@@ -155,47 +177,77 @@ def get_source(name: str, **options) -> Source:
       builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
       if not builder.is_prepared():
         _clear_incomplete(builder.data_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+        builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+          )
+        )
   if not os.path.exists(spec_path):
     _save_spec(spec_path, spec)
   record = os.path.join(builder.data_dir, SOURCE_RECORD)
   if not os.path.exists(record):
-    _write_json(record, {"name": name, "root": root, "format": fmt.name, "options": fmt.options(),
-                         "spec": dataclasses.asdict(spec)})
+    _write_json(
+      record,
+      {
+        "name": name,
+        "root": root,
+        "format": fmt.name,
+        "options": fmt.options(),
+        "spec": dataclasses.asdict(spec),
+      },
+    )
   splits = {s: builder.as_data_source(split=s) for s in spec.splits}
   return Source(name=name, spec=spec, _splits=splits, folder=builder.data_dir)
 
 
-SOURCE_RECORD = "vision_jax_source.json"  # in a prepared dataset's folder: what it was prepared from
+SOURCE_RECORD = (
+  "vision_jax_source.json"  # in a prepared dataset's folder: what it was prepared from
+)
 
 
 def _prepared_source(name: str, folder: str, options: dict) -> Source:
   """A prepared dataset's folder, opened without its source files (see the module's docstring)."""
   folder = resolve_path(folder)
   record_path = os.path.join(folder, SOURCE_RECORD)
-  if not os.path.isfile(os.path.join(folder, "dataset_info.json")) or not os.path.isfile(record_path):
-    raise DatasetError(f"{name}: expected a folder that vision_jax prepared, holding dataset_info.json and "
-                       f"{SOURCE_RECORD} (<cache>/tfds/<builder>/<fingerprint>/<version>); {folder} is not one")
+  if not os.path.isfile(os.path.join(folder, "dataset_info.json")) or not os.path.isfile(
+    record_path
+  ):
+    raise DatasetError(
+      f"{name}: expected a folder that vision_jax prepared, holding dataset_info.json and "
+      f"{SOURCE_RECORD} (<cache>/tfds/<builder>/<fingerprint>/<version>); {folder} is not one"
+    )
   try:
     with open(record_path) as f:
       record = json.load(f)
     origin, fmt_name, recorded = record["name"], record["format"], record["options"]
-    spec = DatasetSpec(image_shape=tuple(record["spec"]["image_shape"]),
-                       class_names=tuple(record["spec"]["class_names"]), splits=tuple(record["spec"]["splits"]))
+    spec = DatasetSpec(
+      image_shape=tuple(record["spec"]["image_shape"]),
+      class_names=tuple(record["spec"]["class_names"]),
+      splits=tuple(record["spec"]["splits"]),
+    )
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise DatasetError(f"{name}: {record_path} is unreadable or incomplete ({e}); copy the prepared folder again") from e
+    raise DatasetError(
+      f"{name}: {record_path} is unreadable or incomplete ({e}); copy the prepared folder again"
+    ) from e
   if options:
     asked = get_format(fmt_name, **options).options()
     differing = {k: (recorded.get(k), v) for k, v in asked.items() if recorded.get(k) != v}
     if differing:
-      raise DatasetError(f"{name}: prepared from {origin} with "
-                         + ", ".join(f"{k}={was!r}" for k, (was, _) in differing.items()) + ", but the config asks for "
-                         + ", ".join(f"{k}={now!r}" for k, (_, now) in differing.items())
-                         + "; prepare it with those options, or drop them")
+      raise DatasetError(
+        f"{name}: prepared from {origin} with "
+        + ", ".join(f"{k}={was!r}" for k, (was, _) in differing.items())
+        + ", but the config asks for "
+        + ", ".join(f"{k}={now!r}" for k, (_, now) in differing.items())
+        + "; prepare it with those options, or drop them"
+      )
   builder = tfds.builder_from_directory(folder)
-  return Source(name=name, spec=spec, _splits={s: builder.as_data_source(split=s) for s in spec.splits},
-                folder=folder, origin=origin)
+  return Source(
+    name=name,
+    spec=spec,
+    _splits={s: builder.as_data_source(split=s) for s in spec.splits},
+    folder=folder,
+    origin=origin,
+  )
 
 
 def _load_spec(path: str) -> DatasetSpec | None:
@@ -203,8 +255,11 @@ def _load_spec(path: str) -> DatasetSpec | None:
   try:
     with open(path) as f:
       d = json.load(f)
-    return DatasetSpec(image_shape=tuple(d["image_shape"]), class_names=tuple(d["class_names"]),
-                       splits=tuple(d["splits"]))
+    return DatasetSpec(
+      image_shape=tuple(d["image_shape"]),
+      class_names=tuple(d["class_names"]),
+      splits=tuple(d["splits"]),
+    )
   except (OSError, ValueError, KeyError, TypeError):
     return None
 
@@ -254,14 +309,18 @@ def _tfds_source(name: str) -> Source:
     try:
       builder.download_and_prepare()
     except Exception as e:
-      raise DatasetError(f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
-                         "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10") from e
+      raise DatasetError(
+        f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
+        "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10"
+      ) from e
   info = builder.info
   image_key, label_key = info.supervised_keys or ("image", "label")
   shape = tuple(info.features[image_key].shape)
   names = tuple(info.features[label_key].names)
   splits = {s: _Renamed(builder.as_data_source(split=s), image_key, label_key) for s in info.splits}
-  return Source(name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(info.splits)), _splits=splits)
+  return Source(
+    name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(info.splits)), _splits=splits
+  )
 
 
 class _Renamed:

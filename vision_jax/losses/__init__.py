@@ -1,19 +1,20 @@
 """Losses: the classification losses (`classification`: cross-entropy, MSE, focal), re-exported
 here as `losses.<name>`, and the embedding losses of face recognition (`metric_learning`)."""
+
 from vision_jax.losses.classification import (
-    CLASSIFICATION_LOSSES,
-    classification_loss,
-    focal_loss,
-    mse,
-    softmax_cross_entropy,
-    softmax_mse,
+  CLASSIFICATION_LOSSES,
+  classification_loss,
+  focal_loss,
+  mse,
+  softmax_cross_entropy,
+  softmax_mse,
 )
 
 __all__ = [
-    "CLASSIFICATION_LOSSES",
-    "classification_loss",
-    "focal_loss",
-    "mse",
-    "softmax_cross_entropy",
-    "softmax_mse",
+  "CLASSIFICATION_LOSSES",
+  "classification_loss",
+  "focal_loss",
+  "mse",
+  "softmax_cross_entropy",
+  "softmax_mse",
 ]

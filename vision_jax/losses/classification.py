@@ -1,4 +1,5 @@
 """Losses, per example: [batch, ...] -> [batch]. Reduce with the batch mask in the task."""
+
 from __future__ import annotations
 
 import jax
@@ -8,10 +9,16 @@ import optax
 from vision_jax.errors import ConfigError
 
 
-def softmax_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: float = 0.0) -> jnp.ndarray:
+def softmax_cross_entropy(
+  logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: float = 0.0
+) -> jnp.ndarray:
   """Cross-entropy of integer `labels` [b] under `logits` [b, classes], with label smoothing."""
   num_classes = logits.shape[-1]
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing) if label_smoothing else jax.nn.one_hot(labels, num_classes)
+  targets = (
+    optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+    if label_smoothing
+    else jax.nn.one_hot(labels, num_classes)
+  )
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
@@ -21,7 +28,9 @@ def softmax_mse(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
   return jnp.sum((probs - jax.nn.one_hot(labels, logits.shape[-1])) ** 2, axis=-1)
 
 
-def focal_loss(logits: jnp.ndarray, labels: jnp.ndarray, gamma: float = 2.0, alpha: float | None = None) -> jnp.ndarray:
+def focal_loss(
+  logits: jnp.ndarray, labels: jnp.ndarray, gamma: float = 2.0, alpha: float | None = None
+) -> jnp.ndarray:
   """Focal loss (Lin et al. 2017, eq. 5), softmax form: -alpha (1 - p_t)^gamma log p_t.
 
   gamma = 0 and alpha = None is the cross-entropy.
@@ -41,8 +50,14 @@ def mse(predictions: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
 CLASSIFICATION_LOSSES = ("cross_entropy", "mse", "focal")
 
 
-def classification_loss(name: str, logits: jnp.ndarray, labels: jnp.ndarray, *, label_smoothing: float = 0.0,
-                        focal_gamma: float = 2.0) -> jnp.ndarray:
+def classification_loss(
+  name: str,
+  logits: jnp.ndarray,
+  labels: jnp.ndarray,
+  *,
+  label_smoothing: float = 0.0,
+  focal_gamma: float = 2.0,
+) -> jnp.ndarray:
   """The classification loss named `name`, per example."""
   if name == "cross_entropy":
     return softmax_cross_entropy(logits, labels, label_smoothing)

@@ -12,12 +12,12 @@ They see only the people in the batch, so a batch should hold several images of 
 Softmax cross-entropy is `vision_jax.losses.softmax_cross_entropy`; `l2_normalize` is a layer
 (`vision_jax.models.layers`), since a face model normalises its embedding with it.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
-
 
 
 def pairwise_distances(embeddings: jnp.ndarray) -> jnp.ndarray:
@@ -38,8 +38,9 @@ def _pair_masks(labels: jnp.ndarray, mask: jnp.ndarray | None) -> tuple[jnp.ndar
   return same & both, ~same & both
 
 
-def contrastive_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, margin: float = 1.0,
-                     mask: jnp.ndarray | None = None) -> jnp.ndarray:
+def contrastive_loss(
+  embeddings: jnp.ndarray, labels: jnp.ndarray, margin: float = 1.0, mask: jnp.ndarray | None = None
+) -> jnp.ndarray:
   """Hadsell et al. 2006 over all pairs: d^2 for same-person pairs, max(0, margin - d)^2 otherwise.
 
   The two kinds of pairs are averaged separately and then summed, so that the many different
@@ -55,13 +56,16 @@ def contrastive_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, margin: float
   """
   d = pairwise_distances(embeddings)
   same, different = _pair_masks(labels, mask)
-  pos = jnp.sum(jnp.where(same, d ** 2, 0.0)) / jnp.maximum(jnp.sum(same), 1)
-  neg = jnp.sum(jnp.where(different, jax.nn.relu(margin - d) ** 2, 0.0)) / jnp.maximum(jnp.sum(different), 1)
+  pos = jnp.sum(jnp.where(same, d**2, 0.0)) / jnp.maximum(jnp.sum(same), 1)
+  neg = jnp.sum(jnp.where(different, jax.nn.relu(margin - d) ** 2, 0.0)) / jnp.maximum(
+    jnp.sum(different), 1
+  )
   return pos + neg
 
 
-def batch_hard_mining(distances: jnp.ndarray, labels: jnp.ndarray,
-                      mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def batch_hard_mining(
+  distances: jnp.ndarray, labels: jnp.ndarray, mask: jnp.ndarray | None = None
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
   """For each anchor, the farthest same-person and the nearest other-person example of the batch.
 
   Args:
@@ -79,8 +83,9 @@ def batch_hard_mining(distances: jnp.ndarray, labels: jnp.ndarray,
   return hardest_positive, hardest_negative, valid
 
 
-def batch_hard_triplet_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, margin: float = 0.2,
-                            mask: jnp.ndarray | None = None) -> jnp.ndarray:
+def batch_hard_triplet_loss(
+  embeddings: jnp.ndarray, labels: jnp.ndarray, margin: float = 0.2, mask: jnp.ndarray | None = None
+) -> jnp.ndarray:
   """Hermans et al. 2017: mean over anchors of max(0, d(a, hardest p) - d(a, hardest n) + margin).
 
   Args:
@@ -98,8 +103,9 @@ def batch_hard_triplet_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, margin
   return jnp.sum(jnp.where(valid, per_anchor, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def arcface_logits(cosines: jnp.ndarray, labels: jnp.ndarray, scale: float = 30.0,
-                   margin: float = 0.5) -> jnp.ndarray:
+def arcface_logits(
+  cosines: jnp.ndarray, labels: jnp.ndarray, scale: float = 30.0, margin: float = 0.5
+) -> jnp.ndarray:
   """s cos(theta_y + m) for the true class, s cos(theta_j) for the others (Deng et al. 2019, eq. 3).
 
   Where theta_y + m would pass pi (cos(theta_y + m) would rise again), the paper's
@@ -112,15 +118,22 @@ def arcface_logits(cosines: jnp.ndarray, labels: jnp.ndarray, scale: float = 30.
     logits [b, classes].
   """
   cos = jnp.clip(cosines.astype(jnp.float32), -1.0 + 1e-7, 1.0 - 1e-7)
-  sin = jnp.sqrt(1.0 - cos ** 2)
+  sin = jnp.sqrt(1.0 - cos**2)
   with_margin = cos * jnp.cos(margin) - sin * jnp.sin(margin)
-  with_margin = jnp.where(cos > jnp.cos(jnp.pi - margin), with_margin, cos - jnp.sin(jnp.pi - margin) * margin)
+  with_margin = jnp.where(
+    cos > jnp.cos(jnp.pi - margin), with_margin, cos - jnp.sin(jnp.pi - margin) * margin
+  )
   target = jax.nn.one_hot(labels, cos.shape[-1], dtype=bool)
   return scale * jnp.where(target, with_margin, cos)
 
 
-def arcface_loss(cosines: jnp.ndarray, labels: jnp.ndarray, scale: float = 30.0, margin: float = 0.5,
-                 mask: jnp.ndarray | None = None) -> jnp.ndarray:
+def arcface_loss(
+  cosines: jnp.ndarray,
+  labels: jnp.ndarray,
+  scale: float = 30.0,
+  margin: float = 0.5,
+  mask: jnp.ndarray | None = None,
+) -> jnp.ndarray:
   """The additive angular margin loss: mean cross-entropy of `arcface_logits` [b, classes]."""
   logits = arcface_logits(cosines, labels, scale, margin)
   per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)

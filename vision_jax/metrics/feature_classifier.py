@@ -19,6 +19,7 @@ DIR is a feature classifier too (its classifier.json says "resize": images are r
 bilinearly, not zero-padded), and `--config.gan.classifier.directory=DIR` makes a GAN experiment
 report the standard FID and Inception score.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ class FeatureClassifier:
     resize: resize images to image_size (bilinear, as FID's Inception does) instead of padding
       them; grey images are then repeated over the classifier's three channels.
   """
+
   model: nn.Module
   variables: Any
   image_size: int
@@ -64,16 +66,22 @@ class FeatureClassifier:
       if c == 1 and len(self.mean) == 3:
         x = jnp.repeat(x, 3, axis=-1)
       elif c != len(self.mean):
-        raise ValueError(f"the feature classifier takes images with {len(self.mean)} channels (or 1), "
-                         f"got {images.shape}")
+        raise ValueError(
+          f"the feature classifier takes images with {len(self.mean)} channels (or 1), "
+          f"got {images.shape}"
+        )
       x = jax.image.resize(x, (b, self.image_size, self.image_size, x.shape[-1]), "bilinear")
     else:
       if c != len(self.mean) or h > self.image_size or w > self.image_size:
-        raise ValueError(f"the feature classifier takes images of at most {self.image_size}x{self.image_size} "
-                         f"with {len(self.mean)} channels, got {images.shape}")
+        raise ValueError(
+          f"the feature classifier takes images of at most {self.image_size}x{self.image_size} "
+          f"with {len(self.mean)} channels, got {images.shape}"
+        )
       top, left = (self.image_size - h) // 2, (self.image_size - w) // 2
       # The classifier saw uint8 zeros as padding (pixel 0.0 before standardisation), as here.
-      x = jnp.pad(x, ((0, 0), (top, self.image_size - h - top), (left, self.image_size - w - left), (0, 0)))
+      x = jnp.pad(
+        x, ((0, 0), (top, self.image_size - h - top), (left, self.image_size - w - left), (0, 0))
+      )
     x = (x - jnp.asarray(self.mean)) / jnp.asarray(self.std)
     logits, out = self.model.apply(self.variables, x, train=False)
     return jax.nn.softmax(logits.astype(jnp.float32)), out["pre_logits"].astype(jnp.float32)
@@ -83,13 +91,24 @@ def load_feature_classifier(directory: str) -> FeatureClassifier:
   """Reads a classifier saved by `vision_jax.train.feature_classifier.train_feature_classifier`."""
   path = os.path.join(directory, "classifier.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"no feature classifier in {directory}: expected classifier.json and variables/ "
-                            "written by vision_jax.train.feature_classifier.train_feature_classifier")
+    raise FileNotFoundError(
+      f"no feature classifier in {directory}: expected classifier.json and variables/ "
+      "written by vision_jax.train.feature_classifier.train_feature_classifier"
+    )
   with open(path) as f:
     info = json.load(f)
   model = build_model(ml_collections.ConfigDict(info["model"]), num_classes=info["num_classes"])
   # Trained here: <directory>/variables; imported by scripts.import_torchvision: <directory> itself.
   variables_dir = os.path.join(directory, "variables")
-  variables = jax.tree.map(jnp.asarray, load_variables(variables_dir if os.path.isdir(variables_dir) else directory))
-  return FeatureClassifier(model, variables, info["image_size"], tuple(info["mean"]), tuple(info["std"]), info,
-                           resize=bool(info.get("resize", False)))
+  variables = jax.tree.map(
+    jnp.asarray, load_variables(variables_dir if os.path.isdir(variables_dir) else directory)
+  )
+  return FeatureClassifier(
+    model,
+    variables,
+    info["image_size"],
+    tuple(info["mean"]),
+    tuple(info["std"]),
+    info,
+    resize=bool(info.get("resize", False)),
+  )

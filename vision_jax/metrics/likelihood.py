@@ -11,6 +11,7 @@ is the paper's estimate of the test log-likelihood. `importance_weighted_bound` 
 chunks of samples with a running log-sum-exp, so memory is that of one chunk whatever k is.
 All log-densities are in nats, summed over the dimensions of one example: [batch, ...] -> [batch].
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ def gaussian_kl(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
 
 
-def diagonal_gaussian_log_density(z: jnp.ndarray, mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
+def diagonal_gaussian_log_density(
+  z: jnp.ndarray, mean: jnp.ndarray, logvar: jnp.ndarray
+) -> jnp.ndarray:
   """log N(z; mean, diag(exp(logvar))), summed over the last axis: [..., latent] -> [...]."""
   return -0.5 * jnp.sum(LOG_2PI + logvar + (z - mean) ** 2 * jnp.exp(-logvar), axis=-1)
 
@@ -60,7 +63,9 @@ def standard_normal_log_density(z: jnp.ndarray) -> jnp.ndarray:
   return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
 
 
-def reparameterize(rng: jax.Array, mean: jnp.ndarray, logvar: jnp.ndarray, num_samples: int | None = None) -> jnp.ndarray:
+def reparameterize(
+  rng: jax.Array, mean: jnp.ndarray, logvar: jnp.ndarray, num_samples: int | None = None
+) -> jnp.ndarray:
   """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I): differentiable in (mean, logvar).
 
   mean, logvar: [batch, latent]. Returns [batch, latent], or [num_samples, batch, latent].
@@ -70,8 +75,12 @@ def reparameterize(rng: jax.Array, mean: jnp.ndarray, logvar: jnp.ndarray, num_s
   return mean + jnp.exp(0.5 * logvar) * eps
 
 
-def importance_weighted_bound(log_weights_fn: Callable[[jax.Array, int], jnp.ndarray], rng: jax.Array,
-                              num_samples: int, chunk_size: int = 100) -> jnp.ndarray:
+def importance_weighted_bound(
+  log_weights_fn: Callable[[jax.Array, int], jnp.ndarray],
+  rng: jax.Array,
+  num_samples: int,
+  chunk_size: int = 100,
+) -> jnp.ndarray:
   """The importance-weighted bound L_k = log (1/k) sum_i w_i, for each example: [batch].
 
   Args:
@@ -87,7 +96,9 @@ def importance_weighted_bound(log_weights_fn: Callable[[jax.Array, int], jnp.nda
   Jit-compatible: the chunks run in a `lax.fori_loop` with a running log-sum-exp.
   """
   if not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"the number of importance samples k must be an integer >= 1, got {num_samples!r}")
+    raise ValueError(
+      f"the number of importance samples k must be an integer >= 1, got {num_samples!r}"
+    )
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   num_chunks = -(-num_samples // chunk_size)
@@ -98,5 +109,7 @@ def importance_weighted_bound(log_weights_fn: Callable[[jax.Array, int], jnp.nda
     return jax.nn.logsumexp(jnp.where(valid[:, None], log_w, -jnp.inf), axis=0)
 
   first = chunk_logsumexp(0)
-  total = jax.lax.fori_loop(1, num_chunks, lambda i, acc: jnp.logaddexp(acc, chunk_logsumexp(i)), first)
+  total = jax.lax.fori_loop(
+    1, num_chunks, lambda i, acc: jnp.logaddexp(acc, chunk_logsumexp(i)), first
+  )
   return total - math.log(num_samples)

@@ -1,4 +1,5 @@
 """How useful a frozen representation is: the test accuracy of a linear classifier on its codes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,14 @@ import sklearn.linear_model
 import sklearn.preprocessing
 
 
-def linear_probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                          test_labels: np.ndarray, max_iter: int = 1000, l2: float = 1.0) -> float:
+def linear_probe_accuracy(
+  train_codes: np.ndarray,
+  train_labels: np.ndarray,
+  test_codes: np.ndarray,
+  test_labels: np.ndarray,
+  max_iter: int = 1000,
+  l2: float = 1.0,
+) -> float:
   """Fraction of test codes that multinomial logistic regression, fit on the training codes, gets right.
 
   The codes are standardised with the training codes' statistics first, so that codes of
@@ -15,7 +22,9 @@ def linear_probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, tes
   train_codes: [n, d]; train_labels: int [n]; test_codes: [m, d]; test_labels: int [m].
   """
   if train_codes.ndim != 2 or test_codes.ndim != 2 or train_codes.shape[1] != test_codes.shape[1]:
-    raise ValueError(f"codes must be [n, d] with the same d, got {train_codes.shape} and {test_codes.shape}")
+    raise ValueError(
+      f"codes must be [n, d] with the same d, got {train_codes.shape} and {test_codes.shape}"
+    )
   if len(train_codes) != len(train_labels) or len(test_codes) != len(test_labels):
     raise ValueError("one label per code is expected")
   scaler = sklearn.preprocessing.StandardScaler().fit(train_codes)

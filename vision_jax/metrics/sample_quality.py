@@ -19,6 +19,7 @@ Both are written in sum form, so that an eval step returns (sum, count) pairs th
 batches and devices: a feature mean is s1 / n and its covariance (s2 - n mu mu^T) / (n - 1), with
 s1 the sum of the features and s2 the sum of their outer products.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -35,8 +36,10 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
   if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != mu1.shape * 2:
-    raise ValueError(f"expected means [d] and covariances [d, d], got {mu1.shape}, {cov1.shape}, "
-                     f"{mu2.shape}, {cov2.shape}")
+    raise ValueError(
+      f"expected means [d] and covariances [d, d], got {mu1.shape}, {cov1.shape}, "
+      f"{mu2.shape}, {cov2.shape}"
+    )
   values, vectors = np.linalg.eigh((cov1 + cov1.T) / 2)
   sqrt1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
   middle = sqrt1 @ cov2 @ sqrt1
@@ -56,7 +59,9 @@ def classifier_score_from_sums(plogp_sum: float, probs_sum: np.ndarray, count: f
   return float(np.exp(float(plogp_sum) / count - np.sum(_xlogx(marginal))))
 
 
-def gaussian_from_sums(feature_sum: np.ndarray, outer_sum: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_from_sums(
+  feature_sum: np.ndarray, outer_sum: np.ndarray, count: float
+) -> tuple[np.ndarray, np.ndarray]:
   """(mean [d], unbiased covariance [d, d]) from sum_x f, sum_x f f^T and the count."""
   if count < 2:
     raise ValueError(f"a covariance needs at least 2 examples, got {count}")
@@ -65,7 +70,9 @@ def gaussian_from_sums(feature_sum: np.ndarray, outer_sum: np.ndarray, count: fl
   return mu, cov
 
 
-def feature_sums(features: jnp.ndarray, mask: jnp.ndarray) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+def feature_sums(
+  features: jnp.ndarray, mask: jnp.ndarray
+) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
   """Sum-form statistics of features [b, d] over the real rows (mask [b]): sum and outer-product sum."""
   m = mask.astype(jnp.float32)
   f = features.astype(jnp.float32) * m[:, None]
@@ -73,13 +80,17 @@ def feature_sums(features: jnp.ndarray, mask: jnp.ndarray) -> dict[str, tuple[jn
   return {"feature_sum": (jnp.sum(f, axis=0), count), "outer_sum": (f.T @ f, count)}
 
 
-def prediction_sums(probs: jnp.ndarray, mask: jnp.ndarray) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+def prediction_sums(
+  probs: jnp.ndarray, mask: jnp.ndarray
+) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
   """Sum-form statistics of class probabilities [b, classes] for the score."""
   m = mask.astype(jnp.float32)
   p = probs.astype(jnp.float32)
   count = jnp.sum(m)
-  return {"probs_sum": (jnp.sum(p * m[:, None], axis=0), count),
-          "plogp_sum": (jnp.sum(jnp.sum(_xlogx(p), axis=1) * m), count)}
+  return {
+    "probs_sum": (jnp.sum(p * m[:, None], axis=0), count),
+    "plogp_sum": (jnp.sum(jnp.sum(_xlogx(p), axis=1) * m), count),
+  }
 
 
 def _xlogx(p):

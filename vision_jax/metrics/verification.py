@@ -10,6 +10,7 @@ distance) is at least a threshold. The ROC sweeps every threshold; its points ag
     threshold, _ = best_threshold(train_scores, train_same)
     verification_accuracy(scores, same, threshold)
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return first, second, labels[first] == labels[second]
 
 
-def pair_scores(embeddings: jnp.ndarray, first: np.ndarray, second: np.ndarray,
-                metric: str = "cosine") -> np.ndarray:
+def pair_scores(
+  embeddings: jnp.ndarray, first: np.ndarray, second: np.ndarray, metric: str = "cosine"
+) -> np.ndarray:
   """Similarity of each pair (first[p], second[p]) of rows of `embeddings` [n, d]: [p] float64.
 
   metric: "cosine" (the embeddings' cosine) or "euclidean" (the negated Euclidean distance, so
@@ -45,9 +47,13 @@ def pair_scores(embeddings: jnp.ndarray, first: np.ndarray, second: np.ndarray,
 def _check(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
   if scores.ndim != 1 or scores.shape != same.shape:
-    raise ValueError(f"scores and same must be 1-D of one length, got {scores.shape} and {same.shape}")
+    raise ValueError(
+      f"scores and same must be 1-D of one length, got {scores.shape} and {same.shape}"
+    )
   if same.all() or not same.any():
-    raise ValueError(f"need both same and different pairs; got {int(same.sum())} same of {len(same)}")
+    raise ValueError(
+      f"need both same and different pairs; got {int(same.sum())} same of {len(same)}"
+    )
   if not np.all(np.isfinite(scores)):
     raise ValueError("scores must be finite")
   return scores, same
@@ -108,8 +114,14 @@ def verification_accuracy(scores: np.ndarray, same: np.ndarray, threshold: float
   return float(np.mean((scores >= threshold) == same))
 
 
-def verification_report(train_features: jnp.ndarray, train_labels: np.ndarray, test_features: jnp.ndarray,
-                        test_labels: np.ndarray, far: float = 0.01, metric: str = "cosine") -> dict:
+def verification_report(
+  train_features: jnp.ndarray,
+  train_labels: np.ndarray,
+  test_features: jnp.ndarray,
+  test_labels: np.ndarray,
+  far: float = 0.01,
+  metric: str = "cosine",
+) -> dict:
   """Verification of all test pairs, with the threshold chosen on all training pairs.
 
   Args:
@@ -123,12 +135,21 @@ def verification_report(train_features: jnp.ndarray, train_labels: np.ndarray, t
      "pairs", "same_pairs", "fpr", "tpr"} of the test pairs.
   """
   train_first, train_second, train_same = all_pairs(train_labels)
-  threshold, train_accuracy = best_threshold(pair_scores(train_features, train_first, train_second, metric),
-                                             train_same)
+  threshold, train_accuracy = best_threshold(
+    pair_scores(train_features, train_first, train_second, metric), train_same
+  )
   first, second, same = all_pairs(test_labels)
   scores = pair_scores(test_features, first, second, metric)
   fpr, tpr, _ = roc_curve(scores, same)
-  return {"auc": auc(fpr, tpr), "tar_at_far": tar_at_far(fpr, tpr, far),
-          "accuracy": verification_accuracy(scores, same, threshold), "threshold": threshold,
-          "train_accuracy": train_accuracy, "test_best_accuracy": best_threshold(scores, same)[1],
-          "pairs": int(len(same)), "same_pairs": int(same.sum()), "fpr": fpr, "tpr": tpr}
+  return {
+    "auc": auc(fpr, tpr),
+    "tar_at_far": tar_at_far(fpr, tpr, far),
+    "accuracy": verification_accuracy(scores, same, threshold),
+    "threshold": threshold,
+    "train_accuracy": train_accuracy,
+    "test_best_accuracy": best_threshold(scores, same)[1],
+    "pairs": int(len(same)),
+    "same_pairs": int(same.sum()),
+    "fpr": fpr,
+    "tpr": tpr,
+  }

@@ -7,6 +7,7 @@ adaptive average pool to 6x6 before the classifier so that any input of at least
 The layout (and so the parameter count, 61,100,840) is torchvision's, so its weights import
 with `scripts.import_torchvision alexnet`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,17 +16,17 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.errors import ConfigError
-from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv
+from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.registry import register
 
 # (features, kernel, stride, padding, max pool after) of the five convolutions.
 _CONVS = (
-    (64, 11, 4, 2, True),
-    (192, 5, 1, 2, True),
-    (384, 3, 1, 1, False),
-    (256, 3, 1, 1, False),
-    (256, 3, 1, 1, True),
+  (64, 11, 4, 2, True),
+  (192, 5, 1, 2, True),
+  (384, 3, 1, 1, False),
+  (256, 3, 1, 1, False),
+  (256, 3, 1, 1, True),
 )
 
 
@@ -38,6 +39,7 @@ class AlexNet(nn.Module):
     dropout: dropout rate before each of the two hidden fully connected layers.
     dtype: computation dtype (parameters stay float32).
   """
+
   num_classes: int = 1000
   dropout: float = 0.5
   dtype: Any = jnp.float32
@@ -55,8 +57,14 @@ class AlexNet(nn.Module):
     out = {}
     x = jnp.asarray(x, self.dtype)
     for i, (features, kernel, stride, padding, pool) in enumerate(_CONVS):
-      x = Conv(features, (kernel, kernel), strides=stride, padding=[(padding, padding)] * 2,
-               dtype=self.dtype, name=f"conv{i + 1}")(x)
+      x = Conv(
+        features,
+        (kernel, kernel),
+        strides=stride,
+        padding=[(padding, padding)] * 2,
+        dtype=self.dtype,
+        name=f"conv{i + 1}",
+      )(x)
       x = nn.relu(x)
       out[f"conv{i + 1}"] = x
       if pool:

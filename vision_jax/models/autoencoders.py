@@ -13,6 +13,7 @@ training), and the VAE's "mean" and "logvar". `encode` and `decode` are methods,
 `model.apply(variables, x, method="encode")`: the importance-weighted bound and prior samples
 decode latents without an image.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,14 @@ from vision_jax.metrics import likelihood
 from vision_jax.models.layers import Conv, ConvTranspose
 from vision_jax.models.registry import register
 
-ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu, "softplus": nn.softplus,
-               "sigmoid": nn.sigmoid, "linear": lambda x: x}
+ACTIVATIONS = {
+  "relu": nn.relu,
+  "tanh": jnp.tanh,
+  "elu": nn.elu,
+  "softplus": nn.softplus,
+  "sigmoid": nn.sigmoid,
+  "linear": lambda x: x,
+}
 ARCHITECTURES = ("mlp", "conv")
 
 
@@ -39,6 +46,7 @@ def _activation(name: str, what: str):
 
 class MLPEncoder(nn.Module):
   """Flattened pixels -> hidden fully connected layers -> `outputs` features (no activation)."""
+
   hidden: Sequence[int]
   outputs: int
   activation: str = "relu"
@@ -56,6 +64,7 @@ class MLPEncoder(nn.Module):
 
 class MLPDecoder(nn.Module):
   """Code -> hidden fully connected layers (the encoder's, mirrored) -> pixel logits."""
+
   hidden: Sequence[int]
   image_shape: tuple[int, int, int]
   activation: str = "relu"
@@ -73,6 +82,7 @@ class MLPDecoder(nn.Module):
 
 class ConvEncoder(nn.Module):
   """Stride-2 3x3 convolutions of `features` channels, flattened -> `outputs` features."""
+
   features: Sequence[int]
   outputs: int
   activation: str = "relu"
@@ -83,7 +93,9 @@ class ConvEncoder(nn.Module):
     """x: [batch, height, width, channels] -> [batch, outputs]."""
     act = _activation(self.activation, "activation")
     for i, f in enumerate(self.features):
-      x = act(Conv(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"conv{i + 1}")(x))
+      x = act(
+        Conv(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"conv{i + 1}")(x)
+      )
     return nn.Dense(self.outputs, dtype=self.dtype, name="out")(x.reshape((x.shape[0], -1)))
 
 
@@ -93,6 +105,7 @@ class ConvDecoder(nn.Module):
   The last transposed convolution has the image's channels; the output is cropped to the image
   when its size is not a multiple of 2^n (rounded up on the way down by the encoder's SAME padding).
   """
+
   features: Sequence[int]
   image_shape: tuple[int, int, int]
   activation: str = "relu"
@@ -109,30 +122,50 @@ class ConvDecoder(nn.Module):
     x = x.reshape((-1, h0, w0, self.features[-1]))
     widths = [*reversed(tuple(self.features)[:-1]), c]
     for i, f in enumerate(widths):
-      x = ConvTranspose(f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"deconv{i + 1}")(x)
+      x = ConvTranspose(
+        f, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"deconv{i + 1}"
+      )(x)
       if i < n - 1:
         x = act(x)
     return x[:, :h, :w, :]
 
 
-def _check(latent_dim: int, architecture: str, hidden: Sequence[int], image_shape: Sequence[int]) -> None:
+def _check(
+  latent_dim: int, architecture: str, hidden: Sequence[int], image_shape: Sequence[int]
+) -> None:
   if not isinstance(latent_dim, int) or latent_dim < 1:
-    raise ConfigError(f"the latent size (model.latent_dim) must be an integer >= 1, got {latent_dim!r}")
+    raise ConfigError(
+      f"the latent size (model.latent_dim) must be an integer >= 1, got {latent_dim!r}"
+    )
   if architecture not in ARCHITECTURES:
-    raise ConfigError(f"unknown autoencoder architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    raise ConfigError(
+      f"unknown autoencoder architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}"
+    )
   if architecture == "conv" and not hidden:
-    raise ConfigError("a convolutional autoencoder needs at least one layer in model.hidden (its channels)")
+    raise ConfigError(
+      "a convolutional autoencoder needs at least one layer in model.hidden (its channels)"
+    )
   if len(image_shape) != 3 or any(not isinstance(d, int) or d < 1 for d in image_shape):
-    raise ConfigError(f"image_shape must be (height, width, channels) of positive ints, got {image_shape!r}")
+    raise ConfigError(
+      f"image_shape must be (height, width, channels) of positive ints, got {image_shape!r}"
+    )
 
 
 def _encoder_decoder(module, outputs: int):
   """The (encoder, decoder) pair of `module`'s architecture."""
   if module.architecture == "mlp":
-    return (MLPEncoder(module.hidden, outputs, module.activation, module.dtype, name="encoder"),
-            MLPDecoder(module.hidden, tuple(module.image_shape), module.activation, module.dtype, name="decoder"))
-  return (ConvEncoder(module.hidden, outputs, module.activation, module.dtype, name="encoder"),
-          ConvDecoder(module.hidden, tuple(module.image_shape), module.activation, module.dtype, name="decoder"))
+    return (
+      MLPEncoder(module.hidden, outputs, module.activation, module.dtype, name="encoder"),
+      MLPDecoder(
+        module.hidden, tuple(module.image_shape), module.activation, module.dtype, name="decoder"
+      ),
+    )
+  return (
+    ConvEncoder(module.hidden, outputs, module.activation, module.dtype, name="encoder"),
+    ConvDecoder(
+      module.hidden, tuple(module.image_shape), module.activation, module.dtype, name="decoder"
+    ),
+  )
 
 
 class Autoencoder(nn.Module):
@@ -147,6 +180,7 @@ class Autoencoder(nn.Module):
     image_shape: (height, width, channels) of the images it reconstructs.
     dtype: the computation dtype; parameters stay float32.
   """
+
   architecture: str = "mlp"
   latent_dim: int = 32
   hidden: Sequence[int] = (256, 128)
@@ -182,6 +216,7 @@ class VariationalAutoencoder(nn.Module):
   eps from the "latent" rng stream (`rngs={"latent": rng}`); otherwise it is the mean.
   Attributes as `Autoencoder`'s, without latent_activation.
   """
+
   architecture: str = "mlp"
   latent_dim: int = 50
   hidden: Sequence[int] = (200, 200)
@@ -196,7 +231,7 @@ class VariationalAutoencoder(nn.Module):
   def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """x: [batch, height, width, channels] -> (mean, logvar), each [batch, latent_dim] float32."""
     stats = self.encoder(x).astype(jnp.float32)
-    return stats[:, : self.latent_dim], stats[:, self.latent_dim:]
+    return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
 
   def decode(self, z: jnp.ndarray) -> jnp.ndarray:
     """z: [batch, latent_dim] -> logits [batch, height, width, channels]."""

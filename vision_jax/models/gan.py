@@ -13,6 +13,7 @@ A generator maps latents [batch, latent_dim] to images [batch, h, w, c] in [-1, 
 maps images to one unbounded score per image [batch] (the GAN losses apply the sigmoid inside
 the loss; the Wasserstein critic has none), with its penultimate features as "pre_logits".
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -35,8 +36,10 @@ def _dcgan_stages(image_shape: Sequence[int], who: str) -> tuple[int, int]:
     return 3, 4  # 4 -> 8 -> 16 -> 32
   if tuple(image_shape[:2]) == (28, 28):
     return 2, 7  # 7 -> 14 -> 28
-  raise ConfigError(f"{who} is built for 28x28 or 32x32 images, got {tuple(image_shape)}; "
-                    "set data.pad_to or use the MLP models for other sizes")
+  raise ConfigError(
+    f"{who} is built for 28x28 or 32x32 images, got {tuple(image_shape)}; "
+    "set data.pad_to or use the MLP models for other sizes"
+  )
 
 
 @register("mlp_generator")
@@ -47,6 +50,7 @@ class MLPGenerator(nn.Module):
     image_shape: (height, width, channels) of the images to make.
     hidden: widths of the hidden layers.
   """
+
   image_shape: Sequence[int] = (28, 28, 1)
   hidden: Sequence[int] = (256, 512, 1024)
   dtype: Any = jnp.float32
@@ -65,6 +69,7 @@ class MLPGenerator(nn.Module):
 @register("mlp_critic")
 class MLPCritic(nn.Module):
   """Flattened pixels -> LeakyReLU(0.2) hidden layers -> one score."""
+
   hidden: Sequence[int] = (512, 256)
   dtype: Any = jnp.float32
 
@@ -87,6 +92,7 @@ class DCGANGenerator(nn.Module):
     width: channels of the last hidden layer; each earlier stage has twice as many (DCGAN's
       CIFAR/LSUN generator is width 128 at 64x64; 64 suits 32x32).
   """
+
   image_shape: Sequence[int] = (32, 32, 3)
   width: int = 64
   dtype: Any = jnp.float32
@@ -95,21 +101,42 @@ class DCGANGenerator(nn.Module):
   def __call__(self, z: jnp.ndarray, *, train: bool = False):
     """z: [batch, latent_dim]. Returns (images [batch, h, w, c] in [-1, 1], features)."""
     stages, start = _dcgan_stages(self.image_shape, "dcgan_generator")
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                     dtype=self.dtype, name=name)
+    norm = lambda name: nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name
+    )
     channels = self.width * 2 ** (stages - 1)
-    x = nn.Dense(start * start * channels, use_bias=False, kernel_init=_DCGAN_INIT, dtype=self.dtype,
-                 name="project")(z)
+    x = nn.Dense(
+      start * start * channels,
+      use_bias=False,
+      kernel_init=_DCGAN_INIT,
+      dtype=self.dtype,
+      name="project",
+    )(z)
     x = nn.relu(norm("project_bn")(x.reshape((z.shape[0], start, start, channels))))
     out = {"project": x}
     for i in range(stages - 1):
       channels //= 2
-      x = ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
-                        kernel_init=_DCGAN_INIT, dtype=self.dtype, name=f"up{i + 1}")(x)
+      x = ConvTranspose(
+        channels,
+        (4, 4),
+        strides=(2, 2),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=_DCGAN_INIT,
+        dtype=self.dtype,
+        name=f"up{i + 1}",
+      )(x)
       x = nn.relu(norm(f"up{i + 1}_bn")(x))
       out[f"up{i + 1}"] = x
-    x = ConvTranspose(self.image_shape[-1], (4, 4), strides=(2, 2), padding="SAME",
-                      kernel_init=_DCGAN_INIT, dtype=self.dtype, name="to_image")(x)
+    x = ConvTranspose(
+      self.image_shape[-1],
+      (4, 4),
+      strides=(2, 2),
+      padding="SAME",
+      kernel_init=_DCGAN_INIT,
+      dtype=self.dtype,
+      name="to_image",
+    )(x)
     return jnp.tanh(x).astype(jnp.float32), out
 
 
@@ -123,6 +150,7 @@ class DCGANCritic(nn.Module):
       replacement: a gradient penalty needs each score to depend on its own image only) or
       "none".
   """
+
   width: int = 64
   norm: str = "batch"
   dtype: Any = jnp.float32
@@ -137,13 +165,28 @@ class DCGANCritic(nn.Module):
       raise ConfigError(f"norm must be one of {CRITIC_NORMS}, got {self.norm!r}")
     out = {}
     for i in range(stages):
-      x = Conv(self.width * 2 ** i, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_DCGAN_INIT,
-               use_bias=i == 0 or self.norm == "none", dtype=self.dtype, name=f"down{i + 1}")(x)
+      x = Conv(
+        self.width * 2**i,
+        (4, 4),
+        strides=(2, 2),
+        padding="SAME",
+        kernel_init=_DCGAN_INIT,
+        use_bias=i == 0 or self.norm == "none",
+        dtype=self.dtype,
+        name=f"down{i + 1}",
+      )(x)
       if i > 0 and self.norm == "batch":
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                         name=f"down{i + 1}_bn")(x)
+        x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=0.9,
+          epsilon=1e-5,
+          dtype=self.dtype,
+          name=f"down{i + 1}_bn",
+        )(x)
       elif i > 0 and self.norm == "layer":
-        x = nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, dtype=self.dtype, name=f"down{i + 1}_ln")(x)
+        x = nn.LayerNorm(
+          reduction_axes=(-3, -2, -1), feature_axes=-1, dtype=self.dtype, name=f"down{i + 1}_ln"
+        )(x)
       x = nn.leaky_relu(x, 0.2)
       out[f"down{i + 1}"] = x
     x = x.reshape((x.shape[0], -1))

@@ -23,6 +23,7 @@ convolution to 192 channels, so that inception3a-3b see 32x32, 4a-4e 16x16 and 5
 everything after the stem is unchanged. Without the auxiliary heads it has 5,490,986 parameters
 for 10 classes.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -32,25 +33,25 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.errors import ConfigError
-from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv, torchvision_transform_input
+from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.registry import register
 
 # The paper's Table 1 after the stem, in order: each Inception module's name and the widths of
 # its 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5" and pool projection branches; an int is the
 # window of a stride-2 max pool (2x2 after 4e, as torchvision has it; the paper's is 3x3).
 INCEPTIONS = (
-    ("inception3a", (64, 96, 128, 16, 32, 32)),
-    ("inception3b", (128, 128, 192, 32, 96, 64)),
-    3,
-    ("inception4a", (192, 96, 208, 16, 48, 64)),
-    ("inception4b", (160, 112, 224, 24, 64, 64)),
-    ("inception4c", (128, 128, 256, 24, 64, 64)),
-    ("inception4d", (112, 144, 288, 32, 64, 64)),
-    ("inception4e", (256, 160, 320, 32, 128, 128)),
-    2,
-    ("inception5a", (256, 160, 320, 32, 128, 128)),
-    ("inception5b", (384, 192, 384, 48, 128, 128)),
+  ("inception3a", (64, 96, 128, 16, 32, 32)),
+  ("inception3b", (128, 128, 192, 32, 96, 64)),
+  3,
+  ("inception4a", (192, 96, 208, 16, 48, 64)),
+  ("inception4b", (160, 112, 224, 24, 64, 64)),
+  ("inception4c", (128, 128, 256, 24, 64, 64)),
+  ("inception4d", (112, 144, 288, 32, 64, 64)),
+  ("inception4e", (256, 160, 320, 32, 128, 128)),
+  2,
+  ("inception5a", (256, 160, 320, 32, 128, 128)),
+  ("inception5b", (384, 192, 384, 48, 128, 128)),
 )
 # The auxiliary heads branch off after these modules.
 AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
@@ -62,6 +63,7 @@ _init = nn.initializers.normal(0.01)
 
 class BasicConv(nn.Module):
   """Convolution (no bias), BatchNorm (epsilon 1e-3, as torchvision's GoogLeNet), ReLU."""
+
   features: int
   kernel: int = 1
   stride: int = 1
@@ -71,16 +73,25 @@ class BasicConv(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """x: [batch, height, width, channels] -> [batch, height/stride, width/stride, features]."""
     pad = (self.kernel - 1) // 2
-    x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
-             padding=[(pad, pad)] * 2, use_bias=False, kernel_init=_init, dtype=self.dtype,
-             name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
-                     dtype=self.dtype, name="bn")(x)
+    x = Conv(
+      self.features,
+      (self.kernel, self.kernel),
+      strides=self.stride,
+      padding=[(pad, pad)] * 2,
+      use_bias=False,
+      kernel_init=_init,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
+    x = nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=self.dtype, name="bn"
+    )(x)
     return nn.relu(x)
 
 
 class Inception(nn.Module):
   """Four parallel branches (1x1; 1x1-3x3; 1x1-"5x5"; 3x3 max pool-1x1), concatenated."""
+
   widths: tuple[int, int, int, int, int, int]
   dtype: Any = jnp.float32
 
@@ -101,6 +112,7 @@ class Inception(nn.Module):
 
 class InceptionAux(nn.Module):
   """Auxiliary classifier: 4x4 average pool, 1x1 convolution to 128, FC 1024, dropout, FC."""
+
   num_classes: int
   dropout: float = 0.7
   dtype: Any = jnp.float32
@@ -133,6 +145,7 @@ class GoogLeNet(nn.Module):
       convolution; see the module's docstring).
     dtype: computation dtype (parameters stay float32).
   """
+
   num_classes: int = 1000
   aux_logits: bool = True
   transform_input: bool = False
@@ -181,8 +194,9 @@ class GoogLeNet(nn.Module):
       out[name] = x
       if run_aux and name in AUX_AFTER:
         aux = AUX_AFTER[name]
-        aux_logits = InceptionAux(self.num_classes, self.aux_dropout, dtype=self.dtype,
-                                  name=aux)(x, train=train)
+        aux_logits = InceptionAux(self.num_classes, self.aux_dropout, dtype=self.dtype, name=aux)(
+          x, train=train
+        )
         if train:
           out[aux] = aux_logits
     x = x.mean(axis=(1, 2))

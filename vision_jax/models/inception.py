@@ -17,6 +17,7 @@ and Mixed_7c's pool branch takes a max instead of an average. FID compares the 2
 "pre_logits" of images resized to 299x299 (bilinear) and scaled to [-1, 1]
 (`vision_jax.metrics.feature_classifier`).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -37,6 +38,7 @@ _init = nn.initializers.truncated_normal(0.1)
 
 class BasicConv2d(nn.Module):
   """Convolution (no bias), BatchNorm (epsilon 1e-3), ReLU; kernels may be 1x7, 7x1, 1x3, 3x1."""
+
   features: int
   kernel: tuple[int, int]
   stride: int = 1
@@ -46,20 +48,33 @@ class BasicConv2d(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     ph, pw = self.padding
-    x = Conv(self.features, self.kernel, strides=self.stride, padding=[(ph, ph), (pw, pw)], use_bias=False,
-             kernel_init=_init, dtype=self.dtype, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=self.dtype, name="bn")(x)
+    x = Conv(
+      self.features,
+      self.kernel,
+      strides=self.stride,
+      padding=[(ph, ph), (pw, pw)],
+      use_bias=False,
+      kernel_init=_init,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
+    x = nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=self.dtype, name="bn"
+    )(x)
     return nn.relu(x)
 
 
 def _avg_pool_3x3(x: jnp.ndarray, count_include_pad: bool) -> jnp.ndarray:
   """torch's avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=...) for NHWC inputs."""
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=count_include_pad)
+  return nn.avg_pool(
+    x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=count_include_pad
+  )
 
 
 class _Block(nn.Module):
   """An Inception block (or the network): `conv(features, kernel, name, stride, padding)` builds
   its layers."""
+
   dtype: Any = jnp.float32
 
   def conv(self, features: int, kernel, name: str, stride: int = 1, padding=(0, 0)) -> BasicConv2d:
@@ -70,6 +85,7 @@ class _Block(nn.Module):
 
 class InceptionA(_Block):
   """Mixed_5b-5d (35x35): 1x1; 1x1-5x5; 1x1-3x3-3x3; 3x3 average pool-1x1."""
+
   pool_features: int = 32
   fid: bool = False
 
@@ -81,7 +97,9 @@ class InceptionA(_Block):
     b3 = self.conv(64, 1, "branch3x3dbl_1")(x, train=train)
     b3 = self.conv(96, 3, "branch3x3dbl_2", padding=1)(b3, train=train)
     b3 = self.conv(96, 3, "branch3x3dbl_3", padding=1)(b3, train=train)
-    bp = self.conv(self.pool_features, 1, "branch_pool")(_avg_pool_3x3(x, not self.fid), train=train)
+    bp = self.conv(self.pool_features, 1, "branch_pool")(
+      _avg_pool_3x3(x, not self.fid), train=train
+    )
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
@@ -99,6 +117,7 @@ class InceptionB(_Block):
 
 class InceptionC(_Block):
   """Mixed_6b-6e (17x17), with 7x7 convolutions factorised into 1x7 and 7x1."""
+
   channels_7x7: int = 128
   fid: bool = False
 
@@ -137,18 +156,29 @@ class InceptionE(_Block):
 
   pool: "avg" (torchvision), "avg_exclude_pad" (FID's Mixed_7b) or "max" (FID's Mixed_7c).
   """
+
   pool: str = "avg"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     b1 = self.conv(320, 1, "branch1x1")(x, train=train)
     b3 = self.conv(384, 1, "branch3x3_1")(x, train=train)
-    b3 = jnp.concatenate([self.conv(384, (1, 3), "branch3x3_2a", padding=(0, 1))(b3, train=train),
-                          self.conv(384, (3, 1), "branch3x3_2b", padding=(1, 0))(b3, train=train)], axis=-1)
+    b3 = jnp.concatenate(
+      [
+        self.conv(384, (1, 3), "branch3x3_2a", padding=(0, 1))(b3, train=train),
+        self.conv(384, (3, 1), "branch3x3_2b", padding=(1, 0))(b3, train=train),
+      ],
+      axis=-1,
+    )
     bd = self.conv(448, 1, "branch3x3dbl_1")(x, train=train)
     bd = self.conv(384, 3, "branch3x3dbl_2", padding=1)(bd, train=train)
-    bd = jnp.concatenate([self.conv(384, (1, 3), "branch3x3dbl_3a", padding=(0, 1))(bd, train=train),
-                          self.conv(384, (3, 1), "branch3x3dbl_3b", padding=(1, 0))(bd, train=train)], axis=-1)
+    bd = jnp.concatenate(
+      [
+        self.conv(384, (1, 3), "branch3x3dbl_3a", padding=(0, 1))(bd, train=train),
+        self.conv(384, (3, 1), "branch3x3dbl_3b", padding=(1, 0))(bd, train=train),
+      ],
+      axis=-1,
+    )
     if self.pool == "max":
       pooled = max_pool(x, 3, 1, padding=1)
     elif self.pool in ("avg", "avg_exclude_pad"):
@@ -171,6 +201,7 @@ class InceptionV3(_Block):
     dropout: dropout rate before the classifier.
     dtype: computation dtype (parameters stay float32).
   """
+
   num_classes: int = 1000
   fid: bool = False
   transform_input: bool = False
@@ -186,7 +217,9 @@ class InceptionV3(_Block):
       of "mixed7": FID's pool3 features).
     """
     if min(x.shape[1:3]) < 75:
-      raise ConfigError(f"Inception-v3 needs inputs of at least 75x75, got {x.shape[1]}x{x.shape[2]}")
+      raise ConfigError(
+        f"Inception-v3 needs inputs of at least 75x75, got {x.shape[1]}x{x.shape[2]}"
+      )
     if self.transform_input:
       x = torchvision_transform_input(x)
     x = jnp.asarray(x, self.dtype)
@@ -199,15 +232,21 @@ class InceptionV3(_Block):
     x = max_pool(x, 3, 2)
     out = {"stem": x}
     for name, pool_features in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):
-      x = InceptionA(pool_features=pool_features, fid=self.fid, dtype=self.dtype, name=name)(x, train=train)
+      x = InceptionA(pool_features=pool_features, fid=self.fid, dtype=self.dtype, name=name)(
+        x, train=train
+      )
     out["mixed5"] = x
     x = InceptionB(dtype=self.dtype, name="Mixed_6a")(x, train=train)
     for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
       x = InceptionC(channels_7x7=c7, fid=self.fid, dtype=self.dtype, name=name)(x, train=train)
     out["mixed6"] = x
     x = InceptionD(dtype=self.dtype, name="Mixed_7a")(x, train=train)
-    x = InceptionE(pool="avg_exclude_pad" if self.fid else "avg", dtype=self.dtype, name="Mixed_7b")(x, train=train)
-    x = InceptionE(pool="max" if self.fid else "avg", dtype=self.dtype, name="Mixed_7c")(x, train=train)
+    x = InceptionE(
+      pool="avg_exclude_pad" if self.fid else "avg", dtype=self.dtype, name="Mixed_7b"
+    )(x, train=train)
+    x = InceptionE(pool="max" if self.fid else "avg", dtype=self.dtype, name="Mixed_7c")(
+      x, train=train
+    )
     out["mixed7"] = x
     x = x.mean(axis=(1, 2))
     out["pre_logits"] = x

@@ -15,6 +15,7 @@ kernel gradient of the lhs-dilated convolution that `lax.conv_transpose` lowers 
 slower than that of an ordinary one (a 4x4 stride-2 layer, 64 images of 4x4x128 -> 8x8x64:
 525 ms), which made the DCGAN generators' updates ~10x slower than their critics'.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,16 +60,30 @@ def _phases(size: int, k: int, s: int, padding: str):
   return phases, out, per_phase
 
 
-def conv_transpose(x: jnp.ndarray, kernel: jnp.ndarray, strides: tuple[int, int], padding: str = "SAME",
-                   precision=None, preferred_element_type=None) -> jnp.ndarray:
+def conv_transpose(
+  x: jnp.ndarray,
+  kernel: jnp.ndarray,
+  strides: tuple[int, int],
+  padding: str = "SAME",
+  precision=None,
+  preferred_element_type=None,
+) -> jnp.ndarray:
   """`lax.conv_transpose(x, kernel, strides, padding)` for NHWC inputs and HWIO kernels (not
   transposed), as stride-1 convolutions, one per output phase. x: [b, h, w, c_in]."""
   b, h, w, _ = x.shape
   kh, kw, _, c_out = kernel.shape
-  (rows, out_h, mh), (cols, out_w, mw) = _phases(h, kh, strides[0], padding), _phases(w, kw, strides[1], padding)
-  conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
-                           dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-                           preferred_element_type=preferred_element_type)
+  (rows, out_h, mh), (cols, out_w, mw) = (
+    _phases(h, kh, strides[0], padding),
+    _phases(w, kw, strides[1], padding),
+  )
+  conv = functools.partial(
+    lax.conv_general_dilated,
+    window_strides=(1, 1),
+    padding="VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
   dtype = preferred_element_type or jnp.result_type(x, kernel)
   grid = []
   for t0h, nh, dh in rows:
@@ -77,9 +92,12 @@ def conv_transpose(x: jnp.ndarray, kernel: jnp.ndarray, strides: tuple[int, int]
       if nh == 0 or nw == 0:  # a kernel smaller than its stride leaves these pixels empty
         row.append(jnp.zeros((b, mh, mw, c_out), dtype))
         continue
-      xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (-dh, mh + nh - 1 - h + dh, 0),
-                                               (-dw, mw + nw - 1 - w + dw, 0), (0, 0, 0)))
-      row.append(conv(xp, kernel[t0h::strides[0], t0w::strides[1]]))
+      xp = lax.pad(
+        x,
+        jnp.zeros((), x.dtype),
+        ((0, 0, 0), (-dh, mh + nh - 1 - h + dh, 0), (-dw, mw + nw - 1 - w + dw, 0), (0, 0, 0)),
+      )
+      row.append(conv(xp, kernel[t0h :: strides[0], t0w :: strides[1]]))
     grid.append(jnp.stack(row, axis=3))  # [b, mh, mw, s_w, c]
   y = jnp.stack(grid, axis=2).reshape(b, mh * strides[0], mw * strides[1], c_out)
   return y[:, :out_h, :out_w]
@@ -90,9 +108,14 @@ IM2COL_MAX_OUTPUT_PIXELS = 4
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, strides: tuple[int, int],
-                padding: tuple[tuple[int, int], tuple[int, int]], precision=None,
-                preferred_element_type=None) -> jnp.ndarray:
+def conv_im2col(
+  x: jnp.ndarray,
+  kernel: jnp.ndarray,
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], tuple[int, int]],
+  precision=None,
+  preferred_element_type=None,
+) -> jnp.ndarray:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC inputs and HWIO kernels
   (no dilation, one feature group, padding non-negative) as one matmul of the input's patches:
   [b * out_h * out_w, kh * kw * c_in] @ [kh * kw * c_in, c_out]."""
@@ -101,32 +124,71 @@ def conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, strides: tuple[int, int],
   (sh, sw), ((ph0, ph1), (pw0, pw1)) = strides, padding
   xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
   out_h, out_w = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
-  taps = [lax.slice(xp, (0, i, j, 0), (b, i + sh * (out_h - 1) + 1, j + sw * (out_w - 1) + 1, c_in), (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]  # (i, j, c) order: the HWIO kernel's, flattened
+  taps = [
+    lax.slice(
+      xp,
+      (0, i, j, 0),
+      (b, i + sh * (out_h - 1) + 1, j + sw * (out_w - 1) + 1, c_in),
+      (1, sh, sw, 1),
+    )
+    for i in range(kh)
+    for j in range(kw)
+  ]  # (i, j, c) order: the HWIO kernel's, flattened
   patches = jnp.concatenate(taps, axis=-1).reshape(b * out_h * out_w, kh * kw * c_in)
-  y = lax.dot(patches, kernel.reshape(kh * kw * c_in, c_out), precision=precision,
-              preferred_element_type=preferred_element_type)
+  y = lax.dot(
+    patches,
+    kernel.reshape(kh * kw * c_in, c_out),
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
   return y.reshape(b, out_h, out_w, c_out)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+):
   """`lax.conv_general_dilated`, computed by `conv_im2col` on CPUs for 2-D NHWC convolutions
   without dilation or groups whose outputs have at most `IM2COL_MAX_OUTPUT_PIXELS` pixels."""
   args = (lhs, rhs, window_strides, padding)
-  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-                feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-                precision=precision, preferred_element_type=preferred_element_type)
-  if (jax.default_backend() != "cpu" or lhs.ndim != 4 or feature_group_count != 1 or batch_group_count != 1
-      or any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-      or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-      != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+  kwargs = dict(
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=dimension_numbers,
+    feature_group_count=feature_group_count,
+    batch_group_count=batch_group_count,
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
+  if (
+    jax.default_backend() != "cpu"
+    or lhs.ndim != 4
+    or feature_group_count != 1
+    or batch_group_count != 1
+    or any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
+    or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  ):
     return lax.conv_general_dilated(*args, **kwargs)
   strides = tuple(window_strides)
-  pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding) if isinstance(padding, str)
-          else [tuple(p) for p in padding])
-  out = [(size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in zip(lhs.shape[1:3], pads, rhs.shape[:2], strides)]
+  pads = (
+    lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+    if isinstance(padding, str)
+    else [tuple(p) for p in padding]
+  )
+  out = [
+    (size + lo + hi - k) // s + 1
+    for size, (lo, hi), k, s in zip(lhs.shape[1:3], pads, rhs.shape[:2], strides)
+  ]
   if min(min(p) for p in pads) < 0 or min(out) < 1 or out[0] * out[1] > IM2COL_MAX_OUTPUT_PIXELS:
     return lax.conv_general_dilated(*args, **kwargs)
   return conv_im2col(lhs, rhs, strides, tuple(pads), precision, preferred_element_type)
@@ -135,6 +197,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 class Conv(nn.Conv):
   """`nn.Conv` computed by this module's `conv_general_dilated`: the same parameters and
   numbers, a matmul for the tiny outputs on which XLA:CPU's convolution is slow."""
+
   conv_general_dilated: Callable | None = conv_general_dilated
 
 
@@ -144,20 +207,38 @@ class ConvTranspose(nn.ConvTranspose):
 
   @nn.compact
   def __call__(self, inputs: jnp.ndarray) -> jnp.ndarray:
-    kernel_size = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-    strides = (1, 1) if self.strides is None else (
-        (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides))
+    kernel_size = (
+      (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+    )
+    strides = (
+      (1, 1)
+      if self.strides is None
+      else ((self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides))
+    )
     dilation = self.kernel_dilation
-    fast = (jax.default_backend() == "cpu" and inputs.ndim == 4 and len(kernel_size) == 2
-            and self.padding in ("SAME", "VALID") and self.mask is None and not self.transpose_kernel
-            and dilation in (None, 1, (1, 1)))
+    fast = (
+      jax.default_backend() == "cpu"
+      and inputs.ndim == 4
+      and len(kernel_size) == 2
+      and self.padding in ("SAME", "VALID")
+      and self.mask is None
+      and not self.transpose_kernel
+      and dilation in (None, 1, (1, 1))
+    )
     if not fast:
       return super().__call__(inputs)
-    kernel = self.param("kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features),
-                        self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    kernel = self.param(
+      "kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features), self.param_dtype
+    )
+    bias = (
+      self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      if self.use_bias
+      else None
+    )
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-    y = conv_transpose(inputs, kernel, strides, self.padding, self.precision, self.preferred_element_type)
+    y = conv_transpose(
+      inputs, kernel, strides, self.padding, self.precision, self.preferred_element_type
+    )
     return y if bias is None else y + bias.reshape((1, 1, 1, -1))
 
 

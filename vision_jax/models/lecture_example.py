@@ -10,6 +10,7 @@ filters of h x h over k channels has k'(k·h² + 1) parameters.
 The two convolutions are the example; a global average pool and a dense layer make it a
 classifier like every registered model.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,6 +30,7 @@ class LectureConvNet(nn.Module):
     num_classes: outputs of the last layer.
     dtype: the computation dtype (e.g. jnp.bfloat16); parameters are kept in float32.
   """
+
   num_classes: int = 10
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
@@ -37,7 +39,9 @@ class LectureConvNet(nn.Module):
     """x: [batch, height, width, channels] float. Returns (logits [batch, classes], features)."""
     del train  # no dropout or normalisation
     if x.ndim != 4:
-      raise ValueError(f"lecture_convnet expects images of [batch, height, width, channels], got {x.shape}")
+      raise ValueError(
+        f"lecture_convnet expects images of [batch, height, width, channels], got {x.shape}"
+      )
     out = {}
     x = nn.relu(Conv(64, (3, 3), strides=2, padding="SAME", dtype=self.dtype, name="conv1")(x))
     out["conv1"] = x  # [batch, h/2, w/2, 64]

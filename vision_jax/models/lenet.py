@@ -7,6 +7,7 @@ S2 and S4 are either the paper's trainable subsampling (average times a learned 
 a bias, per map), or plain max or average pooling. The paper's RBF output layer is replaced by a
 dense layer, as every modern re-implementation does.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,10 +24,22 @@ from vision_jax.models.registry import register
 
 # Table I of the paper: for each C3 map, the S2 maps it is connected to.
 C3_TABLE = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
-    (0, 1, 2, 3, 4, 5),
+  (0, 1, 2),
+  (1, 2, 3),
+  (2, 3, 4),
+  (3, 4, 5),
+  (4, 5, 0),
+  (5, 0, 1),
+  (0, 1, 2, 3),
+  (1, 2, 3, 4),
+  (2, 3, 4, 5),
+  (3, 4, 5, 0),
+  (4, 5, 0, 1),
+  (5, 0, 1, 2),
+  (0, 1, 3, 4),
+  (1, 2, 4, 5),
+  (0, 2, 3, 5),
+  (0, 1, 2, 3, 4, 5),
 )
 
 
@@ -46,6 +59,7 @@ class PartialConv(nn.Module):
   zeros elsewhere, and one ordinary convolution applies it (grouped convolutions are far slower
   on CPU).
   """
+
   table: tuple[tuple[int, ...], ...]
   kernel_size: int = 5
   dtype: Any = jnp.float32
@@ -57,12 +71,19 @@ class PartialConv(nn.Module):
     k, c_in, c_out = self.kernel_size, x.shape[-1], len(self.table)
     # LeCun's uniform fan-in initialisation, with the true fan-in of each output map.
     fan_in = np.array([len(self.table[j]) for j in out_maps]) * k * k
-    init = lambda rng, shape: (jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0) * np.sqrt(3.0 / fan_in)).astype(jnp.float32)
+    init = lambda rng, shape: (
+      jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0) * np.sqrt(3.0 / fan_in)
+    ).astype(jnp.float32)
     packed = self.param("kernel", init, (k, k, len(in_maps)))
     bias = self.param("bias", nn.initializers.zeros, (c_out,))
     kernel = jnp.zeros((k, k, c_in, c_out), packed.dtype).at[:, :, in_maps, out_maps].set(packed)
-    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype), (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+      x.astype(self.dtype),
+      kernel.astype(self.dtype),
+      (1, 1),
+      "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     return y + bias.astype(self.dtype)
 
   def multiplications(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
@@ -74,7 +95,7 @@ class PartialConv(nn.Module):
     del input_shape
     out_h, out_w, out_maps = output_shape
     connections = sum(len(inputs) for inputs in self.table)
-    return out_h * out_w * (connections * self.kernel_size ** 2 + out_maps)
+    return out_h * out_w * (connections * self.kernel_size**2 + out_maps)
 
 
 class Subsampling(nn.Module):
@@ -105,6 +126,7 @@ class LeNet5(nn.Module):
     dropout: dropout rate before the output layer (0 disables it).
     dtype: the computation dtype (e.g. jnp.bfloat16); parameters are kept in float32.
   """
+
   num_classes: int = 10
   pooling: str = "max"
   activation: str = "relu"
@@ -127,22 +149,24 @@ class LeNet5(nn.Module):
     if x.ndim != 4 or x.shape[1:3] != (32, 32):
       raise ConfigError(f"LeNet-5 expects images of [batch, 32, 32, channels], got {x.shape}")
     if self.activation not in _ACTIVATIONS:
-      raise ConfigError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+      raise ConfigError(
+        f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
+      )
     act = _ACTIVATIONS[self.activation]
     out = {}
-    x = act(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="C1")(x))             # 28x28x6
+    x = act(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="C1")(x))  # 28x28x6
     out["C1"] = x
-    x = self._pool(x, "S2")                                              # 14x14x6
+    x = self._pool(x, "S2")  # 14x14x6
     out["S2"] = x
     if self.partial_c3:
-      x = PartialConv(C3_TABLE, dtype=self.dtype, name="C3")(x)                            # 10x10x16
+      x = PartialConv(C3_TABLE, dtype=self.dtype, name="C3")(x)  # 10x10x16
     else:
       x = Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x)
     x = act(x)
     out["C3"] = x
-    x = self._pool(x, "S4")                                              # 5x5x16
+    x = self._pool(x, "S4")  # 5x5x16
     out["S4"] = x
-    x = act(Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="C5")(x))           # 1x1x120
+    x = act(Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="C5")(x))  # 1x1x120
     x = x.reshape((x.shape[0], -1))
     out["C5"] = x
     x = act(nn.Dense(84, dtype=self.dtype, name="F6")(x))

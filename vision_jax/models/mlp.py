@@ -1,4 +1,5 @@
 """A multilayer perceptron on flattened pixels: the lecture's baseline against convolution."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ class MLP(nn.Module):
     dropout: dropout rate after each hidden layer (0 disables it).
     dtype: the computation dtype (e.g. jnp.bfloat16); parameters are kept in float32.
   """
+
   hidden: Sequence[int] = (300, 100)
   num_classes: int = 10
   dropout: float = 0.0

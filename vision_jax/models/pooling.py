@@ -7,6 +7,7 @@ On CPUs `max_pool` has its own gradient (`_max_pool_cpu`): XLA:CPU's select-and-
 gradient of a window max, took 6-9x the forward pass (a 3x3 stride-2 pool of 64 images of
 32x32x64: 91 ms against 15 ms for the per-phase sum below).
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,8 @@ import math
 
 import flax.linen as nn
 import jax
-from jax import lax
 import jax.numpy as jnp
+from jax import lax
 
 
 def _adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -29,12 +30,14 @@ def _adaptive_avg_pool_axis(x: jnp.ndarray, axis: int, out: int) -> jnp.ndarray:
     return x
   if size % out == 0:  # Equal, non-overlapping bins: one reshape and mean.
     k = size // out
-    shape = x.shape[:axis] + (out, k) + x.shape[axis + 1:]
+    shape = x.shape[:axis] + (out, k) + x.shape[axis + 1 :]
     return x.reshape(shape).mean(axis=axis + 1)
   # Bins of unequal size, overlapping when size is not a multiple of out, or repeating input
   # rows when out > size (torch's behaviour, which VGG relies on below 224x224).
-  bins = [lax.slice_in_dim(x, start, end, axis=axis).mean(axis=axis, keepdims=True)
-          for start, end in _adaptive_bins(size, out)]
+  bins = [
+    lax.slice_in_dim(x, start, end, axis=axis).mean(axis=axis, keepdims=True)
+    for start, end in _adaptive_bins(size, out)
+  ]
   return jnp.concatenate(bins, axis=axis)
 
 
@@ -64,8 +67,9 @@ def _ceil_mode_padding(size: int, window: int, stride: int, padding: int) -> tup
   return padding, (out - 1) * stride + window - size - padding
 
 
-def max_pool(x: jnp.ndarray, window: int, stride: int, padding: int = 0,
-             ceil_mode: bool = False) -> jnp.ndarray:
+def max_pool(
+  x: jnp.ndarray, window: int, stride: int, padding: int = 0, ceil_mode: bool = False
+) -> jnp.ndarray:
   """torch.nn.MaxPool2d(window, stride, padding, ceil_mode) for NHWC inputs.
 
   Padding is symmetric as in torch (flax's "SAME" pads more on the right at stride 2). With
@@ -112,7 +116,11 @@ def _max_pool_cpu_bwd(window, stride, pads, residuals, g):
   x, y = residuals
   b, _, _, c = x.shape
   s, (oh, ow) = stride, y.shape[1:3]
-  xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0),) + tuple((lo, hi, 0) for lo, hi in pads) + ((0, 0, 0),))
+  xp = lax.pad(
+    x,
+    jnp.array(-jnp.inf, x.dtype),
+    ((0, 0, 0),) + tuple((lo, hi, 0) for lo, hi in pads) + ((0, 0, 0),),
+  )
   hp, wp = xp.shape[1:3]
   taps = -(-window // s)  # per phase and axis, at most
   mh, mw = oh + taps - 1, ow + taps - 1
@@ -120,18 +128,24 @@ def _max_pool_cpu_bwd(window, stride, pads, residuals, g):
   phases = {}
   for i in range(window):
     for j in range(window):
-      xs = lax.slice(xp, (0, i, j, 0), (b, i + s * (oh - 1) + 1, j + s * (ow - 1) + 1, c), (1, s, s, 1))
+      xs = lax.slice(
+        xp, (0, i, j, 0), (b, i + s * (oh - 1) + 1, j + s * (ow - 1) + 1, c), (1, s, s, 1)
+      )
       first = (xs == y) & ~taken
       taken = taken | first
-      part = jnp.pad(jnp.where(first, g, jnp.zeros((), g.dtype)),
-                     ((0, 0), (i // s, mh - oh - i // s), (j // s, mw - ow - j // s), (0, 0)))
+      part = jnp.pad(
+        jnp.where(first, g, jnp.zeros((), g.dtype)),
+        ((0, 0), (i // s, mh - oh - i // s), (j // s, mw - ow - j // s), (0, 0)),
+      )
       phases[i % s, j % s] = part if (i % s, j % s) not in phases else phases[i % s, j % s] + part
   empty = jnp.zeros((b, mh, mw, c), g.dtype)  # a window smaller than its stride skips pixels
-  grid = jnp.stack([jnp.stack([phases.get((r, q), empty) for q in range(s)], axis=3) for r in range(s)], axis=2)
+  grid = jnp.stack(
+    [jnp.stack([phases.get((r, q), empty) for q in range(s)], axis=3) for r in range(s)], axis=2
+  )
   full = grid.reshape(b, mh * s, mw * s, c)[:, :hp, :wp]
   full = jnp.pad(full, ((0, 0), (0, hp - full.shape[1]), (0, wp - full.shape[2]), (0, 0)))
   (top, bottom), (left, right) = pads
-  return (full[:, top:hp - bottom, left:wp - right],)
+  return (full[:, top : hp - bottom, left : wp - right],)
 
 
 _max_pool_cpu.defvjp(_max_pool_cpu_fwd, _max_pool_cpu_bwd)

@@ -4,6 +4,7 @@ Every registered constructor returns a `flax.linen.Module` whose `__call__(x, *,
 returns `(output, intermediates)`: the head's output and a dict of named feature maps (one per
 stage, plus the pooled features under "pre_logits"), so that heads and evaluators can use them.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -61,12 +62,16 @@ def build_model(model_config: ml_collections.ConfigDict, **extra) -> nn.Module:
 def check_model(name: str, setting_names) -> None:
   """Raises ConfigError unless `name` is registered and takes every one of `setting_names`."""
   if name not in _MODELS:
-    raise ConfigError(f"unknown model {name!r} (model.name); registered models: {', '.join(sorted(_MODELS))}")
+    raise ConfigError(
+      f"unknown model {name!r} (model.name); registered models: {', '.join(sorted(_MODELS))}"
+    )
   accepted = settings(name)
   unknown = [] if accepted is None else sorted(set(setting_names) - set(accepted))
   if unknown:
-    raise ConfigError(f"model {name!r} has no setting {', '.join(map(repr, unknown))} (model.* in the config); "
-                      f"it takes: {', '.join(accepted)}")
+    raise ConfigError(
+      f"model {name!r} has no setting {', '.join(map(repr, unknown))} (model.* in the config); "
+      f"it takes: {', '.join(accepted)}"
+    )
 
 
 def check_model_config(model_config: ml_collections.ConfigDict) -> None:
@@ -91,7 +96,9 @@ def model_label(model_config) -> str:
   """`model.name`, with the settings that change what its registration fixes: a config's
   `resnet20` at `model.depth=8` builds a ResNet-8 and reads "resnet20 (depth=8)"."""
   fixed = getattr(_MODELS.get(model_config.name), "keywords", {})
-  changed = [f"{k}={model_config[k]}" for k in fixed if k in model_config and model_config[k] != fixed[k]]
+  changed = [
+    f"{k}={model_config[k]}" for k in fixed if k in model_config and model_config[k] != fixed[k]
+  ]
   return model_config.name + (f" ({', '.join(changed)})" if changed else "")
 
 

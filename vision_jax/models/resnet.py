@@ -13,6 +13,7 @@ Two families:
 
 All convolutions are bias-free and followed by BatchNorm; padding is symmetric as in torch.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -22,8 +23,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.errors import ConfigError
-from vision_jax.models.pooling import max_pool
 from vision_jax.models.layers import Conv
+from vision_jax.models.pooling import max_pool
 from vision_jax.models.registry import register
 
 # He et al.'s (and torchvision's) initialisation for convolutions followed by ReLU.
@@ -32,17 +33,27 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 class _ConvBN(nn.Module):
   """Builders shared by the networks: bias-free convolutions with torch's padding, and BatchNorm."""
+
   dtype: Any = jnp.float32
 
   def conv(self, features: int, kernel: int, stride: int, name: str) -> Conv:
     pad = (kernel - 1) // 2
-    return Conv(features, (kernel, kernel), strides=stride, padding=[(pad, pad)] * 2,
-                use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name=name)
+    return Conv(
+      features,
+      (kernel, kernel),
+      strides=stride,
+      padding=[(pad, pad)] * 2,
+      use_bias=False,
+      kernel_init=_conv_init,
+      dtype=self.dtype,
+      name=name,
+    )
 
   def norm(self, train: bool, name: str) -> nn.BatchNorm:
     # torch's BatchNorm2d defaults: its momentum 0.1 is flax's 0.9.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=self.dtype, name=name)
+    return nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name
+    )
 
 
 class _Block(_ConvBN):
@@ -56,6 +67,7 @@ class _Block(_ConvBN):
       pixel and widened with zero channels where the shape changes; option A) or "none" (a
       plain network's block).
   """
+
   features: int = 64
   stride: int = 1
   shortcut: str = "projection"
@@ -70,10 +82,12 @@ class _Block(_ConvBN):
         x = self.conv(features, 1, self.stride, "proj_conv")(x)
         x = self.norm(train, "proj_bn")(x)
       elif self.shortcut == "zero_pad":
-        x = x[:, ::self.stride, ::self.stride, :]
+        x = x[:, :: self.stride, :: self.stride, :]
         x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - x.shape[-1])))
       else:
-        raise ConfigError(f"shortcut must be 'projection', 'zero_pad' or 'none', got {self.shortcut!r}")
+        raise ConfigError(
+          f"shortcut must be 'projection', 'zero_pad' or 'none', got {self.shortcut!r}"
+        )
     return nn.relu(y + x)
 
 
@@ -115,6 +129,7 @@ class ResNet(_ConvBN):
     num_classes: outputs of the last layer.
     dtype: computation dtype (parameters stay float32).
   """
+
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   block_cls: type[nn.Module] = BasicBlock
   num_classes: int = 1000
@@ -135,8 +150,9 @@ class ResNet(_ConvBN):
     for s, num_blocks in enumerate(self.stage_sizes):
       for b in range(num_blocks):
         stride = 2 if s > 0 and b == 0 else 1
-        x = self.block_cls(features=64 * 2**s, stride=stride, dtype=self.dtype,
-                           name=f"stage{s + 1}_block{b + 1}")(x, train=train)
+        x = self.block_cls(
+          features=64 * 2**s, stride=stride, dtype=self.dtype, name=f"stage{s + 1}_block{b + 1}"
+        )(x, train=train)
       out[f"stage{s + 1}"] = x
     x = x.mean(axis=(1, 2))
     out["pre_logits"] = x
@@ -154,6 +170,7 @@ class CifarResNet(_ConvBN):
     dropout: dropout rate before the classifier (0, the paper's setting, disables it).
     dtype: computation dtype (parameters stay float32).
   """
+
   depth: int = 20
   shortcut: str = "zero_pad"
   num_classes: int = 10
@@ -168,8 +185,10 @@ class CifarResNet(_ConvBN):
       8x8x64 at 32x32 input) and "pre_logits" [batch, 64], the globally average-pooled "stage3".
     """
     if not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
-      raise ConfigError(f"depth must be 6n + 2 with n >= 1 blocks per stage (8, 14, 20, 32, 44, 56, 110, ...), "
-                        f"got {self.depth!r}")
+      raise ConfigError(
+        f"depth must be 6n + 2 with n >= 1 blocks per stage (8, 14, 20, 32, 44, 56, 110, ...), "
+        f"got {self.depth!r}"
+      )
     out = {}
     x = jnp.asarray(x, self.dtype)
     x = self.conv(16, 3, 1, "conv_init")(x)
@@ -177,8 +196,13 @@ class CifarResNet(_ConvBN):
     for s in range(3):
       for b in range((self.depth - 2) // 6):
         stride = 2 if s > 0 and b == 0 else 1
-        x = BasicBlock(features=16 * 2**s, stride=stride, shortcut=self.shortcut,
-                       dtype=self.dtype, name=f"stage{s + 1}_block{b + 1}")(x, train=train)
+        x = BasicBlock(
+          features=16 * 2**s,
+          stride=stride,
+          shortcut=self.shortcut,
+          dtype=self.dtype,
+          name=f"stage{s + 1}_block{b + 1}",
+        )(x, train=train)
       out[f"stage{s + 1}"] = x
     x = x.mean(axis=(1, 2))
     out["pre_logits"] = x
@@ -190,10 +214,8 @@ class CifarResNet(_ConvBN):
 ResNet18 = register("resnet18")(partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock))
 ResNet34 = register("resnet34")(partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock))
 ResNet50 = register("resnet50")(partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck))
-ResNet101 = register("resnet101")(
-    partial(ResNet, stage_sizes=(3, 4, 23, 3), block_cls=Bottleneck))
-ResNet152 = register("resnet152")(
-    partial(ResNet, stage_sizes=(3, 8, 36, 3), block_cls=Bottleneck))
+ResNet101 = register("resnet101")(partial(ResNet, stage_sizes=(3, 4, 23, 3), block_cls=Bottleneck))
+ResNet152 = register("resnet152")(partial(ResNet, stage_sizes=(3, 8, 36, 3), block_cls=Bottleneck))
 
 ResNet20 = register("resnet20")(partial(CifarResNet, depth=20))
 ResNet32 = register("resnet32")(partial(CifarResNet, depth=32))

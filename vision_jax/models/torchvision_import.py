@@ -14,6 +14,7 @@ heads if the state_dict has them). torchvision's pretrained GoogLeNet and Incept
 (`AuxLogits.*`, for training only) is not imported. "inception_v3_fid" takes pytorch-fid's port of
 the FID Inception weights (`pt_inception-2015-12-05-*.pth`), which use torchvision's names.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
@@ -26,9 +27,25 @@ import numpy as np
 from vision_jax.models import alexnet, googlenet, inception, registry, resnet, vgg
 
 # torchvision's names, which are also our registry's (and the FID network's, see above).
-ARCHS = ("alexnet", "googlenet", "inception_v3", "inception_v3_fid", "resnet18", "resnet34", "resnet50",
-         "resnet101", "resnet152", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
-         "vgg19_bn")
+ARCHS = (
+  "alexnet",
+  "googlenet",
+  "inception_v3",
+  "inception_v3_fid",
+  "resnet18",
+  "resnet34",
+  "resnet50",
+  "resnet101",
+  "resnet152",
+  "vgg11",
+  "vgg11_bn",
+  "vgg13",
+  "vgg13_bn",
+  "vgg16",
+  "vgg16_bn",
+  "vgg19",
+  "vgg19_bn",
+)
 # Weights of parts we do not build, by prefix.
 SKIPPED = {"inception_v3": ("AuxLogits.",), "inception_v3_fid": ("AuxLogits.",)}
 
@@ -42,8 +59,9 @@ def _conv(prefix: str, path: tuple[str, ...]) -> Rule:
   return prefix, path, "conv", None
 
 
-def _linear(prefix: str, path: tuple[str, ...],
-            flattened_chw: tuple[int, int, int] | None = None) -> Rule:
+def _linear(
+  prefix: str, path: tuple[str, ...], flattened_chw: tuple[int, int, int] | None = None
+) -> Rule:
   return prefix, path, "linear", flattened_chw
 
 
@@ -70,9 +88,11 @@ def torchvision_model(arch: str, state_dict: Mapping[str, Any]) -> nn.Module:
 
 def _alexnet_rules() -> list[Rule]:
   rules = [_conv(f"features.{i}", (f"conv{n}",)) for n, i in enumerate((0, 3, 6, 8, 10), 1)]
-  return rules + [_linear("classifier.1", ("fc1",), (256, 6, 6)),
-                  _linear("classifier.4", ("fc2",)),
-                  _linear("classifier.6", ("head",))]
+  return rules + [
+    _linear("classifier.1", ("fc1",), (256, 6, 6)),
+    _linear("classifier.4", ("fc2",)),
+    _linear("classifier.6", ("head",)),
+  ]
 
 
 def _vgg_rules(model: vgg.VGG) -> list[Rule]:
@@ -85,9 +105,11 @@ def _vgg_rules(model: vgg.VGG) -> list[Rule]:
         rules.append(_bn(f"features.{index + 1}", (f"block{b}_bn{i}",)))
       index += 3 if model.batch_norm else 2
     index += 1
-  return rules + [_linear("classifier.0", ("fc1",), (512, 7, 7)),
-                  _linear("classifier.3", ("fc2",)),
-                  _linear("classifier.6", ("head",))]
+  return rules + [
+    _linear("classifier.0", ("fc1",), (512, 7, 7)),
+    _linear("classifier.3", ("fc2",)),
+    _linear("classifier.6", ("head",)),
+  ]
 
 
 def _resnet_rules(model: resnet.ResNet, params: Mapping[str, Any]) -> list[Rule]:
@@ -110,8 +132,14 @@ def _googlenet_rules(aux_logits: bool) -> list[Rule]:
     return [_conv(f"{prefix}.conv", (*path, "conv")), _bn(f"{prefix}.bn", (*path, "bn"))]
 
   rules = [r for name in ("conv1", "conv2", "conv3") for r in basic_conv(name, (name,))]
-  branches = {"branch1": "branch1", "branch2.0": "branch2_reduce", "branch2.1": "branch2",
-              "branch3.0": "branch3_reduce", "branch3.1": "branch3", "branch4.1": "branch4"}
+  branches = {
+    "branch1": "branch1",
+    "branch2.0": "branch2_reduce",
+    "branch2.1": "branch2",
+    "branch3.0": "branch3_reduce",
+    "branch3.1": "branch3",
+    "branch4.1": "branch4",
+  }
   for layer in googlenet.INCEPTIONS:
     if isinstance(layer, int):
       continue
@@ -121,8 +149,10 @@ def _googlenet_rules(aux_logits: bool) -> list[Rule]:
   if aux_logits:
     for aux in ("aux1", "aux2"):
       rules += basic_conv(f"{aux}.conv", (aux, "conv"))
-      rules += [_linear(f"{aux}.fc1", (aux, "fc1"), (128, 4, 4)),
-                _linear(f"{aux}.fc2", (aux, "fc2"))]
+      rules += [
+        _linear(f"{aux}.fc1", (aux, "fc1"), (128, 4, 4)),
+        _linear(f"{aux}.fc2", (aux, "fc2")),
+      ]
   return rules + [_linear("fc", ("head",))]
 
 
@@ -161,7 +191,8 @@ def _conv_kernel(w: np.ndarray) -> np.ndarray:
 
 
 def _linear_kernel(
-    flattened_chw: tuple[int, int, int] | None) -> Callable[[np.ndarray], np.ndarray]:
+  flattened_chw: tuple[int, int, int] | None,
+) -> Callable[[np.ndarray], np.ndarray]:
   def transform(w: np.ndarray) -> np.ndarray:
     if flattened_chw is None:
       return w.T  # [out, in] -> [in, out]
@@ -169,6 +200,7 @@ def _linear_kernel(
     channels, height, width = flattened_chw
     w = w.reshape(-1, channels, height, width).transpose(2, 3, 1, 0)
     return w.reshape(height * width * channels, -1)
+
   return transform
 
 
@@ -186,8 +218,9 @@ def _set(tree: dict[str, Any], path: tuple[str, ...], value: np.ndarray) -> None
   tree[path[-1]] = value
 
 
-def convert_torchvision_state_dict(arch: str,
-                                   state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def convert_torchvision_state_dict(
+  arch: str, state_dict: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
   """torchvision's `arch` weights as our variables.
 
   Args:
@@ -213,26 +246,40 @@ def convert_torchvision_state_dict(arch: str,
   wanted = []
   for prefix, path, kind, flattened_chw in _rules(model, expected["params"]):
     if kind == "bn":
-      for torch_name, collection, name in (("weight", "params", "scale"),
-                                           ("bias", "params", "bias"),
-                                           ("running_mean", "batch_stats", "mean"),
-                                           ("running_var", "batch_stats", "var")):
+      for torch_name, collection, name in (
+        ("weight", "params", "scale"),
+        ("bias", "params", "bias"),
+        ("running_mean", "batch_stats", "mean"),
+        ("running_var", "batch_stats", "var"),
+      ):
         shape = _get(expected[collection], (*path, name))
         wanted.append((f"{prefix}.{torch_name}", shape, collection, (*path, name), np.asarray))
       continue
     kernel = _get(expected["params"], (*path, "kernel"))
     if kind == "conv":
       kh, kw, c_in, c_out = kernel
-      wanted.append((f"{prefix}.weight", (c_out, c_in, kh, kw), "params", (*path, "kernel"),
-                     _conv_kernel))
+      wanted.append(
+        (f"{prefix}.weight", (c_out, c_in, kh, kw), "params", (*path, "kernel"), _conv_kernel)
+      )
     else:
-      wanted.append((f"{prefix}.weight", kernel[::-1], "params", (*path, "kernel"),
-                     _linear_kernel(flattened_chw)))
+      wanted.append(
+        (
+          f"{prefix}.weight",
+          kernel[::-1],
+          "params",
+          (*path, "kernel"),
+          _linear_kernel(flattened_chw),
+        )
+      )
     bias = _get(expected["params"], (*path, "bias"))
     if bias is not None:
       wanted.append((f"{prefix}.bias", bias, "params", (*path, "bias"), np.asarray))
 
-  ignored = {k for k in state_dict if k.endswith(".num_batches_tracked") or k.startswith(SKIPPED.get(arch, ()))}
+  ignored = {
+    k
+    for k in state_dict
+    if k.endswith(".num_batches_tracked") or k.startswith(SKIPPED.get(arch, ()))
+  }
   unexpected = sorted(set(state_dict) - ignored - {key for key, *_ in wanted})
   missing, wrong_shape = [], []
   variables: dict[str, Any] = {}
@@ -247,8 +294,11 @@ def convert_torchvision_state_dict(arch: str,
     _set(variables.setdefault(collection, {}), path, transform(value).astype(np.float32))
 
   problems = []
-  for what, keys in (("missing", missing), ("unexpected", unexpected),
-                     ("wrong shape", wrong_shape)):
+  for what, keys in (
+    ("missing", missing),
+    ("unexpected", unexpected),
+    ("wrong shape", wrong_shape),
+  ):
     if keys:
       more = f"\n    ... and {len(keys) - 20} more" if len(keys) > 20 else ""
       problems.append(f"  {what} ({len(keys)}):\n    " + "\n    ".join(keys[:20]) + more)

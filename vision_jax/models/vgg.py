@@ -15,6 +15,7 @@ BatchNorm use instead (Zagoruyko's cifar.torch `vgg_bn_drop`; Liu & Deng
 to 512, then dropout, FC 512, BatchNorm, ReLU, dropout,
 FC num_classes. VGG-16-BN with it has 14,991,946 parameters for 10 classes.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -24,16 +25,16 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.errors import ConfigError
-from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.layers import Conv
+from vision_jax.models.pooling import adaptive_avg_pool, max_pool
 from vision_jax.models.registry import register
 
 # The paper's Table 1: convolution widths per block; each block ends in a 2x2 max pool.
 CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "A": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
-    "B": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
-    "D": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-    "E": ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+  "A": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+  "B": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+  "D": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+  "E": ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
 }
 
 # torchvision's initialisation: He (fan-out) for convolutions, N(0, 0.01) for the classifier.
@@ -58,6 +59,7 @@ class VGG(nn.Module):
       "cifar" (global average pool; dropout, FC 512, BatchNorm, ReLU, dropout, FC).
     dtype: computation dtype (parameters stay float32).
   """
+
   blocks: Sequence[Sequence[int]]
   batch_norm: bool = False
   num_classes: int = 1000
@@ -76,18 +78,31 @@ class VGG(nn.Module):
       "cifar" one "pool" [batch, 512], "fc1", "pre_logits" = "fc1".
     """
     if self.classifier not in CLASSIFIERS:
-      raise ConfigError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+      raise ConfigError(
+        f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}"
+      )
     if min(x.shape[1:3]) < 32:
       raise ConfigError(f"VGG needs images of at least 32x32, got {x.shape}")
     out = {}
     x = jnp.asarray(x, self.dtype)
     for b, widths in enumerate(self.blocks, start=1):
       for i, width in enumerate(widths, start=1):
-        x = Conv(width, (3, 3), padding=[(1, 1), (1, 1)], kernel_init=_conv_init,
-                 dtype=self.dtype, name=f"block{b}_conv{i}")(x)
+        x = Conv(
+          width,
+          (3, 3),
+          padding=[(1, 1), (1, 1)],
+          kernel_init=_conv_init,
+          dtype=self.dtype,
+          name=f"block{b}_conv{i}",
+        )(x)
         if self.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                           dtype=self.dtype, name=f"block{b}_bn{i}")(x)
+          x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            name=f"block{b}_bn{i}",
+          )(x)
         x = nn.relu(x)
       out[f"block{b}"] = x
       x = max_pool(x, 2, 2)
@@ -103,8 +118,7 @@ class VGG(nn.Module):
       out[f"fc{i}"] = x
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
     out["pre_logits"] = out["fc2"]
-    logits = nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=self.dtype,
-                      name="head")(x)
+    logits = nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=self.dtype, name="head")(x)
     return logits, out
 
   def _cifar_classifier(self, x: jnp.ndarray, out: dict, train: bool):
@@ -114,14 +128,14 @@ class VGG(nn.Module):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.Dense(512, kernel_init=_dense_init, dtype=self.dtype, name="fc1")(x)
     if self.batch_norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name="fc1_bn")(x)
+      x = nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="fc1_bn"
+      )(x)
     x = nn.relu(x)
     out["fc1"] = x
     out["pre_logits"] = x
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=self.dtype,
-                      name="head")(x)
+    logits = nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=self.dtype, name="head")(x)
     return logits, out
 
 
@@ -134,4 +148,5 @@ VGG13_BN = register("vgg13_bn")(partial(VGG, blocks=CONFIGS["B"], batch_norm=Tru
 VGG16_BN = register("vgg16_bn")(partial(VGG, blocks=CONFIGS["D"], batch_norm=True))
 VGG19_BN = register("vgg19_bn")(partial(VGG, blocks=CONFIGS["E"], batch_norm=True))
 VGG16_BN_CIFAR = register("vgg16_bn_cifar")(
-    partial(VGG, blocks=CONFIGS["D"], batch_norm=True, classifier="cifar", num_classes=10))
+  partial(VGG, blocks=CONFIGS["D"], batch_norm=True, classifier="cifar", num_classes=10)
+)

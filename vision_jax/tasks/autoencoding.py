@@ -24,6 +24,7 @@ Images must be in [0, 1] (data.mean 0, data.std 1): sigmoid(logits) is the recon
 Losses are per image, summed over pixels (nats for "bernoulli"), averaged over the batch; the
 metrics "reconstruction_mse" and "noisy_reconstruction_mse" are per-pixel mean squared errors.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,13 +38,13 @@ import scipy.stats
 
 from vision_jax import plotting
 from vision_jax.config import checked_where_used
-from vision_jax.errors import ConfigError
 from vision_jax.data.augment import make_preprocess
+from vision_jax.errors import ConfigError
 from vision_jax.metrics import likelihood
 from vision_jax.models import get_model
 from vision_jax.models.autoencoders import VariationalAutoencoder
-from vision_jax.tasks.base import Task, masked_mean
 from vision_jax.models.registry import model_kwargs
+from vision_jax.tasks.base import Task, masked_mean
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
 
@@ -72,30 +73,44 @@ def default_options() -> ml_collections.ConfigDict:
 def check_options(options: ml_collections.ConfigDict, loss_name: str) -> None:
   """One clear error for an impossible setting."""
   if loss_name not in RECONSTRUCTION_LOSSES:
-    raise ConfigError(f"unknown reconstruction loss (loss.name) {loss_name!r}; valid: {', '.join(RECONSTRUCTION_LOSSES)}")
+    raise ConfigError(
+      f"unknown reconstruction loss (loss.name) {loss_name!r}; valid: {', '.join(RECONSTRUCTION_LOSSES)}"
+    )
   if options.binarize not in BINARIZATIONS:
-    raise ConfigError(f"unknown autoencoder.binarize {options.binarize!r}; valid: {', '.join(BINARIZATIONS)}")
+    raise ConfigError(
+      f"unknown autoencoder.binarize {options.binarize!r}; valid: {', '.join(BINARIZATIONS)}"
+    )
   if options.corruption not in CORRUPTIONS:
-    raise ConfigError(f"unknown autoencoder.corruption {options.corruption!r}; valid: {', '.join(CORRUPTIONS)}")
+    raise ConfigError(
+      f"unknown autoencoder.corruption {options.corruption!r}; valid: {', '.join(CORRUPTIONS)}"
+    )
   if options.noise_level < 0:
-    raise ConfigError(f"autoencoder.noise_level must be >= 0 (a noise std or a masked fraction), got {options.noise_level}")
+    raise ConfigError(
+      f"autoencoder.noise_level must be >= 0 (a noise std or a masked fraction), got {options.noise_level}"
+    )
   if options.corruption == "masking" and options.noise_level > 1:
-    raise ConfigError(f"masking noise sets a fraction of pixels to 0: autoencoder.noise_level must be in [0, 1], "
-                     f"got {options.noise_level}")
+    raise ConfigError(
+      f"masking noise sets a fraction of pixels to 0: autoencoder.noise_level must be in [0, 1], "
+      f"got {options.noise_level}"
+    )
   if options.eval_noise_std < 0:
     raise ConfigError(f"autoencoder.eval_noise_std must be >= 0, got {options.eval_noise_std}")
   if options.sparsity_weight < 0:
     raise ConfigError(f"autoencoder.sparsity_weight must be >= 0, got {options.sparsity_weight}")
   if not 0 <= options.sparsity_target < 1:
-    raise ConfigError(f"autoencoder.sparsity_target must be 0 (L1 penalty) or a target activation rho in (0, 1), "
-                     f"got {options.sparsity_target}")
+    raise ConfigError(
+      f"autoencoder.sparsity_target must be 0 (L1 penalty) or a target activation rho in (0, 1), "
+      f"got {options.sparsity_target}"
+    )
   if options.kl_weight < 0:
     raise ConfigError(f"autoencoder.kl_weight must be >= 0, got {options.kl_weight}")
   if options.decoder_std <= 0:
     raise ConfigError(f"autoencoder.decoder_std must be > 0, got {options.decoder_std}")
   if not isinstance(options.iw_samples, int) or options.iw_samples < 0:
-    raise ConfigError(f"autoencoder.iw_samples is the k of the importance-weighted bound: an integer >= 1, "
-                     f"or 0 for none; got {options.iw_samples!r}")
+    raise ConfigError(
+      f"autoencoder.iw_samples is the k of the importance-weighted bound: an integer >= 1, "
+      f"or 0 for none; got {options.iw_samples!r}"
+    )
   if options.iw_chunk < 1:
     raise ConfigError(f"autoencoder.iw_chunk must be >= 1, got {options.iw_chunk}")
 
@@ -163,31 +178,48 @@ def sparsity_penalty(codes: jnp.ndarray, target: float) -> jnp.ndarray:
   if target == 0:
     return jnp.mean(jnp.sum(jnp.abs(codes), axis=-1))
   rho_hat = jnp.clip(jnp.mean(codes, axis=0), 1e-6, 1 - 1e-6)
-  return jnp.sum(target * jnp.log(target / rho_hat) + (1 - target) * jnp.log((1 - target) / (1 - rho_hat)))
+  return jnp.sum(
+    target * jnp.log(target / rho_hat) + (1 - target) * jnp.log((1 - target) / (1 - rho_hat))
+  )
 
 
 class AutoencodingTask(Task):
   """Trains `config.model` (an autoencoder or VAE) to reconstruct its clean input."""
 
   RULES = {
-      "autoencoder.eval_seed": checked_where_used("any integer"),
-      **{f"autoencoder.{k}": checked_where_used("vision_jax/tasks/autoencoding.py, against "
-                                                "autoencoder.corruption and the model")
-         for k in ("decoder_std", "eval_noise_std", "iw_chunk", "iw_samples", "kl_weight", "noise_level",
-                   "sparsity_target", "sparsity_weight")},
+    "autoencoder.eval_seed": checked_where_used("any integer"),
+    **{
+      f"autoencoder.{k}": checked_where_used(
+        "vision_jax/tasks/autoencoding.py, against autoencoder.corruption and the model"
+      )
+      for k in (
+        "decoder_std",
+        "eval_noise_std",
+        "iw_chunk",
+        "iw_samples",
+        "kl_weight",
+        "noise_level",
+        "sparsity_target",
+        "sparsity_weight",
+      )
+    },
   }
 
   def __init__(self, config, spec):
     super().__init__(config, spec)
     data = config.data
     if tuple(data.mean) != (0.0,) * len(data.mean) or tuple(data.std) != (1.0,) * len(data.std):
-      raise ConfigError(f"autoencoders reconstruct images in [0, 1]: set data.mean to 0 and data.std to 1 "
-                       f"(got mean {tuple(data.mean)}, std {tuple(data.std)})")
+      raise ConfigError(
+        f"autoencoders reconstruct images in [0, 1]: set data.mean to 0 and data.std to 1 "
+        f"(got mean {tuple(data.mean)}, std {tuple(data.std)})"
+      )
     self.options = default_options()
     given = dict(config.get("autoencoder", {}))
     unknown = sorted(set(given) - set(self.options))
     if unknown:
-      raise ConfigError(f"unknown autoencoder option(s) {', '.join(unknown)}; valid: {', '.join(sorted(self.options))}")
+      raise ConfigError(
+        f"unknown autoencoder option(s) {', '.join(unknown)}; valid: {', '.join(sorted(self.options))}"
+      )
     self.options.update(given)
     self.loss_name = config.loss.name
     check_options(self.options, self.loss_name)
@@ -205,15 +237,26 @@ class AutoencodingTask(Task):
 
   def build(self, image_shape: tuple[int, int, int]):
     """The model for images of `image_shape` (height, width, channels); checks it against the options."""
-    self.model = get_model(self.model_config.name, image_shape=tuple(int(d) for d in image_shape),
-                           **model_kwargs(self.model_config))
+    self.model = get_model(
+      self.model_config.name,
+      image_shape=tuple(int(d) for d in image_shape),
+      **model_kwargs(self.model_config),
+    )
     self.is_vae = isinstance(self.model, VariationalAutoencoder)
     o = self.options
-    if o.sparsity_weight and o.sparsity_target and getattr(self.model, "latent_activation", "") != "sigmoid":
-      raise ConfigError("the KL sparsity target (autoencoder.sparsity_target > 0) needs codes in (0, 1): "
-                       "use a sae_* model or model.latent_activation='sigmoid'")
+    if (
+      o.sparsity_weight
+      and o.sparsity_target
+      and getattr(self.model, "latent_activation", "") != "sigmoid"
+    ):
+      raise ConfigError(
+        "the KL sparsity target (autoencoder.sparsity_target > 0) needs codes in (0, 1): "
+        "use a sae_* model or model.latent_activation='sigmoid'"
+      )
     if self.is_vae and o.sparsity_weight:
-      raise ConfigError("autoencoder.sparsity_weight applies to deterministic codes; the VAE's code is regularised by its KL term")
+      raise ConfigError(
+        "autoencoder.sparsity_weight applies to deterministic codes; the VAE's code is regularised by its KL term"
+      )
     return self.model
 
   def init_state(self, rng, batch, total_steps):
@@ -243,7 +286,9 @@ class AutoencodingTask(Task):
     """log p(targets | decoder logits) per image: [batch, ...] -> [batch] (the VAE's decoder)."""
     if self.loss_name == "bernoulli":
       return likelihood.bernoulli_log_likelihood(logits, targets)
-    return likelihood.gaussian_log_likelihood(jax.nn.sigmoid(logits), targets, self.options.decoder_std)
+    return likelihood.gaussian_log_likelihood(
+      jax.nn.sigmoid(logits), targets, self.options.decoder_std
+    )
 
   def reconstruction_loss(self, logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
     """The AE's loss per image, summed over pixels: [batch, ...] -> [batch]."""
@@ -258,13 +303,17 @@ class AutoencodingTask(Task):
     if self.is_vae:
       logits, out = self._apply(params, inputs, train=True, rngs={"latent": latent_rng})
       kl = likelihood.gaussian_kl(out["mean"], out["logvar"])
-      named = {"reconstruction": -jnp.mean(self.log_likelihood(logits, targets)),
-               "kl": o.kl_weight * jnp.mean(kl)}
+      named = {
+        "reconstruction": -jnp.mean(self.log_likelihood(logits, targets)),
+        "kl": o.kl_weight * jnp.mean(kl),
+      }
     else:
       logits, out = self._apply(params, inputs, train=True)
       named = {"reconstruction": jnp.mean(self.reconstruction_loss(logits, targets))}
       if o.sparsity_weight:
-        named["sparsity"] = o.sparsity_weight * sparsity_penalty(out["code"].astype(jnp.float32), o.sparsity_target)
+        named["sparsity"] = o.sparsity_weight * sparsity_penalty(
+          out["code"].astype(jnp.float32), o.sparsity_target
+        )
     return named, out
 
   def prepare(self, rng: jax.Array, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -284,8 +333,11 @@ class AutoencodingTask(Task):
     (loss, (named, out)), grads = jax.value_and_grad(total_loss, has_aux=True)(state.params)
     state = state.apply_gradients(self.tx, grads)
     code = out["code"].astype(jnp.float32)
-    metrics = {"loss": loss, **{f"loss_{k}": v for k, v in named.items()},
-               "code_mean_abs": jnp.mean(jnp.abs(code))}
+    metrics = {
+      "loss": loss,
+      **{f"loss_{k}": v for k, v in named.items()},
+      "code_mean_abs": jnp.mean(jnp.abs(code)),
+    }
     return state, metrics
 
   # -- evaluation ---------------------------------------------------------------------------------
@@ -297,24 +349,36 @@ class AutoencodingTask(Task):
       images = per_example(keys, lambda k, x: binarize(jax.random.fold_in(k, 0), x), images)
     return images, keys
 
-  def importance_weighted_bound(self, params, x: jnp.ndarray, keys: jax.Array, num_samples: int,
-                                chunk_size: int | None = None) -> jnp.ndarray:
+  def importance_weighted_bound(
+    self, params, x: jnp.ndarray, keys: jax.Array, num_samples: int, chunk_size: int | None = None
+  ) -> jnp.ndarray:
     """The VAE's L_k(x) for each image (Burda et al. 2015): [batch, h, w, c] -> [batch] nats.
 
     Each image's k samples come from its own key, in chunks of `chunk_size` decoded at once.
     """
     if not self.is_vae:
-      raise ConfigError(f"the importance-weighted bound needs a VAE; model {self.model_config.name!r} is not one")
+      raise ConfigError(
+        f"the importance-weighted bound needs a VAE; model {self.model_config.name!r} is not one"
+      )
     mean, logvar = self._apply(params, x, method="encode")
     chunk = chunk_size or self.options.iw_chunk
 
     def one_image(key, mean, logvar, image):
       def log_weights(rng, n):
         z = likelihood.reparameterize(rng, mean, logvar, n)  # [n, latent]
-        log_px = self.log_likelihood(self.decode(params, z), jnp.broadcast_to(image, (n, *image.shape)))
-        log_w = log_px + likelihood.standard_normal_log_density(z) - likelihood.diagonal_gaussian_log_density(z, mean, logvar)
+        log_px = self.log_likelihood(
+          self.decode(params, z), jnp.broadcast_to(image, (n, *image.shape))
+        )
+        log_w = (
+          log_px
+          + likelihood.standard_normal_log_density(z)
+          - likelihood.diagonal_gaussian_log_density(z, mean, logvar)
+        )
         return log_w[:, None]
-      return likelihood.importance_weighted_bound(log_weights, jax.random.fold_in(key, 2), num_samples, chunk)[0]
+
+      return likelihood.importance_weighted_bound(
+        log_weights, jax.random.fold_in(key, 2), num_samples, chunk
+      )[0]
 
     return per_example(keys, one_image, mean, logvar, x)
 
@@ -326,17 +390,26 @@ class AutoencodingTask(Task):
     code = out["code"].astype(jnp.float32)
     recon = jax.nn.sigmoid(logits.astype(jnp.float32))
     pixel_mse = lambda r: ((r - x) ** 2).reshape(x.shape[0], -1).mean(-1)
-    noisy = x + o.eval_noise_std * per_example(keys, lambda k, im: jax.random.normal(jax.random.fold_in(k, 1), im.shape), x)
+    noisy = x + o.eval_noise_std * per_example(
+      keys, lambda k, im: jax.random.normal(jax.random.fold_in(k, 1), im.shape), x
+    )
     noisy_logits, _ = self._apply(params, noisy, train=False)
     metrics = {
-        "reconstruction_mse": masked_mean(pixel_mse(recon), mask),
-        "noisy_reconstruction_mse": masked_mean(pixel_mse(jax.nn.sigmoid(noisy_logits.astype(jnp.float32))), mask),
-        "code_sparsity": masked_mean(hoyer_sparsity(code), mask),
-        "code_mean_abs": masked_mean(jnp.mean(jnp.abs(code), -1), mask),
+      "reconstruction_mse": masked_mean(pixel_mse(recon), mask),
+      "noisy_reconstruction_mse": masked_mean(
+        pixel_mse(jax.nn.sigmoid(noisy_logits.astype(jnp.float32))), mask
+      ),
+      "code_sparsity": masked_mean(hoyer_sparsity(code), mask),
+      "code_mean_abs": masked_mean(jnp.mean(jnp.abs(code), -1), mask),
     }
     if self.is_vae:
       mean, logvar = out["mean"], out["logvar"]
-      z = per_example(keys, lambda k, m, lv: likelihood.reparameterize(jax.random.fold_in(k, 3), m, lv), mean, logvar)
+      z = per_example(
+        keys,
+        lambda k, m, lv: likelihood.reparameterize(jax.random.fold_in(k, 3), m, lv),
+        mean,
+        logvar,
+      )
       log_px = self.log_likelihood(self.decode(params, z), x)
       kl = likelihood.gaussian_kl(mean, logvar)
       metrics["negative_elbo"] = masked_mean(kl - log_px, mask)
@@ -346,7 +419,9 @@ class AutoencodingTask(Task):
         bound = self.importance_weighted_bound(params, x, keys, o.iw_samples)
         metrics[f"nll_iw{o.iw_samples}"] = masked_mean(-bound, mask)
     else:
-      inputs = per_example(keys, lambda k, im: corrupt(jax.random.fold_in(k, 4), im, o.corruption, o.noise_level), x)
+      inputs = per_example(
+        keys, lambda k, im: corrupt(jax.random.fold_in(k, 4), im, o.corruption, o.noise_level), x
+      )
       loss_logits, _ = self._apply(params, inputs, train=False)
       loss = self.reconstruction_loss(loss_logits, x)
       if o.sparsity_weight and o.sparsity_target == 0:
@@ -365,7 +440,9 @@ class AutoencodingTask(Task):
   def _reconstruct(self, params, x, noise_key):
     """(reconstructions of x, the corrupted x, its reconstructions) in [0, 1]."""
     o = self.options
-    kind, level = (o.corruption, o.noise_level) if o.corruption != "none" else ("gaussian", o.eval_noise_std)
+    kind, level = (
+      (o.corruption, o.noise_level) if o.corruption != "none" else ("gaussian", o.eval_noise_std)
+    )
     noisy = corrupt(noise_key, x, kind, level)
     clean_logits, _ = self._apply(params, x, train=False)
     noisy_logits, _ = self._apply(params, noisy, train=False)
@@ -374,23 +451,40 @@ class AutoencodingTask(Task):
   def visuals(self, state, batch, directory, prefix):
     n = min(16, batch["image"].shape[0])
     x, _ = self.eval_targets(batch["image"][:n])
-    recon, noisy, denoised = map(np.asarray, jax.device_get(self._reconstruct(state.params, x, jax.random.key(1))))
+    recon, noisy, denoised = map(
+      np.asarray, jax.device_get(self._reconstruct(state.params, x, jax.random.key(1)))
+    )
     x = np.asarray(jax.device_get(x))
     o, name = self.options, self.model_config.name
-    kind = f"{o.corruption} {o.noise_level:g}" if o.corruption != "none" else f"gaussian {o.eval_noise_std:g}"
+    kind = (
+      f"{o.corruption} {o.noise_level:g}"
+      if o.corruption != "none"
+      else f"gaussian {o.eval_noise_std:g}"
+    )
     paths = {
-        f"{prefix}reconstructions": plotting.image_rows(
-            [x, recon], ["input", "reconstruction"], os.path.join(directory, f"{prefix}reconstructions.png"), title=name),
-        f"{prefix}denoising": plotting.image_rows(
-            [noisy, denoised, x], [f"noisy\n({kind})", "denoised", "clean"],
-            os.path.join(directory, f"{prefix}denoising.png"), title=name),
+      f"{prefix}reconstructions": plotting.image_rows(
+        [x, recon],
+        ["input", "reconstruction"],
+        os.path.join(directory, f"{prefix}reconstructions.png"),
+        title=name,
+      ),
+      f"{prefix}denoising": plotting.image_rows(
+        [noisy, denoised, x],
+        [f"noisy\n({kind})", "denoised", "clean"],
+        os.path.join(directory, f"{prefix}denoising.png"),
+        title=name,
+      ),
     }
     if self.is_vae:
       z = jax.random.normal(jax.random.key(o.eval_seed), (64, self.model.latent_dim))
       samples = np.asarray(jax.device_get(jax.nn.sigmoid(self.decode(state.params, z))))
-      paths[f"{prefix}prior_samples"] = plotting.image_grid(samples, os.path.join(directory, f"{prefix}prior_samples.png"))
+      paths[f"{prefix}prior_samples"] = plotting.image_grid(
+        samples, os.path.join(directory, f"{prefix}prior_samples.png")
+      )
       if self.model.latent_dim == 2:
-        paths[f"{prefix}manifold"] = self.manifold(state, os.path.join(directory, f"{prefix}manifold.png"))
+        paths[f"{prefix}manifold"] = self.manifold(
+          state, os.path.join(directory, f"{prefix}manifold.png")
+        )
     return paths
 
   def manifold(self, state, path: str, n: int = 20) -> str:
@@ -401,9 +495,13 @@ class AutoencodingTask(Task):
     z1, z2 = np.meshgrid(values, values[::-1])  # row i has z2 = values[-1 - i]: z2 grows upwards
     z = np.stack([z1.ravel(), z2.ravel()], -1)
     images = np.asarray(jax.device_get(jax.nn.sigmoid(self.decode(state.params, z))))
-    return plotting.manifold_grid(images.reshape(n, n, *images.shape[1:]), values, path, title=self.model_config.name)
+    return plotting.manifold_grid(
+      images.reshape(n, n, *images.shape[1:]), values, path, title=self.model_config.name
+    )
 
-  def latent_scatter(self, state, images: np.ndarray, labels: np.ndarray, path: str, batch_size: int = 1000) -> str:
+  def latent_scatter(
+    self, state, images: np.ndarray, labels: np.ndarray, path: str, batch_size: int = 1000
+  ) -> str:
     """Test codes coloured by class: the 2-D code itself, or its first two principal components."""
     codes = self.codes(state, images, batch_size)
     axes = ("z1", "z2")
@@ -411,19 +509,33 @@ class AutoencodingTask(Task):
       centred = codes - codes.mean(0)
       _, _, vt = np.linalg.svd(centred, full_matrices=False)
       codes, axes = centred @ vt[:2].T, ("principal component 1", "principal component 2")
-    return plotting.latent_scatter(codes, labels, self.spec.class_names, path, title=f"{self.model_config.name} codes",
-                                   axis_names=axes)
+    return plotting.latent_scatter(
+      codes,
+      labels,
+      self.spec.class_names,
+      path,
+      title=f"{self.model_config.name} codes",
+      axis_names=axes,
+    )
 
   def codes(self, state, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Codes of uint8 images (the VAE's means), [n, h, w, c] -> [n, latent], in batches on the device."""
     if not hasattr(self, "_encode_raw"):
       _, eval_fn = make_preprocess(self.config.data)
-      self._encode_raw = jax.jit(lambda params, raw: self.encode(params, self.eval_targets(eval_fn({"image": raw})["image"])[0]))
+      self._encode_raw = jax.jit(
+        lambda params, raw: self.encode(
+          params, self.eval_targets(eval_fn({"image": raw})["image"])[0]
+        )
+      )
     batch_size = min(batch_size, len(images))
     parts = []
     for start in range(0, len(images), batch_size):
-      batch = images[start:start + batch_size]
+      batch = images[start : start + batch_size]
       pad = batch_size - len(batch)  # one compiled shape: pad the last batch, then drop the padding
       padded = np.concatenate([batch, np.repeat(batch[:1], pad, 0)]) if pad else batch
-      parts.append(np.asarray(jax.device_get(self._encode_raw(state.params, jnp.asarray(padded))))[: len(batch)])
+      parts.append(
+        np.asarray(jax.device_get(self._encode_raw(state.params, jnp.asarray(padded))))[
+          : len(batch)
+        ]
+      )
     return np.concatenate(parts).astype(np.float32)

@@ -1,4 +1,5 @@
 """The interface between a task and the one training loop."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -51,10 +52,14 @@ class Task:
   def init_state(self, rng: jax.Array, batch: Batch, total_steps: int) -> TrainState:
     raise NotImplementedError
 
-  def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+  def train_step(
+    self, state: TrainState, batch: Batch, rng: jax.Array
+  ) -> tuple[TrainState, Metrics]:
     raise NotImplementedError
 
-  def eval_step(self, state: TrainState, batch: Batch) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+  def eval_step(
+    self, state: TrainState, batch: Batch
+  ) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
     raise NotImplementedError
 
   def eval_metrics(self, sums: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -1,4 +1,5 @@
 """Image classification: a registered model, a classification loss, accuracy and error."""
+
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ from vision_jax.models.registry import build_model
 from vision_jax.tasks.base import Batch, Task, masked_mean
 from vision_jax.train.optimizers import make_optimizer
 from vision_jax.train.state import TrainState
+
 
 class ClassificationTask(Task):
   """Trains `config.model` with `config.loss` ("cross_entropy", "mse" or "focal").
@@ -33,10 +35,17 @@ class ClassificationTask(Task):
 
   def _loss(self, logits, labels):
     lc = self.loss_config
-    return losses.classification_loss(lc.name, logits, labels, label_smoothing=lc.get("label_smoothing", 0.0),
-                                      focal_gamma=lc.get("focal_gamma", 2.0))
+    return losses.classification_loss(
+      lc.name,
+      logits,
+      labels,
+      label_smoothing=lc.get("label_smoothing", 0.0),
+      focal_gamma=lc.get("focal_gamma", 2.0),
+    )
 
-  def losses(self, params, state: TrainState, batch: Batch, rng) -> tuple[dict[str, jnp.ndarray], tuple]:
+  def losses(
+    self, params, state: TrainState, batch: Batch, rng
+  ) -> tuple[dict[str, jnp.ndarray], tuple]:
     """Named mean losses of one training batch, and (logits, new model state).
 
     With `config.train.frozen_batch_stats` the model runs as at inference (train=False):
@@ -45,16 +54,24 @@ class ClassificationTask(Task):
     features it computes at test time, and the statistics it was pretrained with do not drift.
     """
     if self.config.train.get("frozen_batch_stats", False):
-      logits, out = self.model.apply({"params": params, **state.model_state}, batch["image"], train=False)
+      logits, out = self.model.apply(
+        {"params": params, **state.model_state}, batch["image"], train=False
+      )
       new_model_state = state.model_state
     else:
       (logits, out), new_model_state = self.model.apply(
-          {"params": params, **state.model_state}, batch["image"], train=True, rngs={"dropout": rng},
-          mutable=list(state.model_state))
+        {"params": params, **state.model_state},
+        batch["image"],
+        train=True,
+        rngs={"dropout": rng},
+        mutable=list(state.model_state),
+      )
     named = {"classification": self._loss(logits, batch["label"]).mean()}
     for name, aux in out.items():
       if name.startswith("aux"):
-        named[name] = self.loss_config.get("aux_weight", 0.3) * self._loss(aux, batch["label"]).mean()
+        named[name] = (
+          self.loss_config.get("aux_weight", 0.3) * self._loss(aux, batch["label"]).mean()
+        )
     return named, (logits, new_model_state)
 
   def train_step(self, state, batch, rng):
@@ -62,7 +79,9 @@ class ClassificationTask(Task):
       named, aux = self.losses(params, state, batch, rng)
       return sum(named.values()), (named, aux)
 
-    (loss, (named, (logits, model_state))), grads = jax.value_and_grad(total_loss, has_aux=True)(state.params)
+    (loss, (named, (logits, model_state))), grads = jax.value_and_grad(total_loss, has_aux=True)(
+      state.params
+    )
     state = state.apply_gradients(self.tx, grads, model_state=dict(model_state))
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
     if len(named) > 1:
@@ -76,9 +95,11 @@ class ClassificationTask(Task):
   def eval_step(self, state, batch):
     logits = self.predict(state, batch["image"])
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return {"loss": masked_mean(self._loss(logits, batch["label"]), batch["mask"]),
-            "accuracy": masked_mean(correct, batch["mask"]),
-            "error": masked_mean(1.0 - correct, batch["mask"])}
+    return {
+      "loss": masked_mean(self._loss(logits, batch["label"]), batch["mask"]),
+      "accuracy": masked_mean(correct, batch["mask"]),
+      "error": masked_mean(1.0 - correct, batch["mask"]),
+    }
 
   @property
   def primary_metric(self) -> str:

@@ -12,6 +12,7 @@ Model variables alone (`{"params": ..., "batch_stats": ...}`), as written by
 with `load_variables`, which also reads them out of a run's checkpoint; any experiment can start
 from either with `--config.init_from=PATH`.
 """
+
 from __future__ import annotations
 
 import gc
@@ -48,9 +49,11 @@ def load_variables(path: str) -> Any:
   """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
-    raise CheckpointError(f"no saved variables at {path}: expected a directory written by "
-                          "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
-                          "a training run's workdir, or one of its checkpoints/<step>")
+    raise CheckpointError(
+      f"no saved variables at {path}: expected a directory written by "
+      "vision_jax.train.checkpoint.save_variables or scripts.import_torchvision, "
+      "a training run's workdir, or one of its checkpoints/<step>"
+    )
   step_dir = _run_step(path)
 
   def read():
@@ -60,10 +63,14 @@ def load_variables(path: str) -> Any:
     state = read_state(os.path.join(step_dir, "state"))
     return {"params": state["params"], **state["model_state"]}
 
-  variables, failure = _restore_quietly(read)  # orbax raises many types for damaged or foreign directories
+  variables, failure = _restore_quietly(
+    read
+  )  # orbax raises many types for damaged or foreign directories
   if failure:
-    raise CheckpointError(f"{step_dir or path} does not read as saved variables ({failure}); expected a "
-                          "directory written by save_variables, scripts.import_torchvision or a training run")
+    raise CheckpointError(
+      f"{step_dir or path} does not read as saved variables ({failure}); expected a "
+      "directory written by save_variables, scripts.import_torchvision or a training run"
+    )
   return variables
 
 
@@ -74,9 +81,13 @@ def _run_step(path: str) -> str | None:
   directory = os.path.join(path, "checkpoints")
   if not os.path.isdir(directory):
     return None
-  steps = [int(s) for s in os.listdir(directory) if s.isdigit()]  # finished steps only: orbax renames when done
+  steps = [
+    int(s) for s in os.listdir(directory) if s.isdigit()
+  ]  # finished steps only: orbax renames when done
   if not steps:
-    raise CheckpointError(f"{path} is a run's workdir, but {directory} holds no finished checkpoint")
+    raise CheckpointError(
+      f"{path} is a run's workdir, but {directory} holds no finished checkpoint"
+    )
   return os.path.join(directory, str(max(steps)))
 
 
@@ -88,7 +99,9 @@ class CheckpointStore:
     self.best_directory = os.path.join(os.path.abspath(workdir), "checkpoints_best")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
-    self._best = ocp.CheckpointManager(self.best_directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    self._best = ocp.CheckpointManager(
+      self.best_directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    )
 
   def save(self, step: int, state: Any, meta: dict, best: bool = False) -> None:
     """Saves `state` and the JSON-able `meta` at `step` (and as the best, if `best`)."""
@@ -100,7 +113,10 @@ class CheckpointStore:
         if old != step:
           self._best.delete(old)
       if step not in self._best.all_steps():
-        self._best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        self._best.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        )
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -122,31 +138,51 @@ class CheckpointStore:
       return None
     errors, failed = [], []
     for step in steps:
-      restored, failure = _restore_quietly(lambda step=step: self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())))
+      restored, failure = _restore_quietly(
+        lambda step=step: self._manager.restore(
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+          ),
+        )
+      )
       if failure:  # orbax raises many types for damaged files
         errors.append(f"step {step}: {failure}")
         failed.append(step)
-        logging.warning("checkpoint at step %d in %s does not restore (%s); falling back to the previous one",
-                        step, self.directory, failure.partition(":")[0])
+        logging.warning(
+          "checkpoint at step %d in %s does not restore (%s); falling back to the previous one",
+          step,
+          self.directory,
+          failure.partition(":")[0],
+        )
         continue
       if failed:
         if jax.process_index() == 0:
           for bad in failed:
-            os.replace(os.path.join(self.directory, str(bad)), os.path.join(self.directory, f"corrupt-{bad}"))
-        logging.warning("moved the checkpoints that do not restore aside: %s",
-                        ", ".join(f"corrupt-{bad}" for bad in failed))
+            os.replace(
+              os.path.join(self.directory, str(bad)), os.path.join(self.directory, f"corrupt-{bad}")
+            )
+        logging.warning(
+          "moved the checkpoints that do not restore aside: %s",
+          ", ".join(f"corrupt-{bad}" for bad in failed),
+        )
         self._manager.reload()
       return restored["state"], dict(restored["meta"])
-    raise CheckpointError(f"no checkpoint in {self.directory} restores; refusing to start from scratch "
-                          "over them. Move the directory away to start afresh.\n  " + "\n  ".join(errors))
+    raise CheckpointError(
+      f"no checkpoint in {self.directory} restores; refusing to start from scratch "
+      "over them. Move the directory away to start afresh.\n  " + "\n  ".join(errors)
+    )
 
   def restore_best(self, abstract_state: Any) -> tuple[Any, dict] | None:
     step = self._best.latest_step()
     if step is None:
       return None
-    restored = self._best.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    restored = self._best.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+      ),
+    )
     return restored["state"], dict(restored["meta"])
 
   def close(self) -> None:
@@ -182,7 +218,9 @@ def _restore_quietly(restore: Callable[[], Any]) -> tuple[Any, str | None]:
     except Exception as e:  # pylint: disable=broad-exception-caught
       failure = f"{e.__class__.__name__}: {str(e)[:300]}"
       logging.debug("restore failed", exc_info=True)
-    time.sleep(0.05)  # the failed reads' callbacks run on tensorstore's threads, just after the error
+    time.sleep(
+      0.05
+    )  # the failed reads' callbacks run on tensorstore's threads, just after the error
     gc.collect()
     return None, failure
   finally:

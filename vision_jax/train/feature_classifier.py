@@ -6,6 +6,7 @@ project's classification configs is trained through the one loop and saved as a 
 
     directory = ensure_feature_classifier("lenet5_mnist", steps=2000)   # trains once, then reuses
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,13 +31,17 @@ def default_directory(config_name: str, steps: int, overrides: Sequence[str] = (
   return os.path.join(cache_dir(), "feature_classifiers", name)
 
 
-def train_feature_classifier(config_name: str, directory: str, steps: int, overrides: Sequence[str] = ()) -> dict:
+def train_feature_classifier(
+  config_name: str, directory: str, steps: int, overrides: Sequence[str] = ()
+) -> dict:
   """Trains `configs/<config_name>.py` (with `overrides`) for `steps` and saves it to `directory`.
 
   Returns the classifier.json record. The run itself (metrics, checkpoints) stays in
   `<directory>/run`, so a killed training resumes.
   """
-  config = apply_overrides(load_config(config_name), [*overrides, f"train.steps={steps}", "wandb.mode=disabled"])
+  config = apply_overrides(
+    load_config(config_name), [*overrides, f"train.steps={steps}", "wandb.mode=disabled"]
+  )
   config.train.eval_every = steps
   config.train.checkpoint_every = steps
   config.train.visuals_every = 0
@@ -44,23 +49,39 @@ def train_feature_classifier(config_name: str, directory: str, steps: int, overr
   state = summary["state"]
   size = config.data.pad_to or summary["task"].spec.image_shape[0]
   error_key = f"{config.data.eval_splits[0]}/error"
-  info = {"config": config_name, "overrides": list(overrides), "steps": steps, "model": config.model.to_dict(),
-          "num_classes": summary["task"].spec.num_classes, "dataset": config.data.dataset, "image_size": int(size),
-          "mean": list(config.data.mean), "std": list(config.data.std),
-          "test_error": summary["eval"].get(error_key), "train_wall_s": round(summary["train_wall_s"], 1)}
-  save_variables(os.path.join(directory, "variables"), {"params": state.params, **state.model_state})
+  info = {
+    "config": config_name,
+    "overrides": list(overrides),
+    "steps": steps,
+    "model": config.model.to_dict(),
+    "num_classes": summary["task"].spec.num_classes,
+    "dataset": config.data.dataset,
+    "image_size": int(size),
+    "mean": list(config.data.mean),
+    "std": list(config.data.std),
+    "test_error": summary["eval"].get(error_key),
+    "train_wall_s": round(summary["train_wall_s"], 1),
+  }
+  save_variables(
+    os.path.join(directory, "variables"), {"params": state.params, **state.model_state}
+  )
   with open(os.path.join(directory, "classifier.json.tmp"), "w") as f:
     json.dump(info, f, indent=2)
-  os.replace(os.path.join(directory, "classifier.json.tmp"), os.path.join(directory, "classifier.json"))
+  os.replace(
+    os.path.join(directory, "classifier.json.tmp"), os.path.join(directory, "classifier.json")
+  )
   return info
 
 
-def ensure_feature_classifier(config_name: str, steps: int, overrides: Sequence[str] = (),
-                              directory: str = "") -> str:
+def ensure_feature_classifier(
+  config_name: str, steps: int, overrides: Sequence[str] = (), directory: str = ""
+) -> str:
   """The directory of the feature classifier `config_name`/`steps`/`overrides`, trained if absent."""
   directory = directory or default_directory(config_name, steps, overrides)
   if not os.path.exists(os.path.join(directory, "classifier.json")):
-    logging.info("training the feature classifier %s (%d steps) into %s", config_name, steps, directory)
+    logging.info(
+      "training the feature classifier %s (%d steps) into %s", config_name, steps, directory
+    )
     variables = os.path.join(directory, "variables")
     if os.path.exists(variables):  # a save that was killed before classifier.json was written
       shutil.rmtree(variables)

@@ -19,6 +19,7 @@ checkpoint is chosen by that metric (unless `best_metric` names another), and th
 best evaluation's parameters and metrics, not on the last ones (`restore_best`, default on).
 A metric name that no evaluation reports is refused before the first step.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,10 +35,9 @@ import ml_collections
 import numpy as np
 
 from vision_jax import plotting
-from vision_jax.errors import ConfigError
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
-from vision_jax.errors import RunError
+from vision_jax.errors import ConfigError, RunError
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import CheckpointStore
@@ -51,6 +51,7 @@ class NonFiniteLossError(RunError, FloatingPointError):
 @dataclasses.dataclass
 class EarlyStopping:
   """Stops when `metric` has not improved by `min_delta` for `patience` evaluations."""
+
   metric: str = ""
   mode: str = "min"
   patience: int = 0
@@ -61,8 +62,11 @@ class EarlyStopping:
 
   def update(self, value: float) -> bool:
     """Records one evaluation; returns True when training should stop."""
-    better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                   else value > self.best + self.min_delta)
+    better = self.best is None or (
+      value < self.best - self.min_delta
+      if self.mode == "min"
+      else value > self.best + self.min_delta
+    )
     if better:
       self.best, self.bad_evals = value, 0
     else:
@@ -87,8 +91,14 @@ def _boundaries(step: int, total: int, every: list[int]) -> int:
   return nxt
 
 
-def make_train_chunk(task: Task, train_fn: Callable, get_batch: Callable, rng: jax.Array,
-                     state_sharding: Any, metrics_sharding: Any) -> Callable:
+def make_train_chunk(
+  task: Task,
+  train_fn: Callable,
+  get_batch: Callable,
+  rng: jax.Array,
+  state_sharding: Any,
+  metrics_sharding: Any,
+) -> Callable:
   """The jitted training call: `chunk(state, data, xs) -> (state, metrics stacked over steps)`.
 
   One scan step per element of `xs`: its batch is `train_fn(get_batch(data, x), aug_rng)` and
@@ -103,6 +113,7 @@ def make_train_chunk(task: Task, train_fn: Callable, get_batch: Callable, rng: j
       batch = train_fn(get_batch(data, x), aug_rng)
       state, metrics = task.train_step(state, batch, task_rng)
       return state.replace(step=state.step + 1), metrics
+
     if jax.tree.leaves(xs)[0].shape[0] == 1:
       # One step: no loop around it, which XLA:CPU would run several times slower.
       state, metrics = body(state, jax.tree.map(lambda x: x[0], xs))
@@ -129,7 +140,7 @@ def run_chunk(train_chunk: Callable, state, data, xs, scan: bool):
     return train_chunk(state, data, xs)
   parts = []
   for i in range(jax.tree.leaves(xs)[0].shape[0]):
-    state, metrics = train_chunk(state, data, jax.tree.map(lambda x: x[i:i + 1], xs))
+    state, metrics = train_chunk(state, data, jax.tree.map(lambda x: x[i : i + 1], xs))
     parts.append(metrics)
   return state, jax.tree.map(lambda *ms: jnp.concatenate(ms), *parts)
 
@@ -139,15 +150,20 @@ def _check_metric_names(task: Task, state, batch, eval_splits, wanted: dict[str,
   first step and before anything is written, not at the first evaluation."""
   if not any(wanted.values()):
     return  # nothing to check: skip tracing the eval step
-  names = sorted(f"{split}/{m}" for split in eval_splits for m in task.eval_metric_names(state, batch))
+  names = sorted(
+    f"{split}/{m}" for split in eval_splits for m in task.eval_metric_names(state, batch)
+  )
   for key, name in wanted.items():
     if name and name not in names:
-      raise ConfigError(f"{key} {name!r} is not an eval metric; have {names} "
-                        f"(<split>/<metric>, the splits of data.eval_splits)")
+      raise ConfigError(
+        f"{key} {name!r} is not an eval metric; have {names} "
+        f"(<split>/<metric>, the splits of data.eval_splits)"
+      )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       task_cls: type[Task]) -> dict[str, Any]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]
+) -> dict[str, Any]:
   """Trains `task_cls(config, spec)` on `config.data` in `workdir`; returns the run's summary.
 
   The summary: {"step", "train_wall_s", "eval": {split/metric: value}, "best_step",
@@ -164,30 +180,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   spec, splits = get_splits(config.data)
   task = task_cls(config, spec)
   train_fn, eval_fn = make_preprocess(config.data)
-  train_data = make_train_data(splits[config.data.train_split], config.data, tc.batch_size, mesh, tc.seed)
+  train_data = make_train_data(
+    splits[config.data.train_split], config.data, tc.batch_size, mesh, tc.seed
+  )
   init_rng, rng = jax.random.split(jax.random.key(tc.seed))
 
   # Initialise from a preprocessed example batch; every leaf replicated over the mesh.
-  example = eval_fn({k: jnp.asarray(v) for k, v in splits[config.data.train_split].read(np.arange(2)).items()})
+  example = eval_fn(
+    {k: jnp.asarray(v) for k, v in splits[config.data.train_split].read(np.arange(2)).items()}
+  )
   replicated = mesh_lib.replicated(mesh)
   init = functools.partial(task.init_state, batch=example, total_steps=tc.steps)
   state_shape = jax.eval_shape(init, init_rng)
   state_sharding = jax.tree.map(lambda _: replicated, state_shape)
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  _check_metric_names(task, state, {**example, "mask": jnp.ones(example["image"].shape[0], bool)},
-                      config.data.eval_splits, {"train.early_stopping.metric": tc.early_stopping.metric,
-                                                "train.best_metric": tc.get("best_metric", "")})
+  _check_metric_names(
+    task,
+    state,
+    {**example, "mask": jnp.ones(example["image"].shape[0], bool)},
+    config.data.eval_splits,
+    {
+      "train.early_stopping.metric": tc.early_stopping.metric,
+      "train.best_metric": tc.get("best_metric", ""),
+    },
+  )
   store = CheckpointStore(workdir, keep=tc.get("keep_checkpoints", 3))
-  if config.get("init_from", "") and store.latest_step() is None:  # a resumed run restores its own state
+  if (
+    config.get("init_from", "") and store.latest_step() is None
+  ):  # a resumed run restores its own state
     state = _init_from(task, state, config.init_from, replicated)
 
-  early = EarlyStopping(**{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")})
+  early = EarlyStopping(
+    **{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")}
+  )
   best_metric, best_mode = tc.get("best_metric", ""), tc.get("best_mode", "min")
   if early.metric and not best_metric:  # early stopping selects by its own metric
     best_metric, best_mode = early.metric, early.mode
-  meta = {"early_stopping": early.to_json(), "best_value": None, "best_step": None, "best_eval": None}
-  abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                state_shape, state_sharding)
+  meta = {
+    "early_stopping": early.to_json(),
+    "best_value": None,
+    "best_step": None,
+    "best_eval": None,
+  }
+  abstract_state = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shape, state_sharding
+  )
   restored = store.restore_latest(abstract_state)
   if restored is not None:
     state, meta = restored
@@ -225,11 +262,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       return
     split = splits[config.data.eval_splits[0]]
     host = split.read(np.arange(min(64, len(split))))
-    local_state = jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
+    local_state = jax.tree.map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state
+    )
     batch = {k: jnp.asarray(v) for k, v in host.items()}
-    batch = {**eval_fn(batch), "raw_image": batch["image"], "mask": jnp.ones(len(host["label"]), bool)}
+    batch = {
+      **eval_fn(batch),
+      "raw_image": batch["image"],
+      "mask": jnp.ones(len(host["label"]), bool),
+    }
     prefix = "final_" if final else f"step{step:07d}_"
-    writer.write_images(step, task.visuals(local_state, batch, os.path.join(workdir, "pictures"), prefix))
+    writer.write_images(
+      step, task.visuals(local_state, batch, os.path.join(workdir, "pictures"), prefix)
+    )
 
   total = tc.steps
   log_every = tc.log_every
@@ -241,7 +286,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     while step < total and not early.stopped:
       end = _boundaries(step, total, [log_every, tc.eval_every, tc.checkpoint_every])
       t0 = time.perf_counter()
-      state, metrics = run_chunk(train_chunk, state, train_data.data, train_data.xs(step, end - step), scan)
+      state, metrics = run_chunk(
+        train_chunk, state, train_data.data, train_data.xs(step, end - step), scan
+      )
       metrics = jax.device_get(metrics)  # the only host transfer of train metrics: at logging steps
       t_train += time.perf_counter() - t0
       if not all(np.all(np.isfinite(v)) for v in metrics.values()):
@@ -249,9 +296,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         first = step + 1 + int(np.argmin(np.all([np.isfinite(metrics[k]) for k in bad], axis=0)))
         last = store.latest_step()
         raise NonFiniteLossError(
-            f"non-finite {', '.join(bad)} at step {first} (steps {step + 1}-{end}); stopped without saving. "
-            f"The last good checkpoint is " + (f"step {last} in {store.directory}" if last is not None else "none")
-            + ". Lower the learning rate or enable optim.grad_clip_norm.")
+          f"non-finite {', '.join(bad)} at step {first} (steps {step + 1}-{end}); stopped without saving. "
+          f"The last good checkpoint is "
+          + (f"step {last} in {store.directory}" if last is not None else "none")
+          + ". Lower the learning rate or enable optim.grad_clip_norm."
+        )
       chunk, step = end - step, end
       record = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}
       writer.write(step, record)
@@ -270,7 +319,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if tc.get("visuals_every", 0) and step % tc.visuals_every == 0:
           write_visuals(state, step)
       meta["early_stopping"] = early.to_json()
-      if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == total or early.stopped or is_best:
+      if (
+        (tc.checkpoint_every and step % tc.checkpoint_every == 0)
+        or step == total
+        or early.stopped
+        or is_best
+      ):
         store.save(step, state, meta, best=is_best)
       progress.reset_clock()
   finally:
@@ -284,8 +338,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if restore_best and meta.get("best_step") is not None and meta["best_step"] != step:
     state = store.restore_best(abstract_state)[0]
     final = meta.get("best_eval") or evaluate(state)
-    logging.info("early stopping: ending on step %d's parameters (best %s %.5g), trained to step %d",
-                 meta["best_step"], best_metric, meta["best_value"], step)
+    logging.info(
+      "early stopping: ending on step %d's parameters (best %s %.5g), trained to step %d",
+      meta["best_step"],
+      best_metric,
+      meta["best_value"],
+      step,
+    )
   if step != start:
     writer.write(step, {f"final_{k}": v for k, v in final.items()})
   write_visuals(state, step, final=True)
@@ -293,14 +352,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     records = read_metrics(workdir)
     if records:
       try:
-        writer.write_images(step, {"curves": plotting.plot_curves(records, os.path.join(workdir, "curves.png"),
-                                                                  title=config.get("name", ""))})
+        writer.write_images(
+          step,
+          {
+            "curves": plotting.plot_curves(
+              records, os.path.join(workdir, "curves.png"), title=config.get("name", "")
+            )
+          },
+        )
       except ValueError:
         pass
   writer.close()
   store.close()
-  return {"step": step, "train_wall_s": t_train, "eval": final, "best_step": meta["best_step"],
-          "best_value": meta["best_value"], "early_stopped": early.stopped, "state": state, "task": task}
+  return {
+    "step": step,
+    "train_wall_s": t_train,
+    "eval": final,
+    "best_step": meta["best_step"],
+    "best_value": meta["best_value"],
+    "early_stopped": early.stopped,
+    "state": state,
+    "task": task,
+  }
 
 
 def _init_from(task: Task, state, path: str, sharding):
@@ -312,6 +385,7 @@ def _init_from(task: Task, state, path: str, sharding):
   The optimizer state is built afresh for the merged parameters.
   """
   from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
+
   loaded = load_variables(path)
   merged, mismatched, reinit = _merge(state.params, loaded.get("params", loaded), "params")
   model_state = dict(state.model_state)
@@ -322,12 +396,19 @@ def _init_from(task: Task, state, path: str, sharding):
     model_state[collection], m, r = _merge(target, loaded[collection], collection)
     mismatched, reinit = mismatched + m, reinit + r
   if mismatched:
-    raise ConfigError(f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched))
+    raise ConfigError(
+      f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched)
+    )
   if reinit:
-    logging.warning("init_from %s: re-initialising the head for a different number of classes: %s",
-                    path, "; ".join(reinit))
+    logging.warning(
+      "init_from %s: re-initialising the head for a different number of classes: %s",
+      path,
+      "; ".join(reinit),
+    )
   put = lambda t: jax.device_put(t, sharding)
-  return state.replace(params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged)))
+  return state.replace(
+    params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged))
+  )
 
 
 def _merge(target, loaded, path=""):
@@ -339,8 +420,14 @@ def _merge(target, loaded, path=""):
   mismatched, reinit = [], []
   if isinstance(target, dict) or isinstance(loaded, dict):
     if not (isinstance(target, dict) and isinstance(loaded, dict)):
-      return target, [f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
-                      f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"], []
+      return (
+        target,
+        [
+          f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
+          f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"
+        ],
+        [],
+      )
     out = {}
     for k, v in target.items():
       if k not in loaded:
@@ -350,7 +437,9 @@ def _merge(target, loaded, path=""):
       out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
       mismatched += m
       reinit += r
-    mismatched += [f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target]
+    mismatched += [
+      f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target
+    ]
     return out, mismatched, reinit
   model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
   if model_shape == saved_shape:

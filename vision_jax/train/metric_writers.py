@@ -5,6 +5,7 @@ entry), and otherwise offline into the workdir (`wandb sync` uploads it later); 
 never fails the run. A resumed run truncates `metrics.jsonl` to the restored step and continues
 the same W&B run.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ from vision_jax.errors import ConfigError
 
 
 def wandb_mode(requested: str) -> str:
-  """"auto" resolves to online when W&B credentials exist, else offline."""
+  """ "auto" resolves to online when W&B credentials exist, else offline."""
   if requested not in ("auto", "online", "offline", "disabled"):
     raise ConfigError(f"wandb.mode must be auto, online, offline or disabled, got {requested!r}")
   if requested != "auto":
@@ -77,6 +78,7 @@ class MetricWriter:
     id_path = os.path.join(self.workdir, "wandb_run_id")
     try:
       import wandb  # pylint: disable=g-import-not-at-top
+
       if os.path.exists(id_path):
         run_id = open(id_path).read().strip()
       else:
@@ -84,13 +86,24 @@ class MetricWriter:
         with open(id_path, "w") as f:
           f.write(run_id)
       self._wandb = wandb.init(
-          project=wcfg.get("project", "vision_jax"), entity=wcfg.get("entity", None) or None,
-          group=wcfg.get("group", None) or None, name=wcfg.get("name", None) or os.path.basename(os.path.abspath(self.workdir)),
-          dir=self.workdir, id=run_id, resume="allow", mode=mode, config=config.to_dict(),
-          settings=wandb.Settings(silent=True, init_timeout=60))
+        project=wcfg.get("project", "vision_jax"),
+        entity=wcfg.get("entity", None) or None,
+        group=wcfg.get("group", None) or None,
+        name=wcfg.get("name", None) or os.path.basename(os.path.abspath(self.workdir)),
+        dir=self.workdir,
+        id=run_id,
+        resume="allow",
+        mode=mode,
+        config=config.to_dict(),
+        settings=wandb.Settings(silent=True, init_timeout=60),
+      )
     except Exception as e:  # never fail a run for W&B
-      logging.warning("W&B unavailable (%s: %s); metrics are still written to %s",
-                      e.__class__.__name__, e, os.path.join(self.workdir, "metrics.jsonl"))
+      logging.warning(
+        "W&B unavailable (%s: %s); metrics are still written to %s",
+        e.__class__.__name__,
+        e,
+        os.path.join(self.workdir, "metrics.jsonl"),
+      )
       self._wandb = None
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -107,6 +120,7 @@ class MetricWriter:
     """Logs PNG files (name -> path) to W&B; they are already on disk in the workdir."""
     if self.active and self._wandb is not None and images:
       import wandb  # pylint: disable=g-import-not-at-top
+
       self._wandb.log({k: wandb.Image(p) for k, p in images.items()}, step=int(step))
 
   def close(self) -> None:
@@ -125,16 +139,25 @@ class Progress:
 
   def __init__(self, total: int, initial: int, batch_size: int, desc: str = "train"):
     self._batch = batch_size
-    self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
-                     file=sys.stderr, disable=jax.process_index() != 0 or os.environ.get("VISION_JAX_NO_PROGRESS") == "1",
-                     smoothing=0.1)
+    self._bar = tqdm(
+      total=total,
+      initial=initial,
+      desc=desc,
+      unit="step",
+      dynamic_ncols=True,
+      file=sys.stderr,
+      disable=jax.process_index() != 0 or os.environ.get("VISION_JAX_NO_PROGRESS") == "1",
+      smoothing=0.1,
+    )
     self._last = time.perf_counter()
 
   def update(self, steps: int, **postfix: float) -> None:
     now = time.perf_counter()
     rate = steps * self._batch / max(now - self._last, 1e-9)
     self._last = now
-    self._bar.set_postfix({**{k: f"{v:.4g}" for k, v in postfix.items()}, "img/s": f"{rate:,.0f}"}, refresh=False)
+    self._bar.set_postfix(
+      {**{k: f"{v:.4g}" for k, v in postfix.items()}, "img/s": f"{rate:,.0f}"}, refresh=False
+    )
     self._bar.update(steps)
 
   def reset_clock(self) -> None:

@@ -21,6 +21,7 @@ Frozen parameters get `optax.set_to_zero()` through `optax.partition`: they keep
 state, weight decay does not touch them, gradient clipping measures only the trained ones, and
 they stay bit-identical. The parameters stay in the one train state; nothing is copied.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,7 +46,9 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     boundaries = optim.get("boundaries", ())
     if list(boundaries) != sorted(boundaries) or any(b <= 0 for b in boundaries):
       raise ConfigError(f"optim.boundaries must be increasing positive steps, got {boundaries}")
-    schedule = optax.piecewise_constant_schedule(lr, {int(b) - warmup: optim.get("decay_factor", 0.1) for b in boundaries})
+    schedule = optax.piecewise_constant_schedule(
+      lr, {int(b) - warmup: optim.get("decay_factor", 0.1) for b in boundaries}
+    )
   elif name == "cosine":
     schedule = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup))
   else:
@@ -57,22 +60,30 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     elif shape == "constant" and factor > 0:
       warm = optax.constant_schedule(factor * lr)
     else:
-      raise ConfigError(f"optim.warmup_shape must be 'linear' or 'constant' (with optim.warmup_factor > 0), "
-                        f"got {shape!r} with factor {factor}")
+      raise ConfigError(
+        f"optim.warmup_shape must be 'linear' or 'constant' (with optim.warmup_factor > 0), "
+        f"got {shape!r} with factor {factor}"
+      )
     schedule = optax.join_schedules([warm, schedule], [warmup])
   return schedule
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+  optim: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
   """The optimizer of `config.optim`, with clipping, weight decay and parameter groups chained in."""
   schedule = make_schedule(optim, total_steps)
-  clip = [optax.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm", 0.0) else []
+  clip = (
+    [optax.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm", 0.0) else []
+  )
   if not _has_groups(optim):
     return optax.chain(*clip, *_update_rule(optim, schedule))
   scale = float(optim.get("backbone_lr_scale", 1.0))
-  groups = {"head": optax.chain(*_update_rule(optim, schedule)),
-            "backbone": optax.chain(*_update_rule(optim, lambda step: scale * schedule(step))),
-            "frozen": optax.set_to_zero()}
+  groups = {
+    "head": optax.chain(*_update_rule(optim, schedule)),
+    "backbone": optax.chain(*_update_rule(optim, lambda step: scale * schedule(step))),
+    "frozen": optax.set_to_zero(),
+  }
   labels = lambda params: parameter_groups(optim, params)
   if clip:  # the global norm of the trained parameters' gradients: zero the frozen ones first
     frozen = lambda params: jax.tree.map(lambda g: g == "frozen", labels(params))
@@ -80,7 +91,9 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.
   return optax.chain(*clip, optax.partition(groups, labels))
 
 
-def _update_rule(optim: ml_collections.ConfigDict, lr: optax.Schedule) -> list[optax.GradientTransformation]:
+def _update_rule(
+  optim: ml_collections.ConfigDict, lr: optax.Schedule
+) -> list[optax.GradientTransformation]:
   """The named optimizer at learning rate `lr`, after weight decay: the transformations to chain."""
   name = optim.name
   momentum = optim.get("momentum", 0.9)
@@ -94,13 +107,23 @@ def _update_rule(optim: ml_collections.ConfigDict, lr: optax.Schedule) -> list[o
   elif name == "adam":
     core = optax.adam(lr, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999), eps=eps or 1e-8)
   elif name == "adamw":
-    core = optax.adamw(lr, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999), eps=eps or 1e-8,
-                       weight_decay=optim.get("weight_decay", 0.0), mask=_decay_mask(optim))
+    core = optax.adamw(
+      lr,
+      b1=optim.get("b1", 0.9),
+      b2=optim.get("b2", 0.999),
+      eps=eps or 1e-8,
+      weight_decay=optim.get("weight_decay", 0.0),
+      mask=_decay_mask(optim),
+    )
   elif name == "adagrad":
     core = optax.adagrad(lr, eps=eps or 1e-7)
   elif name == "rmsprop":
-    core = optax.rmsprop(lr, decay=optim.get("decay", 0.9), eps=eps or 1e-8,
-                         momentum=optim.get("rmsprop_momentum", 0.0) or None)
+    core = optax.rmsprop(
+      lr,
+      decay=optim.get("decay", 0.9),
+      eps=eps or 1e-8,
+      momentum=optim.get("rmsprop_momentum", 0.0) or None,
+    )
   else:
     raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
   if optim.get("weight_decay", 0.0) and name != "adamw":
@@ -132,9 +155,13 @@ def parameter_groups(optim: ml_collections.ConfigDict, params) -> object:
   modules = sorted({p.split("/")[0] for p in paths})
   for pattern in frozen:
     if not any(re.match(pattern, p) for p in paths):
-      raise ConfigError(f"optim.frozen: {pattern!r} matches no parameter; the model's modules: {', '.join(modules)}")
+      raise ConfigError(
+        f"optim.frozen: {pattern!r} matches no parameter; the model's modules: {', '.join(modules)}"
+      )
   if _has_groups(optim) and not any(re.match(head, p) for p in paths):
-    raise ConfigError(f"optim.head: {head!r} matches no parameter; the model's modules: {', '.join(modules)}")
+    raise ConfigError(
+      f"optim.head: {head!r} matches no parameter; the model's modules: {', '.join(modules)}"
+    )
 
   def label(path, _):
     name = parameter_path(path)

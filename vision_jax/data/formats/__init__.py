@@ -4,7 +4,8 @@ A format is one small file here: a `LocalFormat` subclass registered with `@regi
 It says which splits a root path holds, what the examples look like, and yields them; the generic
 builder in `vision_jax.data.local` does the rest (validation, caching, atomic preparation).
 """
-from vision_jax.data.formats.base import LocalFormat, get_format, list_formats, register_format
+
 from vision_jax.data.formats import idx, image_folder, oxford_pets, sklearn_digits  # noqa: F401  (registration)
+from vision_jax.data.formats.base import LocalFormat, get_format, list_formats, register_format
 
 __all__ = ["LocalFormat", "get_format", "list_formats", "register_format"]

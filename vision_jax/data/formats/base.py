@@ -1,4 +1,5 @@
 """The interface every local format implements."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ class DatasetSpec:
     class_names: the label names, index = label.
     splits: the split names.
   """
+
   image_shape: tuple
   class_names: tuple[str, ...]
   splits: tuple[str, ...]
@@ -37,6 +39,7 @@ class LocalFormat:
   dataclass whose fields are the options, set from `config.data.format_options`; they are part
   of the fingerprint, so each setting is prepared and cached on its own.
   """
+
   name: str = ""
   version: str = "1.0.0"  # bump when the prepared output of this format changes
 
@@ -52,8 +55,11 @@ class LocalFormat:
     h = hashlib.sha256(f"{self.name}-{self.version}".encode())
     if self.options():
       h.update(repr(sorted(self.options().items())).encode())
-    paths = [root] if os.path.isfile(root) else sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    paths = (
+      [root]
+      if os.path.isfile(root)
+      else sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    )
     for p in paths:
       st = os.stat(p)
       h.update(f"{os.path.relpath(p, root)}:{st.st_size}:{int(st.st_mtime)}".encode())
@@ -75,14 +81,18 @@ def register_format(cls: type[LocalFormat]) -> type[LocalFormat]:
 def get_format(name: str, **options) -> LocalFormat:
   """The format registered as `name`, made with its preparation `options`."""
   if name not in _FORMATS:
-    raise DatasetError(f"unknown dataset format {name!r}; known formats: {', '.join(sorted(_FORMATS))} "
-                       "(or tfds:<name> for a TFDS dataset)")
+    raise DatasetError(
+      f"unknown dataset format {name!r}; known formats: {', '.join(sorted(_FORMATS))} "
+      "(or tfds:<name> for a TFDS dataset)"
+    )
   cls = _FORMATS[name]
   valid = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
   unknown = sorted(set(options) - set(valid))
   if unknown:
-    raise DatasetError(f"format {name!r} has no option {', '.join(map(repr, unknown))}; "
-                       + (f"its options: {', '.join(valid)}" if valid else "it takes no options"))
+    raise DatasetError(
+      f"format {name!r} has no option {', '.join(map(repr, unknown))}; "
+      + (f"its options: {', '.join(valid)}" if valid else "it takes no options")
+    )
   return cls(**options)
 
 

@@ -4,6 +4,7 @@ CIFAR-10 as JPEGs (`cifar10/{train,test}/<class>/<n>.jpg`) is one. A tree withou
 (`<class>/<image>` directly) is a single "train" split. Images are decoded with Pillow; all images
 of a dataset must share one size (the first image's), as greyscale or RGB.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,7 +19,18 @@ from PIL import Image
 from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
 from vision_jax.errors import DatasetError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (
+  ".jpg",
+  ".jpeg",
+  ".png",
+  ".bmp",
+  ".pgm",
+  ".ppm",
+  ".gif",
+  ".tif",
+  ".tiff",
+  ".webp",
+)
 SPLIT_NAMES = ("train", "validation", "val", "test")
 
 
@@ -46,8 +58,11 @@ def _list_images(root: str) -> list[str]:
     raise DatasetError(f"{root}: expected a folder or a tarball of <split>/<class>/<image> files")
   else:
     raise DatasetError(f"{root}: no such file or folder")
-  images = sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS)
-                  and not os.path.basename(p).startswith("."))
+  images = sorted(
+    p
+    for p in paths
+    if p.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(p).startswith(".")
+  )
   if not images:
     raise DatasetError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
   return images
@@ -58,8 +73,10 @@ def _layout(paths: list[str], root: str) -> dict[str, dict[str, list[str]]]:
   parts = [p.split("/") for p in paths]
   depth = {len(p) for p in parts}
   if len(depth) != 1:
-    raise DatasetError(f"{root}: images lie at different depths; expected every image at "
-                       "[top/]<split>/<class>/<image> or [top/]<class>/<image>")
+    raise DatasetError(
+      f"{root}: images lie at different depths; expected every image at "
+      "[top/]<split>/<class>/<image> or [top/]<class>/<image>"
+    )
   depth = depth.pop()
   # Strip a common top folder (the archive's name) if there is one above the split level.
   tops = {p[0] for p in parts}
@@ -73,12 +90,16 @@ def _layout(paths: list[str], root: str) -> dict[str, dict[str, list[str]]]:
     elif depth == 2:
       split, cls = "train", p[0]
     else:
-      raise DatasetError(f"{root}: expected [top/]<split>/<class>/<image> or <class>/<image>, got {full}")
+      raise DatasetError(
+        f"{root}: expected [top/]<split>/<class>/<image> or <class>/<image>, got {full}"
+      )
     layout.setdefault(split, {}).setdefault(cls, []).append(full)
   classes = sorted(next(iter(layout.values())))
   for split, by_class in layout.items():
     if sorted(by_class) != classes:
-      raise DatasetError(f"{root}: split {split!r} has classes {sorted(by_class)}, expected {classes}")
+      raise DatasetError(
+        f"{root}: split {split!r} has classes {sorted(by_class)}, expected {classes}"
+      )
   return layout
 
 
@@ -91,7 +112,9 @@ def decode_image(data: bytes, name: str, mode: str | None = None) -> np.ndarray:
         mode = "L" if img.mode in ("L", "1", "I;16", "I", "P") and img.mode != "P" else "RGB"
       arr = np.asarray(img.convert(mode))
   except Exception as e:  # Pillow raises many types for bad files
-    raise DatasetError(f"{name}: corrupt or unreadable image ({e.__class__.__name__}: {e})") from None
+    raise DatasetError(
+      f"{name}: corrupt or unreadable image ({e.__class__.__name__}: {e})"
+    ) from None
   return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -136,7 +159,9 @@ def _scan(root: str, fingerprint: str) -> tuple[dict[str, dict[str, list[str]]],
   first = layout[first_split][classes[0]][0]
   name, data = next(read_files(root, [first]))
   shape = decode_image(data, f"{root}:{name}").shape
-  order = [s for s in SPLIT_NAMES if s in layout] + sorted(s for s in layout if s not in SPLIT_NAMES)
+  order = [s for s in SPLIT_NAMES if s in layout] + sorted(
+    s for s in layout if s not in SPLIT_NAMES
+  )
   return layout, DatasetSpec(image_shape=shape, class_names=classes, splits=tuple(order))
 
 
@@ -160,6 +185,8 @@ class ImageFolderFormat(LocalFormat):
       where = f"{root}:{name}" if os.path.isfile(root) else os.path.join(root, name)
       image = decode_image(data, where, mode)
       if image.shape != tuple(spec.image_shape):
-        raise DatasetError(f"{where}: image of shape {image.shape}, expected {tuple(spec.image_shape)} "
-                           "like the dataset's first image")
+        raise DatasetError(
+          f"{where}: image of shape {image.shape}, expected {tuple(spec.image_shape)} "
+          "like the dataset's first image"
+        )
       yield name, {"image": image, "label": label_of[name], "_source": where}

@@ -27,6 +27,7 @@ adds them is an extra field here, reading `annotations/trimaps/<name>.png` or
 `annotations/xmls/<name>.xml` beside each image and mapping it with the same `fit_to_square`
 (nearest-neighbour for a trimap).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,20 +39,23 @@ import numpy as np
 from PIL import Image
 
 from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
-from vision_jax.errors import DatasetError
 from vision_jax.data.formats.image_folder import decode_image, read_files
+from vision_jax.errors import DatasetError
 
 SPLITS = ("trainval", "test")
 LABELS = ("breed", "species")
 RESIZES = ("center_crop", "stretch")
 SPECIES = ("cat", "dog")
-_LAYOUT = ("expected the Oxford-IIIT Pet layout: images.tar.gz (images/<name>.jpg) and annotations.tar.gz "
-           "(annotations/list.txt, trainval.txt, test.txt), or the two extracted as images/ and annotations/")
+_LAYOUT = (
+  "expected the Oxford-IIIT Pet layout: images.tar.gz (images/<name>.jpg) and annotations.tar.gz "
+  "(annotations/list.txt, trainval.txt, test.txt), or the two extracted as images/ and annotations/"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class PetEntry:
   """One line of a list file: `Image CLASS-ID SPECIES BREED-ID`."""
+
   name: str
   class_id: int
   species: int
@@ -63,7 +67,9 @@ class PetEntry:
     return self.name.rsplit("_", 1)[0]
 
 
-def fit_to_square(image: Image.Image, size: int, resize: str, resample: int = Image.BILINEAR) -> Image.Image:
+def fit_to_square(
+  image: Image.Image, size: int, resize: str, resample: int = Image.BILINEAR
+) -> Image.Image:
   """`image` as `size` x `size`: its central square (`center_crop`) or all of it (`stretch`)."""
   if resize == "center_crop":
     w, h = image.size
@@ -104,9 +110,13 @@ def _read_list(root: str, list_name: str) -> list[PetEntry]:
       continue
     parts = line.split()
     if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]) or parts[2] not in ("1", "2"):
-      raise DatasetError(f"{where} line {number}: expected 'Image CLASS-ID SPECIES BREED-ID' "
-                         f"(SPECIES 1 or 2), got {line!r}")
-    entries.append(PetEntry(parts[0], int(parts[1]), int(parts[2]), int(parts[3]), f"{where} line {number}"))
+      raise DatasetError(
+        f"{where} line {number}: expected 'Image CLASS-ID SPECIES BREED-ID' "
+        f"(SPECIES 1 or 2), got {line!r}"
+      )
+    entries.append(
+      PetEntry(parts[0], int(parts[1]), int(parts[2]), int(parts[3]), f"{where} line {number}")
+    )
   if not entries:
     raise DatasetError(f"{where}: no entries; expected lines 'Image CLASS-ID SPECIES BREED-ID'")
   return entries
@@ -118,8 +128,9 @@ def _breeds(entries: list[PetEntry]) -> list[tuple[int, str]]:
   for e in entries:
     first = names.setdefault(e.class_id, e)
     if first.breed != e.breed:
-      raise DatasetError(f"{e.where}: CLASS-ID {e.class_id} is {e.breed!r} here but {first.breed!r} "
-                         f"at {first.where}")
+      raise DatasetError(
+        f"{e.where}: CLASS-ID {e.class_id} is {e.breed!r} here but {first.breed!r} at {first.where}"
+      )
   return [(cid, names[cid].breed) for cid in sorted(names)]
 
 
@@ -128,6 +139,7 @@ def _breeds(entries: list[PetEntry]) -> list[tuple[int, str]]:
 class OxfordPetsFormat(LocalFormat):
   """Options (`config.data.format_options`): image_size (pixels of the square), resize
   ("center_crop" or "stretch"), label ("breed" or "species")."""
+
   name = "oxford_pets"
   image_size: int = 64
   resize: str = "center_crop"
@@ -137,14 +149,24 @@ class OxfordPetsFormat(LocalFormat):
     if not isinstance(self.image_size, int) or self.image_size < 1:
       raise DatasetError(f"oxford_pets: image_size must be a positive int, got {self.image_size!r}")
     if self.resize not in RESIZES:
-      raise DatasetError(f"oxford_pets: resize must be one of {', '.join(RESIZES)}, got {self.resize!r}")
+      raise DatasetError(
+        f"oxford_pets: resize must be one of {', '.join(RESIZES)}, got {self.resize!r}"
+      )
     if self.label not in LABELS:
-      raise DatasetError(f"oxford_pets: label must be one of {', '.join(LABELS)}, got {self.label!r}")
+      raise DatasetError(
+        f"oxford_pets: label must be one of {', '.join(LABELS)}, got {self.label!r}"
+      )
 
   def spec(self, root: str) -> DatasetSpec:
     _container(root, "images")  # fails early, naming the archive, if it is missing
-    names = SPECIES if self.label == "species" else tuple(b for _, b in _breeds(_read_list(root, "list.txt")))
-    return DatasetSpec(image_shape=(self.image_size, self.image_size, 3), class_names=names, splits=SPLITS)
+    names = (
+      SPECIES
+      if self.label == "species"
+      else tuple(b for _, b in _breeds(_read_list(root, "list.txt")))
+    )
+    return DatasetSpec(
+      image_shape=(self.image_size, self.image_size, 3), class_names=names, splits=SPLITS
+    )
 
   def examples(self, root: str, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     everything = _read_list(root, "list.txt")
@@ -154,8 +176,10 @@ class OxfordPetsFormat(LocalFormat):
     for e in entries:
       if e.name not in listed or listed[e.name].class_id != e.class_id:
         known = listed.get(e.name)
-        raise DatasetError(f"{e.where}: {e.name} (CLASS-ID {e.class_id}) " + (
-            f"has CLASS-ID {known.class_id} at {known.where}" if known else "is not in list.txt"))
+        raise DatasetError(
+          f"{e.where}: {e.name} (CLASS-ID {e.class_id}) "
+          + (f"has CLASS-ID {known.class_id} at {known.where}" if known else "is not in list.txt")
+        )
     images = _container(root, "images")
     members = {f"images/{e.name}.jpg": e for e in entries}
     available = _members(images, "images/")
