@@ -8,7 +8,7 @@ DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEV_HASH)
 
-.PHONY: demo test venv venv-dev clean
+.PHONY: demo test lint format venv venv-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ venv-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m experiments.lenet5_digits --workdir runs/demo
 
-test: $(DEV_STAMP)
+# Formatting and lint first (ruff, configured in pyproject.toml): `make format` fixes what it finds.
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff format --check --diff .
+	$(BIN)/ruff check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf runs/demo .pytest_cache
