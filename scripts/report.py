@@ -33,19 +33,14 @@ from vision_jax.train.metric_writers import read_metrics
 TRAIN_LOSS = "train/loss"
 
 
-def is_fraction(metric: str) -> bool:
-  """Errors and accuracies are fractions in the metrics, and read best as percentages."""
-  return metric.rsplit("/", 1)[-1].endswith(("error", "accuracy"))
-
-
 def show(metric: str, value: Any) -> str:
   if not isinstance(value, (int, float)):
     return "—"
-  return f"{100 * value:.2f}" if is_fraction(metric) else f"{value:.4g}"
+  return f"{100 * value:.2f}" if plotting.is_fraction(metric) else f"{value:.4g}"
 
 
 def header(metric: str) -> str:
-  return f"{metric} (%)" if is_fraction(metric) else metric
+  return f"{metric} (%)" if plotting.is_fraction(metric) else metric
 
 
 def load_sweep(sweep_dir: str) -> tuple[dict, list[dict]]:
@@ -158,7 +153,7 @@ def write_report(
   images = []
   if finished:
     runs = {label: p["records"] for label, p in zip(labels, points) if p["result"]}
-    scales = {metric: 100.0} if is_fraction(metric) else {}
+    scales = {metric: 100.0} if plotting.is_fraction(metric) else {}
     images.append(
       (
         "curves",
@@ -168,7 +163,9 @@ def write_report(
       )
     )
     bar_labels = [label for label, p in zip(labels, points) if p["result"]]
-    values = [p["result"]["eval"][metric] * (100 if is_fraction(metric) else 1) for p in finished]
+    values = [
+      p["result"]["eval"][metric] * (100 if plotting.is_fraction(metric) else 1) for p in finished
+    ]
     bar_name = "final_" + re.sub(r"[^A-Za-z0-9]+", "_", metric) + ".png"
     images.append(
       (

@@ -22,12 +22,28 @@ def _save(fig, path: str) -> str:
   return path
 
 
+def is_fraction(metric: str) -> bool:
+  """Errors and accuracies are fractions in the metrics, and read best as percentages."""
+  return metric.rsplit("/", 1)[-1].endswith(("error", "accuracy"))
+
+
+# The training loop logs the final evaluation once more, at the last step, as final_<split>/<metric>.
+_FINAL = "final_"
+
+
 def plot_curves(records: Sequence[dict], path: str, title: str = "") -> str:
   """One panel per metric family (loss, accuracy/error, ...), train and eval splits overlaid.
 
   records: metrics.jsonl rows, {"step": int, "train/loss": float, "test/error": float, ...}.
+  Errors and accuracies are drawn in percent. The final evaluation (final_<split>/<metric>) is no
+  curve but one point, which would hide under the split's last point: it is a star in the split's
+  colour, drawn on top, with its value written beside it. A split keeps its colour in every panel,
+  and one legend under the panels names them all.
   """
-  by_metric: dict[str, dict[str, tuple[list, list]]] = {}
+  curves: dict[str, dict[str, tuple[list, list]]] = {}
+  finals: dict[
+    str, dict[str, tuple[int, float]]
+  ] = {}  # metric -> split -> (step, value), the latest
   for r in records:
     for key, value in r.items():
       if key == "step" or "/" not in key or not isinstance(value, (int, float)):
@@ -35,22 +51,89 @@ def plot_curves(records: Sequence[dict], path: str, title: str = "") -> str:
       split, metric = key.split("/", 1)
       if metric in ("learning_rate", "images_per_s", "steps_per_s"):
         continue
-      xs, ys = by_metric.setdefault(metric, {}).setdefault(split, ([], []))
+      if split.startswith(_FINAL):
+        if np.isfinite(value):
+          finals.setdefault(metric, {})[split[len(_FINAL) :]] = (r["step"], value)
+        continue
+      xs, ys = curves.setdefault(metric, {}).setdefault(split, ([], []))
       xs.append(r["step"])
       ys.append(value)
-  metrics = sorted(by_metric)
+  metrics = sorted(set(curves) | set(finals))
   if not metrics:
     raise ValueError("no metrics to plot")
-  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+  splits = sorted(
+    {s for m in metrics for s in [*curves.get(m, {}), *finals.get(m, {})]},
+    key=lambda s: (s != "train", s),
+  )
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  colours = {s: cycle[i % len(cycle)] for i, s in enumerate(splits)}
+  fig, axes = plt.subplots(
+    1, len(metrics), figsize=(4.2 * len(metrics), 3.7), squeeze=False, layout="constrained"
+  )
   for ax, metric in zip(axes[0], metrics):
-    for split, (xs, ys) in sorted(by_metric[metric].items()):
-      ax.plot(xs, ys, label=split, marker="o" if len(xs) < 30 else None, ms=3)
-    ax.set_title(metric)
+    scale = 100.0 if is_fraction(metric) else 1.0
+    values = []
+    for split, (xs, ys) in sorted(
+      curves.get(metric, {}).items(), key=lambda item: splits.index(item[0])
+    ):
+      ax.plot(
+        xs,
+        [scale * y for y in ys],
+        label=split,
+        color=colours[split],
+        marker="o" if len(xs) < 30 else None,
+        ms=3,
+      )
+      values.extend(ys)
+    for split, (step, value) in finals.get(metric, {}).items():
+      y = scale * value
+      ax.plot(
+        [step],
+        [y],
+        ls="none",
+        marker="*",
+        ms=13,
+        color=colours[split],
+        mec="black",
+        mew=0.7,
+        zorder=5,
+        clip_on=False,
+        label=f"final {split}",
+      )
+      # The value, left of the point (it is the last step), on the side away from the curve it ends.
+      ends = curves.get(metric, {}).get(split, ([], []))[1][-2:]
+      below = len(ends) == 2 and ends[0] > ends[1]
+      ax.annotate(
+        f"{y:.2f}%" if scale == 100 else f"{value:.4g}",
+        (step, y),
+        xytext=(-9, -9 if below else 9),
+        textcoords="offset points",
+        ha="right",
+        va="top" if below else "bottom",
+        fontsize=8,
+        zorder=6,
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+      )
+      values.append(value)
+    ax.set_title(metric + (" (%)" if scale == 100 else ""))
     ax.set_xlabel("step")
-    if metric.startswith("loss") and all(v > 0 for s in by_metric[metric].values() for v in s[1]):
+    if metric.startswith("loss") and all(v > 0 for v in values):
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+  handles = {}
+  for ax in axes[0]:
+    for line in ax.lines:
+      handles.setdefault(line.get_label(), line)
+  order = [*splits, *(f"final {s}" for s in splits)]
+  labels = sorted(handles, key=order.index)
+  fig.legend(
+    [handles[label] for label in labels],
+    labels,
+    loc="outside lower center",
+    ncol=len(labels),
+    fontsize=9,
+    frameon=False,
+  )
   if title:
     fig.suptitle(title)
   return _save(fig, path)
@@ -173,7 +256,12 @@ def plot_panels(
   if not panels:
     raise ValueError("no panels to plot")
   fig, axes = plt.subplots(
-    1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True
+    1,
+    len(panels),
+    figsize=(5.2 * len(panels), 4.1),
+    squeeze=False,
+    sharey=True,
+    layout="constrained",
   )
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   plotted = False
@@ -204,7 +292,8 @@ def plot_panels(
     plt.close(fig)
     raise ValueError(f"none of the runs has any of {[c['key'] for c in curves]}")
   axes[0][0].set_ylabel(ylabel)
-  # Which line style is which curve, in grey, under the plot.
+  # Which line style is which curve, in grey, under the plot: the layout keeps it clear of the
+  # panels' step labels and the figure's title clear of the panels' titles.
   styles = [
     matplotlib.lines.Line2D(
       [],
@@ -217,12 +306,7 @@ def plot_panels(
     for c in curves
   ]
   fig.legend(
-    handles=styles,
-    loc="lower center",
-    ncol=len(styles),
-    fontsize=8,
-    frameon=False,
-    bbox_to_anchor=(0.5, -0.04),
+    handles=styles, loc="outside lower center", ncol=len(styles), fontsize=8, frameon=False
   )
   if title:
     fig.suptitle(title)
