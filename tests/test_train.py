@@ -21,7 +21,7 @@ from conftest import REPO, run_env
 
 from vision_jax import losses
 from vision_jax.config import apply_overrides, load_config
-from vision_jax.errors import CheckpointError
+from vision_jax.errors import CheckpointError, ConfigError
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
@@ -122,6 +122,93 @@ def test_step_schedule_decays_at_boundaries():
   np.testing.assert_allclose(
     [lr(31999), lr(32000), lr(47999), lr(48000)], [0.1, 0.01, 0.01, 0.001], rtol=1e-6
   )
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      ["optim.schedule=step", "optim.boundaries=(100000,)"],
+      r"optim.boundaries must be increasing integer steps, each in \(0, train.steps\) = "
+      r"\(0, 20\), got \(100000,\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(15, 10)"],
+      r"optim.boundaries must be increasing .* got \(15, 10\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(10, 10)"],
+      r"optim.boundaries must be increasing .* got \(10, 10\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(0, 10)"],
+      r"optim.boundaries must be increasing .* got \(0, 10\)",
+    ),
+    (
+      ["optim.schedule=cosine", "optim.warmup_steps=30"],
+      r"optim.warmup_steps must be at most train.steps \(20\), got 30: the run would end "
+      r"inside its warm-up",
+    ),
+    (
+      ["optim.schedule=step", "optim.warmup_steps=10", "optim.boundaries=(5, 15)"],
+      r"optim.boundaries must be increasing integer steps, each in \[optim.warmup_steps, "
+      r"train.steps\) = \[10, 20\), got \(5, 15\)",
+    ),
+  ],
+)
+def test_a_schedule_that_contradicts_train_steps_is_refused_before_data_are_read(
+  tmp_path, overrides, message
+):
+  """A step schedule's drops after the run, or a warm-up longer than it, would be silently never
+  reached: refused with what is expected, before a dataset is read or a workdir written."""
+  config = digits_config(*overrides, "data.dataset=idx:/nonexistent/never/read")
+  with pytest.raises(ConfigError, match=f"^impossible setting: {message}"):
+    train_and_evaluate(config, str(tmp_path / "run"), ClassificationTask)
+  assert not (tmp_path / "run").exists()
+  setting = message.split(" must ")[0] + " must "  # the optimizer itself refuses it too
+  with pytest.raises(ConfigError, match=f"^impossible setting: {setting}.*\\b20\\b"):
+    make_optimizer(digits_config(*overrides).optim, 20)
+
+
+def test_a_schedule_inside_the_run_is_accepted():
+  """Drops from the warm-up's end to the last step, a run that is all warm-up, or none at all."""
+  for overrides in (
+    ["optim.schedule=step", "optim.warmup_steps=5", "optim.boundaries=(5, 19)"],
+    ["optim.schedule=step", "optim.boundaries=(1,)"],
+    ["optim.schedule=cosine", "optim.warmup_steps=20"],
+    ["optim.schedule=step", "optim.boundaries=(100000,)", "train.steps=0"],  # evaluation only
+  ):
+    ClassificationTask.check_settings(digits_config(*overrides))
+
+
+def test_each_gan_player_s_schedule_is_checked_against_its_own_updates(tmp_path):
+  """The critic updates gan.n_critic times a step: its boundaries count critic updates."""
+  from configs.gan_base import gan_config
+  from vision_jax.tasks import GANTask
+
+  config = gan_config("wgan_gp", "mnist", smoke=True)
+  config.data.dataset = "idx:/nonexistent/never/read"
+  steps, n = config.train.steps, config.gan.n_critic
+  assert n > 1
+  config.optim.critic.schedule = config.optim.generator.schedule = "step"
+  config.optim.critic.boundaries = (steps * n - 1,)  # inside the critic's updates: accepted
+  config.optim.generator.boundaries = (steps - 1,)
+  GANTask.check_settings(config)
+  config.optim.critic.boundaries = (steps * n,)
+  config.optim.generator.boundaries = (steps,)
+  config.optim.generator.warmup_steps = steps + 1
+  with pytest.raises(ConfigError) as e:
+    train_and_evaluate(config, str(tmp_path / "run"), GANTask)
+  assert str(e.value).splitlines() == [
+    "impossible settings:",
+    "  optim.critic.boundaries must be increasing integer steps, each in "
+    f"(0, train.steps x gan.n_critic) = (0, {steps * n}), got ({steps * n},)",
+    f"  optim.generator.warmup_steps must be at most train.steps ({steps}), got {steps + 1}: "
+    "the run would end inside its warm-up (equal, for a run that is all warm-up)",
+    "  optim.generator.boundaries must be increasing integer steps, each in "
+    f"[optim.generator.warmup_steps, train.steps) = [{steps + 1}, {steps}), got ({steps},)",
+  ]
+  assert not (tmp_path / "run").exists()
 
 
 def test_scanned_and_per_step_calls_train_alike(tmp_path):
