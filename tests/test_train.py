@@ -1,6 +1,7 @@
 """The loop: overfitting, resume after a crash or a kill, corrupt checkpoints, non-finite losses,
 W&B offline, and the same result on 1 device, 8 devices and 2 processes."""
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -9,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -319,20 +322,67 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, c
   assert summary["step"] == 20  # resumed from step 10 and trained again to 20
   # The failed reads (tensorstore's callbacks, orbax's abandoned coroutines: 30 tracebacks here before) do
   # not bury the warning, then or at a later garbage collection.
-  assert "Event loop is closed" not in capfd.readouterr().err
+  _assert_no_abandoned_reads(reports, caplog.text, capfd.readouterr().err)
+
+
+def test_a_failed_restore_leaves_no_read_behind_however_late_the_reads_end(
+  tmp_path, monkeypatch, caplog, capfd
+):
+  """Orbax closes its event loop at the first failed read; the others end later, on tensorstore's
+  threads. Delayed here as on a loaded machine or with cold caches (where the test above failed
+  once in ten), they still end inside the restore, not as reports at some later collection."""
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(
+    digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask
+  )
+  _truncate_data_files(os.path.join(workdir, "checkpoints", "20"))
+  metadata = ocp.StandardCheckpointer().metadata(
+    os.path.join(workdir, "checkpoints", "10", "state")
+  )
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract_state = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+    getattr(metadata, "item_metadata", metadata),
+  )
+  call_soon_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+  def late(loop, *args, **kwargs):  # a read's end, handed to the event loop by another thread
+    if threading.current_thread() is not threading.main_thread():
+      time.sleep(0.3)
+    return call_soon_threadsafe(loop, *args, **kwargs)
+
+  capfd.readouterr()
+  store = CheckpointStore(workdir)
+  with caplog.at_level("WARNING"), _unraisable_reports() as reports:
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_soon_threadsafe", late)
+    restored = store.restore_latest(abstract_state)
+    monkeypatch.undo()
+    time.sleep(1.0)  # every read has ended by now, however it was left
+  store.close()
+  assert restored is not None and int(restored[0]["step"]) == 10
+  _assert_no_abandoned_reads(reports, caplog.text, capfd.readouterr().err)
+
+
+def _assert_no_abandoned_reads(reports, log, stderr):
+  assert "Event loop is closed" not in stderr + log
+  assert "never retrieved" not in stderr + log  # asyncio's "Task exception was never retrieved"
   assert not reports, reports
 
 
 @contextlib.contextmanager
 def _unraisable_reports():
-  """The unraisable exceptions reported while the block runs and at a garbage collection after it."""
+  """The unraisable exceptions and "never awaited" warnings reported while the block runs and at a
+  garbage collection after it."""
   reports, previous = [], sys.unraisablehook
   sys.unraisablehook = lambda u: reports.append(
     f"{u.object!r}: {u.exc_type.__name__}: {u.exc_value}"[:200]
   )
   try:
-    yield reports
-    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always", RuntimeWarning)
+      yield reports
+      gc.collect()
+    reports += [str(w.message) for w in caught if "never awaited" in str(w.message)]
   finally:
     sys.unraisablehook = previous
 
