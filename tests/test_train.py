@@ -298,6 +298,90 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   assert straight == resumed
 
 
+class _DrawsTask(ClassificationTask):
+  """Reports with each step's metrics what it drew from its rngs: "augmented", a checksum of its
+  augmented images, and "dropout", the loss of a fixed batch under the dropout of its rng."""
+
+  def train_step(self, state, batch, rng):
+    images = batch["image"]
+    weights = jnp.sin(jnp.arange(images[0].size, dtype=jnp.float32)).reshape(images.shape[1:])
+    fixed = {"image": jnp.ones_like(images), "label": jnp.zeros_like(batch["label"])}
+    dropout = self.losses(state.params, state, fixed, rng)[0]["classification"]
+    new_state, metrics = super().train_step(state, batch, rng)
+    return new_state, {**metrics, "augmented": jnp.sum(images * weights), "dropout": dropout}
+
+
+def _one_batch_for_every_step(monkeypatch):
+  """The loop's training steps all see one batch (the same image everywhere, an asymmetric ramp):
+  whatever differs between two steps' draws comes from their rngs."""
+  real = loop_lib.make_train_chunk
+
+  def fixed(batch):
+    image = batch["image"]
+    h, w = image.shape[1:3]
+    ramp = (jnp.arange(h * w).reshape(1, h, w, 1) * 7 % 17).astype(image.dtype)
+    return {"image": jnp.broadcast_to(ramp, image.shape), "label": jnp.zeros_like(batch["label"])}
+
+  monkeypatch.setattr(
+    loop_lib,
+    "make_train_chunk",
+    lambda task, train_fn, *args: real(task, lambda b, rng: train_fn(fixed(b), rng), *args),
+  )
+
+
+def test_every_step_draws_its_own_augmentation_and_dropout_and_a_resumed_step_the_same(
+  tmp_path, monkeypatch
+):
+  """Each step's rngs are fold_in(seed, step): two steps crop, flip, add noise and drop out
+  differently, and a step after a resume draws exactly what it drew in the uninterrupted run."""
+  _one_batch_for_every_step(monkeypatch)
+  overrides = [
+    "train.steps=4",
+    "train.log_every=1",
+    "train.checkpoint_every=2",
+    "train.eval_every=4",
+    "optim.learning_rate=0.0",  # the same parameters at every step: only the draws differ
+    "data.augment.crop_padding=2",
+    "data.augment.flip=True",
+    "data.augment.noise_std=0.1",
+  ]
+
+  def config():
+    c = digits_config(*overrides)
+    c.model.dropout = 0.5  # LeNet-5's, before its output layer
+    return c
+
+  def draws(workdir):
+    return {
+      r["step"]: (r["train/augmented"], r["train/dropout"])
+      for r in read_metrics(workdir)
+      if "train/augmented" in r
+    }
+
+  train_and_evaluate(config(), str(tmp_path / "straight"), _DrawsTask)
+  straight = draws(tmp_path / "straight")
+  assert sorted(straight) == [1, 2, 3, 4]
+  for i, name in enumerate(("augmented", "dropout")):
+    values = [straight[step][i] for step in straight]
+    assert len(set(values)) == len(values), f"steps drew the same {name}: {values}"
+
+  real_save = CheckpointStore.save
+
+  def crash_after_2(self, step, *a, **kw):
+    real_save(self, step, *a, **kw)
+    if step == 2:
+      self.wait()
+      raise KeyboardInterrupt("simulated crash")
+
+  monkeypatch.setattr(CheckpointStore, "save", crash_after_2)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(config(), str(tmp_path / "resumed"), _DrawsTask)
+  monkeypatch.setattr(CheckpointStore, "save", real_save)
+  train_and_evaluate(config(), str(tmp_path / "resumed"), _DrawsTask)
+  resumed = draws(tmp_path / "resumed")
+  assert resumed == straight  # steps 3 and 4 after the resume, bit for bit
+
+
 def _truncate_data_files(step_dir: str) -> None:
   for d, _, files in os.walk(step_dir):
     for f in files:
