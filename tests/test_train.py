@@ -1,6 +1,7 @@
 """The loop: overfitting, resume after a crash or a kill, corrupt checkpoints, non-finite losses,
 W&B offline, and the same result on 1 device, 8 devices and 2 processes."""
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -9,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +24,7 @@ from conftest import REPO, run_env
 
 from vision_jax import losses
 from vision_jax.config import apply_overrides, load_config
-from vision_jax.errors import CheckpointError
+from vision_jax.errors import CheckpointError, ConfigError
 from vision_jax.models import get_model
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import loop as loop_lib
@@ -124,6 +127,93 @@ def test_step_schedule_decays_at_boundaries():
   )
 
 
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      ["optim.schedule=step", "optim.boundaries=(100000,)"],
+      r"optim.boundaries must be increasing integer steps, each in \(0, train.steps\) = "
+      r"\(0, 20\), got \(100000,\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(15, 10)"],
+      r"optim.boundaries must be increasing .* got \(15, 10\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(10, 10)"],
+      r"optim.boundaries must be increasing .* got \(10, 10\)",
+    ),
+    (
+      ["optim.schedule=step", "optim.boundaries=(0, 10)"],
+      r"optim.boundaries must be increasing .* got \(0, 10\)",
+    ),
+    (
+      ["optim.schedule=cosine", "optim.warmup_steps=30"],
+      r"optim.warmup_steps must be at most train.steps \(20\), got 30: the run would end "
+      r"inside its warm-up",
+    ),
+    (
+      ["optim.schedule=step", "optim.warmup_steps=10", "optim.boundaries=(5, 15)"],
+      r"optim.boundaries must be increasing integer steps, each in \[optim.warmup_steps, "
+      r"train.steps\) = \[10, 20\), got \(5, 15\)",
+    ),
+  ],
+)
+def test_a_schedule_that_contradicts_train_steps_is_refused_before_data_are_read(
+  tmp_path, overrides, message
+):
+  """A step schedule's drops after the run, or a warm-up longer than it, would be silently never
+  reached: refused with what is expected, before a dataset is read or a workdir written."""
+  config = digits_config(*overrides, "data.dataset=idx:/nonexistent/never/read")
+  with pytest.raises(ConfigError, match=f"^impossible setting: {message}"):
+    train_and_evaluate(config, str(tmp_path / "run"), ClassificationTask)
+  assert not (tmp_path / "run").exists()
+  setting = message.split(" must ")[0] + " must "  # the optimizer itself refuses it too
+  with pytest.raises(ConfigError, match=f"^impossible setting: {setting}.*\\b20\\b"):
+    make_optimizer(digits_config(*overrides).optim, 20)
+
+
+def test_a_schedule_inside_the_run_is_accepted():
+  """Drops from the warm-up's end to the last step, a run that is all warm-up, or none at all."""
+  for overrides in (
+    ["optim.schedule=step", "optim.warmup_steps=5", "optim.boundaries=(5, 19)"],
+    ["optim.schedule=step", "optim.boundaries=(1,)"],
+    ["optim.schedule=cosine", "optim.warmup_steps=20"],
+    ["optim.schedule=step", "optim.boundaries=(100000,)", "train.steps=0"],  # evaluation only
+  ):
+    ClassificationTask.check_settings(digits_config(*overrides))
+
+
+def test_each_gan_player_s_schedule_is_checked_against_its_own_updates(tmp_path):
+  """The critic updates gan.n_critic times a step: its boundaries count critic updates."""
+  from configs.gan_base import gan_config
+  from vision_jax.tasks import GANTask
+
+  config = gan_config("wgan_gp", "mnist", smoke=True)
+  config.data.dataset = "idx:/nonexistent/never/read"
+  steps, n = config.train.steps, config.gan.n_critic
+  assert n > 1
+  config.optim.critic.schedule = config.optim.generator.schedule = "step"
+  config.optim.critic.boundaries = (steps * n - 1,)  # inside the critic's updates: accepted
+  config.optim.generator.boundaries = (steps - 1,)
+  GANTask.check_settings(config)
+  config.optim.critic.boundaries = (steps * n,)
+  config.optim.generator.boundaries = (steps,)
+  config.optim.generator.warmup_steps = steps + 1
+  with pytest.raises(ConfigError) as e:
+    train_and_evaluate(config, str(tmp_path / "run"), GANTask)
+  assert str(e.value).splitlines() == [
+    "impossible settings:",
+    "  optim.critic.boundaries must be increasing integer steps, each in "
+    f"(0, train.steps x gan.n_critic) = (0, {steps * n}), got ({steps * n},)",
+    f"  optim.generator.warmup_steps must be at most train.steps ({steps}), got {steps + 1}: "
+    "the run would end inside its warm-up (equal, for a run that is all warm-up)",
+    "  optim.generator.boundaries must be increasing integer steps, each in "
+    f"[optim.generator.warmup_steps, train.steps) = [{steps + 1}, {steps}), got ({steps},)",
+  ]
+  assert not (tmp_path / "run").exists()
+
+
 def test_scanned_and_per_step_calls_train_alike(tmp_path):
   """The accelerator path (log_every steps scanned in one call) and the CPU path (a call per step)."""
   overrides = ["train.steps=20", "train.checkpoint_every=20", "data.augment.crop_padding=2"]
@@ -208,6 +298,90 @@ def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
   assert straight == resumed
 
 
+class _DrawsTask(ClassificationTask):
+  """Reports with each step's metrics what it drew from its rngs: "augmented", a checksum of its
+  augmented images, and "dropout", the loss of a fixed batch under the dropout of its rng."""
+
+  def train_step(self, state, batch, rng):
+    images = batch["image"]
+    weights = jnp.sin(jnp.arange(images[0].size, dtype=jnp.float32)).reshape(images.shape[1:])
+    fixed = {"image": jnp.ones_like(images), "label": jnp.zeros_like(batch["label"])}
+    dropout = self.losses(state.params, state, fixed, rng)[0]["classification"]
+    new_state, metrics = super().train_step(state, batch, rng)
+    return new_state, {**metrics, "augmented": jnp.sum(images * weights), "dropout": dropout}
+
+
+def _one_batch_for_every_step(monkeypatch):
+  """The loop's training steps all see one batch (the same image everywhere, an asymmetric ramp):
+  whatever differs between two steps' draws comes from their rngs."""
+  real = loop_lib.make_train_chunk
+
+  def fixed(batch):
+    image = batch["image"]
+    h, w = image.shape[1:3]
+    ramp = (jnp.arange(h * w).reshape(1, h, w, 1) * 7 % 17).astype(image.dtype)
+    return {"image": jnp.broadcast_to(ramp, image.shape), "label": jnp.zeros_like(batch["label"])}
+
+  monkeypatch.setattr(
+    loop_lib,
+    "make_train_chunk",
+    lambda task, train_fn, *args: real(task, lambda b, rng: train_fn(fixed(b), rng), *args),
+  )
+
+
+def test_every_step_draws_its_own_augmentation_and_dropout_and_a_resumed_step_the_same(
+  tmp_path, monkeypatch
+):
+  """Each step's rngs are fold_in(seed, step): two steps crop, flip, add noise and drop out
+  differently, and a step after a resume draws exactly what it drew in the uninterrupted run."""
+  _one_batch_for_every_step(monkeypatch)
+  overrides = [
+    "train.steps=4",
+    "train.log_every=1",
+    "train.checkpoint_every=2",
+    "train.eval_every=4",
+    "optim.learning_rate=0.0",  # the same parameters at every step: only the draws differ
+    "data.augment.crop_padding=2",
+    "data.augment.flip=True",
+    "data.augment.noise_std=0.1",
+  ]
+
+  def config():
+    c = digits_config(*overrides)
+    c.model.dropout = 0.5  # LeNet-5's, before its output layer
+    return c
+
+  def draws(workdir):
+    return {
+      r["step"]: (r["train/augmented"], r["train/dropout"])
+      for r in read_metrics(workdir)
+      if "train/augmented" in r
+    }
+
+  train_and_evaluate(config(), str(tmp_path / "straight"), _DrawsTask)
+  straight = draws(tmp_path / "straight")
+  assert sorted(straight) == [1, 2, 3, 4]
+  for i, name in enumerate(("augmented", "dropout")):
+    values = [straight[step][i] for step in straight]
+    assert len(set(values)) == len(values), f"steps drew the same {name}: {values}"
+
+  real_save = CheckpointStore.save
+
+  def crash_after_2(self, step, *a, **kw):
+    real_save(self, step, *a, **kw)
+    if step == 2:
+      self.wait()
+      raise KeyboardInterrupt("simulated crash")
+
+  monkeypatch.setattr(CheckpointStore, "save", crash_after_2)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(config(), str(tmp_path / "resumed"), _DrawsTask)
+  monkeypatch.setattr(CheckpointStore, "save", real_save)
+  train_and_evaluate(config(), str(tmp_path / "resumed"), _DrawsTask)
+  resumed = draws(tmp_path / "resumed")
+  assert resumed == straight  # steps 3 and 4 after the resume, bit for bit
+
+
 def _truncate_data_files(step_dir: str) -> None:
   for d, _, files in os.walk(step_dir):
     for f in files:
@@ -232,20 +406,67 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, c
   assert summary["step"] == 20  # resumed from step 10 and trained again to 20
   # The failed reads (tensorstore's callbacks, orbax's abandoned coroutines: 30 tracebacks here before) do
   # not bury the warning, then or at a later garbage collection.
-  assert "Event loop is closed" not in capfd.readouterr().err
+  _assert_no_abandoned_reads(reports, caplog.text, capfd.readouterr().err)
+
+
+def test_a_failed_restore_leaves_no_read_behind_however_late_the_reads_end(
+  tmp_path, monkeypatch, caplog, capfd
+):
+  """Orbax closes its event loop at the first failed read; the others end later, on tensorstore's
+  threads. Delayed here as on a loaded machine or with cold caches (where the test above failed
+  once in ten), they still end inside the restore, not as reports at some later collection."""
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(
+    digits_config("train.steps=20", "train.checkpoint_every=10"), workdir, ClassificationTask
+  )
+  _truncate_data_files(os.path.join(workdir, "checkpoints", "20"))
+  metadata = ocp.StandardCheckpointer().metadata(
+    os.path.join(workdir, "checkpoints", "10", "state")
+  )
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract_state = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+    getattr(metadata, "item_metadata", metadata),
+  )
+  call_soon_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+  def late(loop, *args, **kwargs):  # a read's end, handed to the event loop by another thread
+    if threading.current_thread() is not threading.main_thread():
+      time.sleep(0.3)
+    return call_soon_threadsafe(loop, *args, **kwargs)
+
+  capfd.readouterr()
+  store = CheckpointStore(workdir)
+  with caplog.at_level("WARNING"), _unraisable_reports() as reports:
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_soon_threadsafe", late)
+    restored = store.restore_latest(abstract_state)
+    monkeypatch.undo()
+    time.sleep(1.0)  # every read has ended by now, however it was left
+  store.close()
+  assert restored is not None and int(restored[0]["step"]) == 10
+  _assert_no_abandoned_reads(reports, caplog.text, capfd.readouterr().err)
+
+
+def _assert_no_abandoned_reads(reports, log, stderr):
+  assert "Event loop is closed" not in stderr + log
+  assert "never retrieved" not in stderr + log  # asyncio's "Task exception was never retrieved"
   assert not reports, reports
 
 
 @contextlib.contextmanager
 def _unraisable_reports():
-  """The unraisable exceptions reported while the block runs and at a garbage collection after it."""
+  """The unraisable exceptions and "never awaited" warnings reported while the block runs and at a
+  garbage collection after it."""
   reports, previous = [], sys.unraisablehook
   sys.unraisablehook = lambda u: reports.append(
     f"{u.object!r}: {u.exc_type.__name__}: {u.exc_value}"[:200]
   )
   try:
-    yield reports
-    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always", RuntimeWarning)
+      yield reports
+      gc.collect()
+    reports += [str(w.message) for w in caught if "never awaited" in str(w.message)]
   finally:
     sys.unraisablehook = previous
 

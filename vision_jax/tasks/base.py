@@ -12,6 +12,7 @@ import numpy as np
 from vision_jax import config as config_lib
 from vision_jax.data.formats.base import DatasetSpec
 from vision_jax.models.registry import check_model_config
+from vision_jax.train.optimizers import check_schedules
 from vision_jax.train.state import TrainState
 
 Batch = dict[str, jnp.ndarray]
@@ -39,9 +40,18 @@ class Task:
   @classmethod
   def check_settings(cls, config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for an impossible setting or a model that cannot be built, before any
-    data are read: the common bounds and the task's `RULES`, then `check_models`."""
+    data are read: the common bounds and the task's `RULES`, each optimizer's schedule against
+    the run's length (`optimizer_updates`), then `check_models`."""
     config_lib.check_config(config, cls.RULES)
+    check_schedules(config, cls.optimizer_updates(config))
     cls.check_models(config)
+
+  @classmethod
+  def optimizer_updates(cls, config: ml_collections.ConfigDict) -> dict[str, tuple[int, str]]:
+    """The updates in a run of an optimizer that does not update once a step, which its schedule
+    counts: its config key -> (how many, that number in the config's words). Every optimizer
+    updates once a step (train.steps in a run) by default."""
+    return {}
 
   @classmethod
   def check_models(cls, config: ml_collections.ConfigDict) -> None:

@@ -101,6 +101,15 @@ class GANTask(Task):
   }
 
   @classmethod
+  def optimizer_updates(cls, config):
+    """The critic updates n_critic times a step: its schedule (boundaries, warm-up) counts
+    critic updates."""
+    n = config.gan.n_critic
+    if not isinstance(n, int) or n < 1:
+      return {}  # refused with its own error when the task is built
+    return {"optim.critic": (config.train.steps * n, "train.steps x gan.n_critic")}
+
+  @classmethod
   def check_models(cls, config):
     """Both players: `model.generator` and `model.critic`."""
     for player in ("generator", "critic"):
@@ -201,8 +210,8 @@ class GANTask(Task):
   def init_state(self, rng, batch, total_steps):
     self._check_images(batch["image"], "init_state")
     self.tx = {
-      "gen": make_optimizer(self.config.optim.generator, total_steps),
-      "disc": make_optimizer(self.config.optim.critic, total_steps * self.n_critic),
+      "gen": make_optimizer(self.config.optim.generator, total_steps, "optim.generator"),
+      "disc": make_optimizer(self.config.optim.critic, total_steps * self.n_critic, "optim.critic"),
     }
     gen_rng, disc_rng = jax.random.split(rng)
     gen_vars = dict(self.generator.init(gen_rng, jnp.zeros((2, self.latent_dim)), train=False))

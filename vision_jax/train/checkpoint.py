@@ -15,11 +15,10 @@ from either with `--config.init_from=PATH`.
 
 from __future__ import annotations
 
-import gc
-import inspect
+import asyncio
+import contextlib
 import logging
 import os
-import sys
 import time
 from typing import Any, Callable
 
@@ -193,38 +192,102 @@ class CheckpointStore:
 def _restore_quietly(restore: Callable[[], Any]) -> tuple[Any, str | None]:
   """(restore(), None), or (None, "<exception class>: <message>") when it raises.
 
-  The reads still pending when orbax gives up on a damaged checkpoint report as unraisable, each:
-  tensorstore's callbacks an "Event loop is closed" RuntimeError, orbax's abandoned read coroutines
-  the exception they answer being closed with (GeneratorExit) when they are collected. Dozens of
-  tracebacks, at some later garbage collection, that would bury the one warning or error that says
-  what happened. So the failure is kept as text, the exception and its coroutines are collected here,
-  and their reports are dropped; any other unraisable exception goes to the hook that was there.
-  (With debug logging on, the failure's traceback is logged.)
+  Orbax runs a restore's reads as asyncio tasks on an event loop of its own (`run_sync`), which it
+  closes as soon as one read fails, with the others still waiting for tensorstore. Left there,
+  each would report when it finally went: tensorstore's callback, on its thread when the read
+  ended, an "Event loop is closed" error; the task's coroutine, at whichever garbage collection
+  freed it (the task and the future it waits on hold each other), on any thread and at any later
+  time, the exception it answers being closed with, or a "never awaited" warning. Dozens of
+  tracebacks burying the one warning that says what happened, which no hook held for a while can
+  be sure to catch: how late they come depends on the machine's load. So while the restore runs,
+  an event loop closed with tasks pending runs them to their end first
+  (`_loops_finish_their_tasks`): every read ends, with its error, on an open loop, and nothing is
+  left to report. (With debug logging on, the failure's traceback is logged.)
   """
-  previous = sys.unraisablehook
-
-  def hook(unraisable):
-    exc = unraisable.exc_value
-    closed_loop = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
-    cause = getattr(exc, "__cause__", None)
-    abandoned_read = inspect.iscoroutine(unraisable.object) and isinstance(cause, GeneratorExit)
-    if not (closed_loop or abandoned_read):
-      previous(unraisable)
-
-  sys.unraisablehook = hook
-  try:
+  with _loops_finish_their_tasks():
     try:
       return restore(), None
     except Exception as e:  # pylint: disable=broad-exception-caught
-      failure = f"{e.__class__.__name__}: {str(e)[:300]}"
       logging.debug("restore failed", exc_info=True)
-    time.sleep(
-      0.05
-    )  # the failed reads' callbacks run on tensorstore's threads, just after the error
-    gc.collect()
-    return None, failure
+      return None, f"{e.__class__.__name__}: {str(e)[:300]}"
+
+
+# How long a closing event loop waits for its pending tasks before it cancels them: the reads of a
+# damaged checkpoint end within milliseconds, each with its error; only a hung file system waits.
+FINISH_TASKS_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _loops_finish_their_tasks():
+  """While open, every new asyncio event loop finishes its pending tasks when it is closed.
+
+  Through the event loop policy, which makes the loop of orbax's `run_sync` (`new_event_loop`):
+  public up to Python 3.13, deprecated from 3.14 on."""
+  base = asyncio.get_event_loop_policy()
+  if isinstance(base, _LoopsFinishTheirTasks):
+    yield
+    return
+  asyncio.set_event_loop_policy(_LoopsFinishTheirTasks(base))
+  try:
+    yield
   finally:
-    sys.unraisablehook = previous
+    asyncio.set_event_loop_policy(base)
+
+
+class _LoopsFinishTheirTasks(asyncio.AbstractEventLoopPolicy):
+  """The event loop policy in force (`base`), except that the loops it makes, when closed with
+  tasks pending, run them to their end first (cancelling any left after FINISH_TASKS_TIMEOUT_S),
+  as `asyncio.run` would cancel them, rather than leave them to be torn down by the garbage
+  collector."""
+
+  def __init__(self, base: asyncio.AbstractEventLoopPolicy):
+    self._base = base
+
+  def get_event_loop(self):
+    return self._base.get_event_loop()
+
+  def set_event_loop(self, loop):
+    self._base.set_event_loop(loop)
+
+  def get_child_watcher(self):  # Python < 3.14
+    return self._base.get_child_watcher()
+
+  def set_child_watcher(self, watcher):
+    self._base.set_child_watcher(watcher)
+
+  def new_event_loop(self):
+    loop = self._base.new_event_loop()
+    close = loop.close
+
+    def finish_then_close():
+      _finish_pending_tasks(loop)
+      close()
+
+    loop.close = finish_then_close
+    return loop
+
+
+def _finish_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
+  """Runs `loop`'s pending tasks to their end (see `_LoopsFinishTheirTasks`)."""
+  if loop.is_closed() or loop.is_running():
+    return
+  deadline = time.monotonic() + FINISH_TASKS_TIMEOUT_S
+  while pending := asyncio.all_tasks(loop):
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+      logging.warning("cancelling %d reads of a failed restore that did not end", len(pending))
+      for task in pending:
+        task.cancel()
+      _run_to_end(loop, pending, timeout=5.0)
+      return
+    _run_to_end(loop, pending, remaining)
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task], timeout: float) -> None:
+  done, _ = loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+  for task in done:  # errors like the first one's, which the restore reports: none is lost
+    if not task.cancelled():
+      task.exception()
 
 
 def read_state(step_dir: str) -> Any:

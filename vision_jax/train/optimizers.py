@@ -7,6 +7,8 @@
       boundaries still count from 0; optim.warmup_shape "linear" (from warmup_factor x the rate up
       to the rate; factor 0 by default) or "constant" (warmup_factor x the rate throughout: the
       ResNet paper's 0.01 before 0.1 for ResNet-110)
+    Boundaries lie after the warm-up and before the run's end, and a warm-up is no longer than
+      the run: `check_schedules` refuses any other before data are read.
     optim.weight_decay: L2 added to the gradient (decoupled for adamw); optim.decay_kernels_only
     optim.grad_clip_norm: clip the global gradient norm (0 = off)
 
@@ -36,43 +38,123 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmspro
 SCHEDULES = ("constant", "step", "cosine")
 
 
-def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """The learning rate as a function of the step."""
+def optimizer_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """Each optimizer's config by its key: `optim`, or each player's (`optim.generator`, ...)."""
+  optim = config.get("optim")
+  if not isinstance(optim, ml_collections.ConfigDict):
+    return {}
+  if "name" in optim:
+    return {"optim": optim}
+  return {f"optim.{k}": v for k, v in optim.items() if isinstance(v, ml_collections.ConfigDict)}
+
+
+def schedule_problems(
+  optim: ml_collections.ConfigDict,
+  total_steps: int,
+  key: str = "optim",
+  total_name: str = "train.steps",
+) -> list[str]:
+  """What in `optim`'s schedule contradicts a run of `total_steps` updates (`total_name` in the
+  config), one line each naming the setting and what it expects; [] when nothing does.
+
+  A step schedule's boundaries must be increasing integer steps inside the run, after any warm-up
+  (a boundary inside the warm-up would decay only when it ends; one at or past the end, never);
+  a warm-up must not outlast the run: one cut short is a longer run's schedule, shortened
+  without saying how (a run that is all warm-up says so, with warmup_steps = its steps). A run
+  of no steps (evaluation only) has nothing to contradict.
+  """
+  problems = []
+  name = optim.get("schedule", "constant")
+  if name not in SCHEDULES:
+    problems.append(f"{key}.schedule must be one of {', '.join(SCHEDULES)}, got {name!r}")
+  warmup = optim.get("warmup_steps", 0)
+  shape, factor = optim.get("warmup_shape", "linear"), optim.get("warmup_factor", 0.0)
+  if warmup and not (shape == "linear" or (shape == "constant" and factor > 0)):
+    problems.append(
+      f"{key}.warmup_shape must be 'linear' or 'constant' (with {key}.warmup_factor > 0), "
+      f"got {shape!r} with factor {factor}"
+    )
+  if not total_steps:
+    return problems
+  if warmup > total_steps:
+    problems.append(
+      f"{key}.warmup_steps must be at most {total_name} ({total_steps}), got {warmup}: the run "
+      f"would end inside its warm-up (equal, for a run that is all warm-up)"
+    )
+  if name == "step":
+    boundaries = optim.get("boundaries", ())
+    low = max(warmup, 1)
+    inside = lambda b: isinstance(b, int) and not isinstance(b, bool) and low <= b < total_steps
+    if not (
+      isinstance(boundaries, (tuple, list))
+      and all(map(inside, boundaries))
+      and all(a < b for a, b in zip(boundaries, boundaries[1:]))
+    ):
+      where = (
+        f"[{key}.warmup_steps, {total_name}) = [{warmup}, {total_steps})"
+        if warmup
+        else f"(0, {total_name}) = (0, {total_steps})"
+      )
+      problems.append(
+        f"{key}.boundaries must be increasing integer steps, each in {where}, got {boundaries!r}"
+      )
+  return problems
+
+
+def check_schedules(
+  config: ml_collections.ConfigDict, updates: dict[str, tuple[int, str]] | None = None
+) -> None:
+  """Refuses, before any data are read, a schedule that contradicts the run's length: each
+  optimizer of `config` against train.steps, or against `updates[key]`, (its number of updates,
+  that number in the config's words), for one that does not update once a step (a GAN's critic).
+  One ConfigError lists every problem (`schedule_problems`)."""
+  steps = config.train.steps
+  problems = []
+  for key, optim in optimizer_configs(config).items():
+    total, total_name = (updates or {}).get(key, (steps, "train.steps"))
+    problems += schedule_problems(optim, total, key, total_name)
+  _raise(problems)
+
+
+def _raise(problems: list[str]) -> None:
+  if problems:
+    raise ConfigError(
+      "impossible setting" + ("s:\n  " if len(problems) > 1 else ": ") + "\n  ".join(problems)
+    )
+
+
+def make_schedule(
+  optim: ml_collections.ConfigDict, total_steps: int, key: str = "optim"
+) -> optax.Schedule:
+  """The learning rate as a function of the step, for a run of `total_steps` updates; refuses a
+  schedule that contradicts it (`schedule_problems`, with `key` naming `optim` in the config)."""
+  _raise(schedule_problems(optim, total_steps, key, "the run's updates"))
   lr, name = optim.learning_rate, optim.get("schedule", "constant")
   warmup = optim.get("warmup_steps", 0)
   if name == "constant":
     schedule = optax.constant_schedule(lr)
   elif name == "step":
-    boundaries = optim.get("boundaries", ())
-    if list(boundaries) != sorted(boundaries) or any(b <= 0 for b in boundaries):
-      raise ConfigError(f"optim.boundaries must be increasing positive steps, got {boundaries}")
     schedule = optax.piecewise_constant_schedule(
-      lr, {int(b) - warmup: optim.get("decay_factor", 0.1) for b in boundaries}
+      lr, {int(b) - warmup: optim.get("decay_factor", 0.1) for b in optim.get("boundaries", ())}
     )
-  elif name == "cosine":
-    schedule = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup))
   else:
-    raise ConfigError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+    schedule = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup))
   if warmup:
-    shape, factor = optim.get("warmup_shape", "linear"), optim.get("warmup_factor", 0.0)
-    if shape == "linear":
+    factor = optim.get("warmup_factor", 0.0)
+    if optim.get("warmup_shape", "linear") == "linear":
       warm = optax.linear_schedule(factor * lr, lr, warmup)
-    elif shape == "constant" and factor > 0:
-      warm = optax.constant_schedule(factor * lr)
     else:
-      raise ConfigError(
-        f"optim.warmup_shape must be 'linear' or 'constant' (with optim.warmup_factor > 0), "
-        f"got {shape!r} with factor {factor}"
-      )
+      warm = optax.constant_schedule(factor * lr)
     schedule = optax.join_schedules([warm, schedule], [warmup])
   return schedule
 
 
 def make_optimizer(
-  optim: ml_collections.ConfigDict, total_steps: int
+  optim: ml_collections.ConfigDict, total_steps: int, key: str = "optim"
 ) -> optax.GradientTransformation:
-  """The optimizer of `config.optim`, with clipping, weight decay and parameter groups chained in."""
-  schedule = make_schedule(optim, total_steps)
+  """The optimizer of `config.optim` (`key` in the config) for a run of `total_steps` updates,
+  with clipping, weight decay and parameter groups chained in."""
+  schedule = make_schedule(optim, total_steps, key)
   clip = (
     [optax.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm", 0.0) else []
   )
