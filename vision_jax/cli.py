@@ -85,6 +85,40 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   return parse_config_overrides(parser, argv)
 
 
+class _StderrHandler(logging.StreamHandler):
+  """A handler writing to whatever `sys.stderr` is when a record comes (as `logging.lastResort`
+  does), so that a replaced stderr (a test's capture) is written to, not the one of the first run."""
+
+  def __init__(self):
+    logging.Handler.__init__(self)  # pylint: disable=non-parent-init-called
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+
+def configure_logging() -> None:
+  """Progress messages (INFO: "resumed from step N", ...) to stderr, the libraries' at WARNING.
+
+  `logging.basicConfig` would do nothing here: importing orbax logs through absl, which calls
+  `basicConfig()` itself when the root logger has no handler, so the root already has a plain
+  stderr handler at WARNING by the time a command starts. That handler (and ours of an earlier
+  call, in-process) is replaced; any other (a test's log capture) is kept.
+  """
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    if isinstance(handler, _StderrHandler) or (
+      type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__)
+    ):
+      root.removeHandler(handler)
+  handler = _StderrHandler()
+  handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def loop_result(config: ml_collections.ConfigDict, summary: dict[str, Any]) -> dict[str, Any]:
   """What every experiment trained by the loop reports in result.json: "steps" trained,
   "train_wall_s" and the final "eval"; with early stopping also "best_step", the step whose
@@ -115,9 +149,7 @@ def main(
   """
   argv = sys.argv[1:] if argv is None else list(argv)
   args, overrides = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-  for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  configure_logging()
   try:
     config = apply_overrides(load_config(name, args.variant), overrides, experiment_rules(name))
   except ConfigError as e:
