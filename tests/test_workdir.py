@@ -128,6 +128,22 @@ def test_the_command_line_of_a_multi_process_run_without_its_address_ends_in_one
   done = run_command(tmp_path / "a", "--num_processes=2", timeout=300)
   assert done.returncode != 0
   assert_one_error_line(done.stderr, r"^error: --num_processes 2 needs --coordinator_address")
+  # --distributed where there is no cluster to detect: JAX's ValueError, in one line.
+  env = {
+    k: v for k, v in run_env().items() if not k.startswith(("SLURM_", "JAX_COORDINATOR", "OMPI_"))
+  }
+  done = subprocess.run(
+    digits_command(tmp_path / "b", "--distributed"),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode != 0
+  assert_one_error_line(
+    done.stderr, r"^error: cannot join a multi-process run: coordinator_address should be defined"
+  )
 
 
 # --- 2. paths ----------------------------------------------------------------------------------
@@ -147,6 +163,11 @@ def test_a_workdir_or_cache_that_is_not_a_writable_directory_is_one_error(tmp_pa
   ):
     with pytest.raises(SystemExit, match=message):
       run_digits(workdir)
+  os.symlink(tmp_path / "gone", tmp_path / "link")
+  with pytest.raises(
+    SystemExit, match=r"^error: --workdir .*link is a symbolic link to .*gone, which does not exist"
+  ):
+    run_digits(tmp_path / "link")
   monkeypatch.setenv("VISION_JAX_CACHE", str(a_file))
   with pytest.raises(SystemExit, match=r"^error: \$VISION_JAX_CACHE .*a_file is a file; expected"):
     run_digits(tmp_path / "run")

@@ -83,6 +83,10 @@ def writable_directory(path: str, what: str) -> str:
   full = os.path.abspath(path)
   if os.path.exists(full) and not os.path.isdir(full):
     raise PathError(f"{what} {path} is {_kind(full)}; {expected}")
+  if os.path.islink(full) and not os.path.exists(full):
+    raise PathError(
+      f"{what} {path} is a symbolic link to {os.readlink(full)}, which does not exist; {expected}"
+    )
   if not os.path.isdir(full):
     parent = os.path.dirname(full)
     while not os.path.exists(parent):
