@@ -26,9 +26,10 @@ import sys
 from typing import Any, Sequence
 
 from vision_jax import plotting, sweeps
-from vision_jax.errors import ConfigError
+from vision_jax.errors import ConfigError, PathError
 from vision_jax.sweeps import override_text
 from vision_jax.train.metric_writers import read_metrics
+from vision_jax.train.workdir import writable_directory
 
 TRAIN_LOSS = "train/loss"
 
@@ -267,8 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   )
   args = parser.parse_args(argv)
   try:
+    if os.path.exists(os.path.join(args.sweep_dir, "sweep.json")):  # else write_report says so
+      writable_directory(
+        args.out or args.sweep_dir,
+        "--out" if args.out else "the sweep directory (--out DIR writes elsewhere)",
+      )
     path = write_report(args.sweep_dir, args.metric, args.out, args.image_prefix, args.ylim)
-  except (FileNotFoundError, KeyError, ConfigError) as e:
+  except (FileNotFoundError, KeyError, ConfigError, PathError) as e:
     print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
     return 2
   print(open(path).read())

@@ -36,7 +36,8 @@ import ml_collections
 
 from configs.common import base_config
 from vision_jax import cli, sweeps
-from vision_jax.errors import ConfigError
+from vision_jax.errors import ConfigError, PathError
+from vision_jax.train.workdir import writable_directory
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,10 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs < 1:
       raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     points = plan_sweep(args.experiment, args.sweep, args.workdir, args.variant, common)
-  except ConfigError as e:
+    sweep_dir = os.path.dirname(points[0].workdir)
+    if not args.dry_run:  # before sweep.json or any point's directory is written
+      writable_directory(sweep_dir, "--workdir")
+  except (ConfigError, PathError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  sweep_dir = os.path.dirname(points[0].workdir)
   record_path = os.path.join(sweep_dir, "sweep.json")
   print(f"sweep {args.experiment}/{args.sweep}: {len(points)} points in {sweep_dir}")
   entries = [

@@ -1,13 +1,20 @@
 """The command line shared by every experiment: flags only; the work is the experiment's `run`.
 
     python -m experiments.<name> --workdir DIR [--variant ARG] [--config.<key>=<value> ...]
-        [--coordinator_address HOST:PORT --num_processes N --process_id I]
+        [--allow_changed_config] [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 Writes DIR/result.json: {experiment, paper, metric, paper_value, value, steps, wall_s,
-hardware, command}, and prints a one-line result. Bad input (an unknown or impossible setting,
-`ConfigError`; a missing or corrupt dataset, `DatasetError`; unreadable saved variables or
-checkpoints, `CheckpointError`; a diverged run: every `errors.RunError`) ends it with one line,
-"error: ...".
+hardware, command, segments}, and prints a one-line result. Bad input (an unknown or impossible
+setting, `ConfigError`; a missing or corrupt dataset, `DatasetError`; unreadable saved variables or
+checkpoints, `CheckpointError`; a directory it cannot write in, `PathError`; a workdir in use by
+another run or holding a run of other settings, `WorkdirError`; a diverged run: every
+`errors.RunError`) ends it with one line, "error: ...".
+
+Before anything is computed, the flags and the directories it writes in (--workdir,
+$VISION_JAX_CACHE) are checked, and the workdir is claimed (`train.workdir`): one run at a time,
+and a run started again continues with the settings it was started with, unless
+--allow_changed_config; every start is recorded in DIR/segments.jsonl and result.json's
+"segments", each with its command, the step it started from and the settings it changed.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import ml_collections
 
 from vision_jax.config import apply_overrides, experiment_rules, load_config
 from vision_jax.errors import ConfigError, RunError
+from vision_jax.train import workdir as workdir_lib
 
 
 def hardware() -> str:
@@ -82,7 +90,101 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument(
     "--distributed", action="store_true", help="jax.distributed.initialize() with auto-detection"
   )
+  parser.add_argument(
+    workdir_lib.ALLOW_FLAG,
+    action="store_true",
+    help="continue the run in --workdir with settings other than those it was started with",
+  )
   return parse_config_overrides(parser, argv)
+
+
+class _StderrHandler(logging.StreamHandler):
+  """A handler writing to whatever `sys.stderr` is when a record comes (as `logging.lastResort`
+  does), so that a replaced stderr (a test's capture) is written to, not the one of the first run."""
+
+  def __init__(self):
+    logging.Handler.__init__(self)  # pylint: disable=non-parent-init-called
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+
+def configure_logging() -> None:
+  """Progress messages (INFO: "resumed from step N", ...) to stderr, the libraries' at WARNING.
+
+  `logging.basicConfig` would do nothing here: importing orbax logs through absl, which calls
+  `basicConfig()` itself when the root logger has no handler, so the root already has a plain
+  stderr handler at WARNING by the time a command starts. That handler (and ours of an earlier
+  call, in-process) is replaced; any other (a test's log capture) is kept.
+  """
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    if isinstance(handler, _StderrHandler) or (
+      type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__)
+    ):
+      root.removeHandler(handler)
+  handler = _StderrHandler()
+  handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def claim_workdir(
+  args: argparse.Namespace, config: ml_collections.ConfigDict, command: str, multi: bool
+) -> workdir_lib.Workdir | None:
+  """Checks the directories the run writes in and claims its workdir (process 0), or ends the
+  command with "error: ...". Returns the claimed workdir; None on the other processes.
+
+  In a multi-process run every process checks its own cache and the (shared) workdir, process 0
+  claims the workdir, and then they exchange whether they could: each stops when any could not,
+  so that none waits for the others at the first step.
+  """
+  from configs.common import base_config  # pylint: disable=g-import-not-at-top
+  from vision_jax.data.sources import cache_dir  # pylint: disable=g-import-not-at-top
+
+  primary = True
+  if multi:
+    import jax  # pylint: disable=g-import-not-at-top
+
+    primary = jax.process_index() == 0
+  claimed, error = None, None
+  cache_what = (
+    "$VISION_JAX_CACHE"
+    if os.environ.get("VISION_JAX_CACHE")
+    else "the cache directory (default; set $VISION_JAX_CACHE for another)"
+  )
+  try:
+    workdir_lib.writable_directory(cache_dir(), cache_what)
+    if primary:
+      claimed = workdir_lib.Workdir.claim(
+        args.workdir,
+        config,
+        command,
+        allow_changed=args.allow_changed_config,
+        defaults=base_config(),
+      )
+    else:
+      workdir_lib.writable_directory(args.workdir, "--workdir")
+  except RunError as e:
+    error = e
+  if multi:
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+    failed = np.asarray(multihost_utils.process_allgather(np.asarray(error is not None)))
+    if error is None and failed.any():
+      if claimed is not None:
+        claimed.close()
+      which = ", ".join(str(i) for i in np.flatnonzero(failed))
+      error = RunError(
+        f"process {which} of this run could not start (its output says why); stopping with it"
+      )
+  if error is not None:
+    sys.exit(f"error: {error}")
+  return claimed
 
 
 def loop_result(config: ml_collections.ConfigDict, summary: dict[str, Any]) -> dict[str, Any]:
@@ -115,50 +217,60 @@ def main(
   """
   argv = sys.argv[1:] if argv is None else list(argv)
   args, overrides = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-  for noisy in ("absl", "orbax", "jax._src.xla_bridge", "tensorflow_datasets"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  configure_logging()
+  command = "python -m experiments." + name + " " + shlex.join(argv)
   try:
+    # The flags first: a multi-process run that cannot start must not reach jax.distributed.
+    from vision_jax.train.mesh import check_distributed_flags  # pylint: disable=g-import-not-at-top
+
+    multi = check_distributed_flags(
+      args.coordinator_address, args.num_processes, args.process_id, args.distributed
+    )
     config = apply_overrides(load_config(name, args.variant), overrides, experiment_rules(name))
+    if multi:
+      from vision_jax.train.mesh import initialize_distributed  # pylint: disable=g-import-not-at-top
+
+      initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   except ConfigError as e:
     sys.exit(f"error: {e}")
-  if args.num_processes and args.num_processes > 1 or args.distributed:
-    from vision_jax.train.mesh import initialize_distributed  # pylint: disable=g-import-not-at-top
-
-    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-  import jax  # pylint: disable=g-import-not-at-top
-
-  enable_compilation_cache()
-  t0 = time.perf_counter()
+  workdir = claim_workdir(args, config, command, multi)
   try:
-    out = run(config, args.workdir)
-  except RunError as e:
-    # Bad input (a setting, a dataset, a checkpoint) or a diverged run: one line that says what
-    # was expected, not a traceback.
-    sys.exit(f"error: {e}")
-  result = {
-    "experiment": name,
-    "paper": paper,
-    "metric": metric,
-    "paper_value": paper_value,
-    "value": out.pop("value"),
-    "steps": out.pop("steps"),
-    "wall_s": round(time.perf_counter() - t0, 1),
-    "hardware": hardware(),
-    "command": "python -m experiments." + name + " " + shlex.join(argv),
-    **out,
-  }
-  if jax.process_index() == 0:
-    os.makedirs(args.workdir, exist_ok=True)
-    path = os.path.join(args.workdir, "result.json")
-    with open(path + ".tmp", "w") as f:
-      json.dump(result, f, indent=2, default=float)
-    os.replace(path + ".tmp", path)
-    value = result["value"]
-    shown = f"{value:.4g}" if isinstance(value, float) else value
-    paper_part = f" (paper: {paper_value})" if paper_value is not None else ""
-    print(
-      f"{name}: {result['metric']} = {shown}{paper_part} after {result['steps']} steps in "
-      f"{result['wall_s']:.0f}s on {result['hardware']}; {path}"
-    )
-  return result
+    enable_compilation_cache()
+    t0 = time.perf_counter()
+    try:
+      out = run(config, args.workdir)
+    except RunError as e:
+      # Bad input (a setting, a dataset, a checkpoint) or a diverged run: one line that says what
+      # was expected, not a traceback.
+      sys.exit(f"error: {e}")
+    result = {
+      "experiment": name,
+      "paper": paper,
+      "metric": metric,
+      "paper_value": paper_value,
+      "value": out.pop("value"),
+      "steps": out.pop("steps"),
+      "wall_s": round(time.perf_counter() - t0, 1),
+      "hardware": hardware(),
+      # This start's command; "segments" has every start's, and what each changed.
+      "command": command,
+      **out,
+    }
+    if workdir is not None:  # process 0
+      result["segments"] = workdir.segments()
+      os.makedirs(args.workdir, exist_ok=True)
+      path = os.path.join(args.workdir, "result.json")
+      with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+      os.replace(path + ".tmp", path)
+      value = result["value"]
+      shown = f"{value:.4g}" if isinstance(value, float) else value
+      paper_part = f" (paper: {paper_value})" if paper_value is not None else ""
+      print(
+        f"{name}: {result['metric']} = {shown}{paper_part} after {result['steps']} steps in "
+        f"{result['wall_s']:.0f}s on {result['hardware']}; {path}"
+      )
+    return result
+  finally:
+    if workdir is not None:
+      workdir.close()
