@@ -496,3 +496,49 @@ def test_oxford_pets_corrupt_image_names_it_and_leaves_no_cache(tmp_path):
   ):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
   _assert_no_partial_cache(tmp_path / "cache")
+
+
+# Every user-given dataset ends in one clear error (DatasetError, naming the file) or a correct run,
+# and a failed preparation leaves no partial cache.
+
+
+def test_every_format_s_examples_are_checked_against_the_spec(tmp_path, monkeypatch):
+  """The builder, which every local format's examples pass through, refuses an image of another
+  size or a label that is not a class index, whatever the format failed to check."""
+  from vision_jax.data.formats import base
+
+  class Careless(base.LocalFormat):
+    name = "careless"
+    bad: dict = {}
+
+    def spec(self, root):
+      return base.DatasetSpec((4, 4, 1), ("a", "b"), ("train",))
+
+    def examples(self, root, split):
+      for i in range(3):
+        ex = {"image": np.zeros((4, 4, 1), np.uint8), "label": i % 2, "_source": f"{root}#{i}"}
+        if i == 2:
+          ex.update(self.bad)
+        yield str(i), ex
+
+  monkeypatch.setitem(base._FORMATS, "careless", Careless)
+  (tmp_path / "data").mkdir()
+  for bad, match in [
+    ({"image": np.zeros((4, 5, 1), np.uint8)}, r"uint8 \(4, 5, 1\), expected uint8 \(4, 4, 1\)"),
+    ({"image": np.zeros((4, 4, 1), np.float32)}, r"float32 \(4, 4, 1\), expected uint8"),
+    ({"label": 1.5}, r"has label 1.5, expected a class index"),
+    ({"label": 2}, r"label 2 of example 2 \(split 'train'\) is outside the class range \[0, 2\)"),
+  ]:
+    monkeypatch.setattr(Careless, "bad", bad)
+    get_source.cache_clear()
+    with pytest.raises(DatasetError, match=f"data#2: .*{match}"):
+      get_source(f"careless:{tmp_path / 'data'}")
+    _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_a_dataset_of_one_class_is_refused_whatever_its_format(tmp_path):
+  """list.txt of a single breed made a one-class classifier too."""
+  _pets_archives(tmp_path / "pets", entries=[e for e in _PETS if e[0].startswith("Abyssinian")])
+  with pytest.raises(DatasetError, match=r"pets: 1 class \(Abyssinian\); .*two classes or more"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}")
+  _assert_no_partial_cache(tmp_path / "cache")

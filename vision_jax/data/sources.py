@@ -119,13 +119,7 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
 
     def _generate_examples(self, split):
       for key, ex in fmt.examples(root, split):
-        source = ex.pop("_source", root)
-        label = ex["label"]
-        if not 0 <= label < spec.num_classes:
-          raise DatasetError(
-            f"{source}: label {label} of example {key} is outside the class range "
-            f"[0, {spec.num_classes})"
-          )
+        _check_example(ex, ex.pop("_source", root), split, key, spec)
         yield key, ex
 
   slug = (
@@ -134,6 +128,33 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
   )
   Builder.name = f"{fmt.name}_{slug}"
   return Builder(data_dir=data_dir, file_format="array_record")
+
+
+def _check_example(ex: dict, source: str, split: str, key: str, spec: DatasetSpec) -> None:
+  """Refuses an example that contradicts the spec: every format's examples pass through here, so
+  no format can prepare an image of another size or a label outside the classes."""
+  image, label = ex.get("image"), ex.get("label")
+  shape = tuple(spec.image_shape)
+  if (
+    not isinstance(image, np.ndarray)
+    or image.dtype != np.uint8
+    or image.ndim != len(shape)
+    or any(want is not None and got != want for got, want in zip(image.shape, shape))
+  ):
+    got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+    raise DatasetError(
+      f"{source}: example {key} of split {split!r} has an image of {got}, expected uint8 "
+      f"{shape} like the rest of the dataset"
+    )
+  if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+    raise DatasetError(
+      f"{source}: example {key} of split {split!r} has label {label!r}, expected a class index"
+    )
+  if not 0 <= label < spec.num_classes:
+    raise DatasetError(
+      f"{source}: label {label} of example {key} (split {split!r}) is outside the class range "
+      f"[0, {spec.num_classes})"
+    )
 
 
 def resolve_path(path: str) -> str:
@@ -170,6 +191,11 @@ def get_source(name: str, **options) -> Source:
   fingerprint = fmt.fingerprint(root)
   spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fingerprint}.json")
   spec = _load_spec(spec_path) or fmt.spec(root)
+  if spec.num_classes < 2:
+    raise DatasetError(
+      f"{name}: {spec.num_classes} class ({', '.join(spec.class_names) or 'none'}); a dataset "
+      "of labelled images needs two classes or more"
+    )
   builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
   if not builder.is_prepared():
     with _preparation_lock(builder.data_dir):
