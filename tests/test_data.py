@@ -502,6 +502,84 @@ def test_oxford_pets_corrupt_image_names_it_and_leaves_no_cache(tmp_path):
 # and a failed preparation leaves no partial cache.
 
 
+def _idx_expect_error(tmp_path, match):
+  with pytest.raises(DatasetError, match=match):
+    get_source(f"idx:{tmp_path / 'toy'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_idx_labels_file_holding_images_names_it(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  images = np.random.default_rng(1).integers(0, 255, (40, 28, 28))
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", images)
+  _idx_expect_error(
+    tmp_path,
+    r"train-labels-idx1-ubyte.gz: expected labels, integers \[count\] \(one per image\), "
+    r"got uint8 \[40, 28, 28\]",
+  )
+
+
+def test_idx_splits_with_images_of_different_sizes_name_both_files(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  _write_idx(tmp_path / "toy" / "t10k-images-idx3-ubyte.gz", np.zeros((10, 14, 14)))
+  _idx_expect_error(
+    tmp_path,
+    r"t10k-images-idx3-ubyte.gz: test images of shape \(14, 14, 1\), but the train images "
+    r"\(.*train-images-idx3-ubyte.gz\) are \(28, 28, 1\)",
+  )
+
+
+def test_idx_stray_training_label_is_refused_not_taken_for_more_classes(tmp_path):
+  """A 12 among 0..9 made 13 classes, 10 and 11 without an example; the class count is now
+  0..K-1 with every class in the training labels, or declared, and every split is held to it."""
+  _idx_dataset(tmp_path / "toy")
+  labels = np.arange(40) % 10
+  labels[17] = 12  # one stray label; every digit keeps training examples
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", labels)
+  _idx_expect_error(
+    tmp_path,
+    r"train-labels-idx1-ubyte.gz: label 12 at index 17 \(split 'train'\) leaves labels 10, 11 "
+    r"without a training example.*'num_classes': K\} \(K >= 13\)",
+  )
+  # Declared, the count holds every split to it: here 12 is outside 10 classes, in training too.
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError,
+    match=r"train-labels-idx1-ubyte.gz: label 12 at index 17 \(split 'train'\) is outside the "
+    r"class range \[0, 10\) that format_options.num_classes declares",
+  ):
+    get_source(f"idx:{tmp_path / 'toy'}", num_classes=10)
+  _assert_no_partial_cache(tmp_path / "cache")
+  # A dataset with classes missing from its training labels (EMNIST letters: 1..26) declares them.
+  get_source.cache_clear()
+  source = get_source(f"idx:{tmp_path / 'toy'}", num_classes=13)
+  assert source.spec.num_classes == 13 and 12 in source.arrays("train")["label"]
+
+
+def test_idx_without_options_keeps_its_cache_key(tmp_path):
+  """IdxFormat gained the option num_classes; its default prepares what it did before it, into
+  the same folder (an existing cache of MNIST stays valid)."""
+  from vision_jax.data.formats import get_format
+
+  _idx_dataset(tmp_path / "toy")
+  h = hashlib.sha256(b"idx-1.0.0")
+  for p in sorted(os.listdir(tmp_path / "toy")):
+    st = os.stat(tmp_path / "toy" / p)
+    h.update(f"{p}:{st.st_size}:{int(st.st_mtime)}".encode())
+  assert get_format("idx").fingerprint(str(tmp_path / "toy")) == h.hexdigest()[:12]
+
+
+def test_idx_one_class_or_no_images_is_refused(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", np.zeros(40))
+  _write_idx(tmp_path / "toy" / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
+  _idx_expect_error(tmp_path, "train-labels-idx1-ubyte.gz: every training label is 0")
+  _write_idx(tmp_path / "toy" / "train-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", np.zeros(0))
+  get_source.cache_clear()
+  _idx_expect_error(tmp_path, r"train-images-idx3-ubyte.gz: no images \(count 0")
+
+
 def test_every_format_s_examples_are_checked_against_the_spec(tmp_path, monkeypatch):
   """The builder, which every local format's examples pass through, refuses an image of another
   size or a label that is not a class index, whatever the format failed to check."""
