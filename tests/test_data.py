@@ -614,9 +614,64 @@ def test_every_format_s_examples_are_checked_against_the_spec(tmp_path, monkeypa
     _assert_no_partial_cache(tmp_path / "cache")
 
 
+def test_image_folder_class_folder_without_images_is_refused_not_dropped(tmp_path):
+  """An empty class folder was dropped and the classes after it renumbered; it is named instead,
+  in a folder or a tarball, as is a class folder of files that are not images."""
+  import tarfile
+
+  _image_tree(tmp_path / "pics")
+  for split in ("train", "test"):
+    os.makedirs(tmp_path / "pics" / split / "bird")
+  with pytest.raises(
+    DatasetError, match=r"pics/train/bird: a class folder with no images .*in every split"
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  with tarfile.open(tmp_path / "pics.tar.gz", "w:gz") as tar:
+    tar.add(tmp_path / "pics", arcname="pics")
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError, match=r"pics.tar.gz:pics/train/bird: a class folder with no images"
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics.tar.gz'}")
+  (tmp_path / "pics" / "train" / "bird" / "0.heic").write_bytes(b"not read")
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError,
+    match=r"pics/train/bird: a class folder with no images .*only 1 other files, e.g. "
+    r"train/bird/0.heic",
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_image_folder_with_one_class_is_refused(tmp_path):
+  """One class folder made a one-class classifier that reported 0% error."""
+  import shutil
+
+  _image_tree(tmp_path / "pics")
+  for split in ("train", "test"):
+    shutil.rmtree(tmp_path / "pics" / split / "dog")
+  with pytest.raises(DatasetError, match=r"pics/train/cat: the only class folder"):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  os.makedirs(tmp_path / "flat")
+  shutil.move(tmp_path / "pics" / "train" / "cat", tmp_path / "flat" / "cat")
+  get_source.cache_clear()
+  with pytest.raises(DatasetError, match=r"flat/cat: the only class folder"):
+    get_source(f"image_folder:{tmp_path / 'flat'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
 def test_a_dataset_of_one_class_is_refused_whatever_its_format(tmp_path):
   """list.txt of a single breed made a one-class classifier too."""
   _pets_archives(tmp_path / "pets", entries=[e for e in _PETS if e[0].startswith("Abyssinian")])
   with pytest.raises(DatasetError, match=r"pets: 1 class \(Abyssinian\); .*two classes or more"):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
   _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_image_folder_ignores_files_that_are_not_images(tmp_path):
+  _image_tree(tmp_path / "pics")
+  (tmp_path / "pics" / "train" / "dog" / "notes.txt").write_text("not an image")
+  (tmp_path / "pics" / "README.txt").write_text("about the pictures")
+  source = get_source(f"image_folder:{tmp_path / 'pics'}")
+  assert source.spec.class_names == ("cat", "dog") and len(source.split("train")) == 6
