@@ -675,3 +675,64 @@ def test_image_folder_ignores_files_that_are_not_images(tmp_path):
   (tmp_path / "pics" / "README.txt").write_text("about the pictures")
   source = get_source(f"image_folder:{tmp_path / 'pics'}")
   assert source.spec.class_names == ("cat", "dog") and len(source.split("train")) == 6
+
+
+def test_tfds_unknown_name_is_a_dataset_error():
+  with pytest.raises(DatasetError, match=r"tfds:no_such_dataset_xyz: not in TFDS's catalogue"):
+    get_source("tfds:no_such_dataset_xyz")
+  with pytest.raises(DatasetError, match=r"tfds:mnsit: .*Did you mean: mnsit -> mnist"):
+    get_source("tfds:mnsit")
+
+
+def test_tfds_images_of_varying_size_are_refused_before_any_download(tmp_path):
+  with pytest.raises(DatasetError, match=r"tfds:oxford_iiit_pet: its images vary in size"):
+    get_source("tfds:oxford_iiit_pet")
+  assert not (tmp_path / "cache").exists()
+
+
+def _offline(monkeypatch):
+  """No network, on any machine: every name lookup fails at once."""
+  import socket
+
+  def fail(*args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (offline in this test)")
+
+  monkeypatch.setattr(socket, "getaddrinfo", fail)
+
+
+def test_tfds_without_network_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
+  """Without a network, TFDS retried each file for 3.5 minutes and left *.tmp.* folders."""
+  import time
+
+  _offline(monkeypatch)
+  start = time.monotonic()
+  with pytest.raises(
+    DatasetError,
+    match=r"tfds:mnist: not prepared in .*storage.googleapis.com:443\) cannot be reached.*"
+    r"idx:mnist",
+  ):
+    get_source("tfds:mnist")
+  assert time.monotonic() - start < 30
+  assert not [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs]
+
+
+def test_tfds_failed_download_leaves_no_temporary_files(tmp_path, monkeypatch):
+  """A download that fails after the network check (here: at once, without TFDS's retries) leaves
+  neither partial downloads nor an incomplete dataset folder."""
+  from tensorflow_datasets.core.download import downloader
+
+  from vision_jax.data import sources
+
+  _offline(monkeypatch)
+  monkeypatch.setattr(sources, "_unreachable", lambda hosts: [], raising=False)
+  monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+  with pytest.raises(DatasetError, match=r"tfds:mnist: could not download and prepare it"):
+    get_source("tfds:mnist")
+  left = [
+    os.path.relpath(os.path.join(d, n), tmp_path / "cache")
+    for d, ds, fs in os.walk(tmp_path / "cache")
+    for n in ds + fs
+  ]
+  assert not [p for p in left if ".tmp." in p or "incomplete." in p], left
+  files = [p for p in left if os.path.isfile(tmp_path / "cache" / p)]
+  assert files == ["tfds/mnist/.prepare.lock"] and "tfds/downloads/mnist" not in left, left
