@@ -736,3 +736,24 @@ def test_tfds_failed_download_leaves_no_temporary_files(tmp_path, monkeypatch):
   assert not [p for p in left if ".tmp." in p or "incomplete." in p], left
   files = [p for p in left if os.path.isfile(tmp_path / "cache" / p)]
   assert files == ["tfds/mnist/.prepare.lock"] and "tfds/downloads/mnist" not in left, left
+
+
+def test_split_settings_that_do_not_fit_the_dataset_are_dataset_errors():
+  with pytest.raises(DatasetError, match=r"no split 'trian' \(data.train_split\); it has train"):
+    get_splits(_data_config(train_split="trian", validation_size=100))
+  with pytest.raises(DatasetError, match=r"data.train_size 5000 is more than the 1438 examples"):
+    get_splits(_data_config(train_size=5000))
+
+
+def test_validation_size_does_not_replace_a_dataset_s_own_validation_split(tmp_path):
+  for split in ("train", "validation"):
+    for cls in ("cat", "dog"):
+      os.makedirs(tmp_path / "pics" / split / cls)
+      for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(
+          tmp_path / "pics" / split / cls / f"{i}.png"
+        )
+  config = _data_config(dataset=f"image_folder:{tmp_path / 'pics'}", eval_splits=("validation",))
+  assert len(get_splits(config)[1]["validation"]) == 8
+  with pytest.raises(DatasetError, match="has a 'validation' split of its own"):
+    get_splits(_data_config(**{**config.to_dict(), "validation_size": 2}))

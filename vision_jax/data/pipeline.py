@@ -79,7 +79,17 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
     whole = splits[source.spec.splits[0]]
     positions = apply_protocol(data.protocol, whole.arrays()["label"])
     splits = {name: Split(whole.source, whole.indices[p]) for name, p in positions.items()}
+  if data.train_split not in splits:
+    raise DatasetError(
+      f"{data.dataset}: no split {data.train_split!r} (data.train_split); it has {', '.join(splits)}"
+    )
   if data.get("validation_size", 0):
+    if "validation" in splits:
+      raise DatasetError(
+        f"{data.dataset}: data.validation_size holds out training examples as split "
+        "'validation', but the dataset has a 'validation' split of its own; set "
+        "data.validation_size=0 to use it"
+      )
     train = splits[data.train_split]
     n = data.validation_size
     if not 0 < n < len(train):
@@ -93,6 +103,13 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
     splits[data.train_split] = Split(train.source, train.indices[np.sort(perm[:-n])])
   if data.get("train_size", 0):
     train = splits[data.train_split]
+    if data.train_size > len(train):
+      raise DatasetError(
+        f"{data.dataset}: data.train_size {data.train_size} is more than the {len(train)} "
+        f"examples of split {data.train_split!r}"
+        + (" left after data.validation_size" if data.get("validation_size", 0) else "")
+        + " (0 = all of them)"
+      )
     splits[data.train_split] = Split(train.source, train.indices[: data.train_size])
   for name in [data.train_split, *data.eval_splits]:
     if name not in splits:
