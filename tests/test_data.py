@@ -16,7 +16,7 @@ from vision_jax.data import augment
 from vision_jax.data.formats.idx import read_idx
 from vision_jax.data.pipeline import DeviceData, StreamData, batch_indices, get_splits
 from vision_jax.data.sources import get_source
-from vision_jax.errors import DatasetError
+from vision_jax.errors import ConfigError, DatasetError
 from vision_jax.train.mesh import make_mesh
 
 
@@ -757,3 +757,62 @@ def test_validation_size_does_not_replace_a_dataset_s_own_validation_split(tmp_p
   assert len(get_splits(config)[1]["validation"]) == 8
   with pytest.raises(DatasetError, match="has a 'validation' split of its own"):
     get_splits(_data_config(**{**config.to_dict(), "validation_size": 2}))
+
+
+# transfer_pets checks both its datasets and its settings before it pretrains.
+
+
+def _transfer_config(dataset, **format_options):
+  from vision_jax.config import load_config
+
+  config = load_config("transfer_pets", "smoke")
+  config.data.dataset = dataset
+  config.data.format_options.update(format_options)
+  config.train.batch_size = 2  # the toy pets have 3 trainval images
+  return config
+
+
+def _no_training(monkeypatch):
+  from experiments import transfer_pets
+
+  def train(*args):
+    raise AssertionError("a run started training before every dataset and setting was checked")
+
+  monkeypatch.setattr(transfer_pets, "train_and_evaluate", train)
+  return transfer_pets
+
+
+@pytest.mark.parametrize("problem", ["wrong path", "truncated images", "image_size 0"])
+def test_transfer_pets_finds_a_bad_pets_dataset_before_pretraining(tmp_path, monkeypatch, problem):
+  transfer_pets = _no_training(monkeypatch)
+  _pets_archives(tmp_path / "pets")
+  options, match = {}, r"pets"
+  if problem == "wrong path":
+    dataset, match = f"oxford_pets:{tmp_path / 'no_pets'}", r"no_pets does not exist"
+  else:
+    dataset = f"oxford_pets:{tmp_path / 'pets'}"
+  if problem == "truncated images":
+    data = (tmp_path / "pets" / "images.tar.gz").read_bytes()
+    (tmp_path / "pets" / "images.tar.gz").write_bytes(data[: len(data) // 2])
+    match = r"images.tar.gz: corrupt or truncated tarball"
+  if problem == "image_size 0":
+    options, match = {"image_size": 0}, r"image_size must be a positive int, got 0"
+  with pytest.raises(DatasetError, match=match):
+    transfer_pets.run(_transfer_config(dataset, **options), str(tmp_path / "run"))
+  assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no checkpoint, no metrics
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_transfer_pets_checks_the_pretraining_dataset_and_batch_before_training(
+  tmp_path, monkeypatch
+):
+  transfer_pets = _no_training(monkeypatch)
+  _pets_archives(tmp_path / "pets")
+  config = _transfer_config(f"oxford_pets:{tmp_path / 'pets'}")
+  monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "no_datasets"))
+  with pytest.raises(DatasetError, match=r"image_folder:cifar10: .*no_datasets/cifar10 does not"):
+    transfer_pets.run(config, str(tmp_path / "run"))
+  config.train.batch_size = 4
+  with pytest.raises(ConfigError, match=r"train.batch_size 4 is larger than the 3 training"):
+    transfer_pets.run(config, str(tmp_path / "run"))
+  assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no checkpoint, no metrics

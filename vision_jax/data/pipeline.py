@@ -180,7 +180,7 @@ class DeviceData:
   """
 
   def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int):
-    _check_batch(batch_size, len(split), mesh)
+    check_batch(batch_size, len(split), mesh)
     self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
     self.steps_per_epoch = len(split) // batch_size
     self._batch_sharding = NamedSharding(mesh, P("data"))
@@ -204,7 +204,7 @@ class StreamData:
   """A split streamed from its source, each process reading its share of every global batch."""
 
   def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int, threads: int = 4):
-    _check_batch(batch_size, len(split), mesh)
+    check_batch(batch_size, len(split), mesh)
     self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
     self.steps_per_epoch = len(split) // batch_size
     self.data = None
@@ -284,7 +284,8 @@ def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[Batch]:
     }
 
 
-def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
+def check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
+  """Refuses a training batch that the devices and processes cannot share or the split cannot fill."""
   n_dev = mesh.devices.size
   if batch_size % n_dev:
     raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {n_dev} devices")
