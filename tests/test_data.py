@@ -738,6 +738,22 @@ def test_tfds_failed_download_leaves_no_temporary_files(tmp_path, monkeypatch):
   assert files == ["tfds/mnist/.prepare.lock"] and "tfds/downloads/mnist" not in left, left
 
 
+def test_sklearn_digits_counts_in_the_docs_are_the_prepared_ones():
+  """The docs said 1,437 / 360; the stratified split (round(20%) of each digit) gives 1,438 / 359."""
+  from conftest import REPO
+
+  source = get_source("sklearn:digits")
+  train, test = len(source.split("train")), len(source.split("test"))
+  assert (train, test) == (1438, 359)
+  for path, text in [
+    ("README.md", f"{train:,} train / {test:,} test"),
+    ("configs/lenet5_digits.py", f"{train:,} for training and {test:,} held out"),
+    ("vision_jax/data/formats/sklearn_digits.py", f"{test:,} of the 1,797"),
+  ]:
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+      assert text in f.read(), path
+
+
 def test_split_settings_that_do_not_fit_the_dataset_are_dataset_errors():
   with pytest.raises(DatasetError, match=r"no split 'trian' \(data.train_split\); it has train"):
     get_splits(_data_config(train_split="trian", validation_size=100))
