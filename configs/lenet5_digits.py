@@ -1,7 +1,7 @@
 """LeNet-5 on scikit-learn's handwritten digits: the `make demo` job.
 
 1,797 real 8x8 digits (UCI's optical recognition set, bundled with scikit-learn, so it needs no
-download and no files) brought to 32x32, 1,437 for training and 360 held out for the test.
+download and no files) brought to 32x32, 1,438 for training and 359 held out for the test.
 Command: python -m experiments.lenet5_digits --workdir runs/demo
 Expect: about 1-3% test error in about a minute on a 2-core CPU.
 """

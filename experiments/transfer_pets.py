@@ -24,13 +24,15 @@ import numpy as np
 from configs import resnet_cifar10
 from vision_jax import cli, plotting
 from vision_jax.config import bound, check_config
+from vision_jax.data.pipeline import check_batch, get_splits
 from vision_jax.data.sources import get_source
 from vision_jax.errors import ConfigError
 from vision_jax.models.registry import get_model, model_label
 from vision_jax.models.resnet import CifarResNet
 from vision_jax.tasks import ClassificationTask
-from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.checkpoint import CheckpointStore, load_variables
 from vision_jax.train.loop import train_and_evaluate
+from vision_jax.train.mesh import make_mesh
 from vision_jax.train.metric_writers import read_metrics
 from vision_jax.train.optimizers import parameter_groups
 
@@ -80,14 +82,19 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return c
 
 
-def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Pretrains in `workdir` unless a finished run is there; returns its steps and eval error."""
-  c = pretrain_config(config)
+def _pretrained(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether `workdir` holds a pretraining that reached `pretrain.steps`."""
   store = CheckpointStore(workdir)
   done = store.latest_step()
   store.close()
-  if done is not None and done >= c.train.steps:
-    logging.info("pretraining in %s finished at step %d; not running it again", workdir, done)
+  return done is not None and done >= config.pretrain.steps
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains in `workdir` unless a finished run is there; returns its steps and eval error."""
+  c = pretrain_config(config)
+  if _pretrained(config, workdir):
+    logging.info("pretraining in %s finished; not running it again", workdir)
   else:
     train_and_evaluate(c, workdir, ClassificationTask)
   split = c.data.eval_splits[0]
@@ -123,6 +130,26 @@ def arm_workdir(config: ml_collections.ConfigDict, workdir: str, arm: str, seed_
   )
 
 
+def check_before_training(config: ml_collections.ConfigDict, pretrain_workdir: str = "") -> None:
+  """Checks every setting and dataset the runs will use, preparing the datasets, before the first
+  of them trains: the arms' (pets) first, then CIFAR-10 if a pretraining in `pretrain_workdir` is
+  still to run, so that a wrong pets path, a truncated archive or a bad format option ends the
+  experiment at once, not after pretraining. Given pretrained variables (`init_from`) must read."""
+  mesh = make_mesh()
+
+  def check(c: ml_collections.ConfigDict) -> None:
+    ClassificationTask.check_settings(c)
+    _, splits = get_splits(c.data)
+    check_batch(c.train.batch_size, len(splits[c.data.train_split]), mesh)
+
+  for arm in config.arms[:1]:  # the arms differ in neither dataset nor batch
+    check(arm_config(config, arm, config.init_from))
+  if pretrain_workdir and not _pretrained(config, pretrain_workdir):
+    check(pretrain_config(config))
+  if config.init_from:
+    load_variables(config.init_from)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -135,7 +162,8 @@ def run(config, workdir: str) -> dict:
     config, RULES
   )  # seeds and pretrain.* too, when run is called with a config built in code
   init_from, pretrained = config.init_from, None
-  if not init_from and any(ARMS[a][0] for a in config.arms):
+  pretraining = not init_from and any(ARMS[a][0] for a in config.arms)
+  if pretraining:
     if not isinstance(get_model(config.model.name, num_classes=10), CifarResNet):
       raise ConfigError(
         f"pretraining on CIFAR-10 is for the CIFAR ResNets (resnet20 ... resnet110), not "
@@ -143,6 +171,8 @@ def run(config, workdir: str) -> dict:
         f"(e.g. from python -m scripts.import_torchvision {config.model.name} <file>.pth DIR)"
       )
     init_from = os.path.join(workdir, "pretrain_cifar10")
+  check_before_training(config, init_from if pretraining else "")
+  if pretraining:
     pretrained = pretrain(config, init_from)
   rows, steps, class_names = {}, 0, ()
   for arm in config.arms:

@@ -16,7 +16,7 @@ from vision_jax.data import augment
 from vision_jax.data.formats.idx import read_idx
 from vision_jax.data.pipeline import DeviceData, StreamData, batch_indices, get_splits
 from vision_jax.data.sources import get_source
-from vision_jax.errors import DatasetError
+from vision_jax.errors import ConfigError, DatasetError
 from vision_jax.train.mesh import make_mesh
 
 
@@ -496,3 +496,339 @@ def test_oxford_pets_corrupt_image_names_it_and_leaves_no_cache(tmp_path):
   ):
     get_source(f"oxford_pets:{tmp_path / 'pets'}")
   _assert_no_partial_cache(tmp_path / "cache")
+
+
+# Every user-given dataset ends in one clear error (DatasetError, naming the file) or a correct run,
+# and a failed preparation leaves no partial cache.
+
+
+def _idx_expect_error(tmp_path, match):
+  with pytest.raises(DatasetError, match=match):
+    get_source(f"idx:{tmp_path / 'toy'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_idx_labels_file_holding_images_names_it(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  images = np.random.default_rng(1).integers(0, 255, (40, 28, 28))
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", images)
+  _idx_expect_error(
+    tmp_path,
+    r"train-labels-idx1-ubyte.gz: expected labels, integers \[count\] \(one per image\), "
+    r"got uint8 \[40, 28, 28\]",
+  )
+
+
+def test_idx_splits_with_images_of_different_sizes_name_both_files(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  _write_idx(tmp_path / "toy" / "t10k-images-idx3-ubyte.gz", np.zeros((10, 14, 14)))
+  _idx_expect_error(
+    tmp_path,
+    r"t10k-images-idx3-ubyte.gz: test images of shape \(14, 14, 1\), but the train images "
+    r"\(.*train-images-idx3-ubyte.gz\) are \(28, 28, 1\)",
+  )
+
+
+def test_idx_stray_training_label_is_refused_not_taken_for_more_classes(tmp_path):
+  """A 12 among 0..9 made 13 classes, 10 and 11 without an example; the class count is now
+  0..K-1 with every class in the training labels, or declared, and every split is held to it."""
+  _idx_dataset(tmp_path / "toy")
+  labels = np.arange(40) % 10
+  labels[17] = 12  # one stray label; every digit keeps training examples
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", labels)
+  _idx_expect_error(
+    tmp_path,
+    r"train-labels-idx1-ubyte.gz: label 12 at index 17 \(split 'train'\) leaves labels 10, 11 "
+    r"without a training example.*'num_classes': K\} \(K >= 13\)",
+  )
+  # Declared, the count holds every split to it: here 12 is outside 10 classes, in training too.
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError,
+    match=r"train-labels-idx1-ubyte.gz: label 12 at index 17 \(split 'train'\) is outside the "
+    r"class range \[0, 10\) that format_options.num_classes declares",
+  ):
+    get_source(f"idx:{tmp_path / 'toy'}", num_classes=10)
+  _assert_no_partial_cache(tmp_path / "cache")
+  # A dataset with classes missing from its training labels (EMNIST letters: 1..26) declares them.
+  get_source.cache_clear()
+  source = get_source(f"idx:{tmp_path / 'toy'}", num_classes=13)
+  assert source.spec.num_classes == 13 and 12 in source.arrays("train")["label"]
+
+
+def test_idx_without_options_keeps_its_cache_key(tmp_path):
+  """IdxFormat gained the option num_classes; its default prepares what it did before it, into
+  the same folder (an existing cache of MNIST stays valid)."""
+  from vision_jax.data.formats import get_format
+
+  _idx_dataset(tmp_path / "toy")
+  h = hashlib.sha256(b"idx-1.0.0")
+  for p in sorted(os.listdir(tmp_path / "toy")):
+    st = os.stat(tmp_path / "toy" / p)
+    h.update(f"{p}:{st.st_size}:{int(st.st_mtime)}".encode())
+  assert get_format("idx").fingerprint(str(tmp_path / "toy")) == h.hexdigest()[:12]
+
+
+def test_idx_one_class_or_no_images_is_refused(tmp_path):
+  _idx_dataset(tmp_path / "toy")
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", np.zeros(40))
+  _write_idx(tmp_path / "toy" / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
+  _idx_expect_error(tmp_path, "train-labels-idx1-ubyte.gz: every training label is 0")
+  _write_idx(tmp_path / "toy" / "train-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+  _write_idx(tmp_path / "toy" / "train-labels-idx1-ubyte.gz", np.zeros(0))
+  get_source.cache_clear()
+  _idx_expect_error(tmp_path, r"train-images-idx3-ubyte.gz: no images \(count 0")
+
+
+def test_every_format_s_examples_are_checked_against_the_spec(tmp_path, monkeypatch):
+  """The builder, which every local format's examples pass through, refuses an image of another
+  size or a label that is not a class index, whatever the format failed to check."""
+  from vision_jax.data.formats import base
+
+  class Careless(base.LocalFormat):
+    name = "careless"
+    bad: dict = {}
+
+    def spec(self, root):
+      return base.DatasetSpec((4, 4, 1), ("a", "b"), ("train",))
+
+    def examples(self, root, split):
+      for i in range(3):
+        ex = {"image": np.zeros((4, 4, 1), np.uint8), "label": i % 2, "_source": f"{root}#{i}"}
+        if i == 2:
+          ex.update(self.bad)
+        yield str(i), ex
+
+  monkeypatch.setitem(base._FORMATS, "careless", Careless)
+  (tmp_path / "data").mkdir()
+  for bad, match in [
+    ({"image": np.zeros((4, 5, 1), np.uint8)}, r"uint8 \(4, 5, 1\), expected uint8 \(4, 4, 1\)"),
+    ({"image": np.zeros((4, 4, 1), np.float32)}, r"float32 \(4, 4, 1\), expected uint8"),
+    ({"label": 1.5}, r"has label 1.5, expected a class index"),
+    ({"label": 2}, r"label 2 of example 2 \(split 'train'\) is outside the class range \[0, 2\)"),
+  ]:
+    monkeypatch.setattr(Careless, "bad", bad)
+    get_source.cache_clear()
+    with pytest.raises(DatasetError, match=f"data#2: .*{match}"):
+      get_source(f"careless:{tmp_path / 'data'}")
+    _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_image_folder_class_folder_without_images_is_refused_not_dropped(tmp_path):
+  """An empty class folder was dropped and the classes after it renumbered; it is named instead,
+  in a folder or a tarball, as is a class folder of files that are not images."""
+  import tarfile
+
+  _image_tree(tmp_path / "pics")
+  for split in ("train", "test"):
+    os.makedirs(tmp_path / "pics" / split / "bird")
+  with pytest.raises(
+    DatasetError, match=r"pics/train/bird: a class folder with no images .*in every split"
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  with tarfile.open(tmp_path / "pics.tar.gz", "w:gz") as tar:
+    tar.add(tmp_path / "pics", arcname="pics")
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError, match=r"pics.tar.gz:pics/train/bird: a class folder with no images"
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics.tar.gz'}")
+  (tmp_path / "pics" / "train" / "bird" / "0.heic").write_bytes(b"not read")
+  get_source.cache_clear()
+  with pytest.raises(
+    DatasetError,
+    match=r"pics/train/bird: a class folder with no images .*only 1 other files, e.g. "
+    r"train/bird/0.heic",
+  ):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_image_folder_with_one_class_is_refused(tmp_path):
+  """One class folder made a one-class classifier that reported 0% error."""
+  import shutil
+
+  _image_tree(tmp_path / "pics")
+  for split in ("train", "test"):
+    shutil.rmtree(tmp_path / "pics" / split / "dog")
+  with pytest.raises(DatasetError, match=r"pics/train/cat: the only class folder"):
+    get_source(f"image_folder:{tmp_path / 'pics'}")
+  os.makedirs(tmp_path / "flat")
+  shutil.move(tmp_path / "pics" / "train" / "cat", tmp_path / "flat" / "cat")
+  get_source.cache_clear()
+  with pytest.raises(DatasetError, match=r"flat/cat: the only class folder"):
+    get_source(f"image_folder:{tmp_path / 'flat'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_a_dataset_of_one_class_is_refused_whatever_its_format(tmp_path):
+  """list.txt of a single breed made a one-class classifier too."""
+  _pets_archives(tmp_path / "pets", entries=[e for e in _PETS if e[0].startswith("Abyssinian")])
+  with pytest.raises(DatasetError, match=r"pets: 1 class \(Abyssinian\); .*two classes or more"):
+    get_source(f"oxford_pets:{tmp_path / 'pets'}")
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_image_folder_ignores_files_that_are_not_images(tmp_path):
+  _image_tree(tmp_path / "pics")
+  (tmp_path / "pics" / "train" / "dog" / "notes.txt").write_text("not an image")
+  (tmp_path / "pics" / "README.txt").write_text("about the pictures")
+  source = get_source(f"image_folder:{tmp_path / 'pics'}")
+  assert source.spec.class_names == ("cat", "dog") and len(source.split("train")) == 6
+
+
+def test_tfds_unknown_name_is_a_dataset_error():
+  with pytest.raises(DatasetError, match=r"tfds:no_such_dataset_xyz: not in TFDS's catalogue"):
+    get_source("tfds:no_such_dataset_xyz")
+  with pytest.raises(DatasetError, match=r"tfds:mnsit: .*Did you mean: mnsit -> mnist"):
+    get_source("tfds:mnsit")
+
+
+def test_tfds_images_of_varying_size_are_refused_before_any_download(tmp_path):
+  with pytest.raises(DatasetError, match=r"tfds:oxford_iiit_pet: its images vary in size"):
+    get_source("tfds:oxford_iiit_pet")
+  assert not (tmp_path / "cache").exists()
+
+
+def _offline(monkeypatch):
+  """No network, on any machine: every name lookup fails at once."""
+  import socket
+
+  def fail(*args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (offline in this test)")
+
+  monkeypatch.setattr(socket, "getaddrinfo", fail)
+
+
+def test_tfds_without_network_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
+  """Without a network, TFDS retried each file for 3.5 minutes and left *.tmp.* folders."""
+  import time
+
+  _offline(monkeypatch)
+  start = time.monotonic()
+  with pytest.raises(
+    DatasetError,
+    match=r"tfds:mnist: not prepared in .*storage.googleapis.com:443\) cannot be reached.*"
+    r"idx:mnist",
+  ):
+    get_source("tfds:mnist")
+  assert time.monotonic() - start < 30
+  assert not [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs]
+
+
+def test_tfds_failed_download_leaves_no_temporary_files(tmp_path, monkeypatch):
+  """A download that fails after the network check (here: at once, without TFDS's retries) leaves
+  neither partial downloads nor an incomplete dataset folder."""
+  from tensorflow_datasets.core.download import downloader
+
+  from vision_jax.data import sources
+
+  _offline(monkeypatch)
+  monkeypatch.setattr(sources, "_unreachable", lambda hosts: [], raising=False)
+  monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+  with pytest.raises(DatasetError, match=r"tfds:mnist: could not download and prepare it"):
+    get_source("tfds:mnist")
+  left = [
+    os.path.relpath(os.path.join(d, n), tmp_path / "cache")
+    for d, ds, fs in os.walk(tmp_path / "cache")
+    for n in ds + fs
+  ]
+  assert not [p for p in left if ".tmp." in p or "incomplete." in p], left
+  files = [p for p in left if os.path.isfile(tmp_path / "cache" / p)]
+  assert files == ["tfds/mnist/.prepare.lock"] and "tfds/downloads/mnist" not in left, left
+
+
+def test_sklearn_digits_counts_in_the_docs_are_the_prepared_ones():
+  """The docs said 1,437 / 360; the stratified split (round(20%) of each digit) gives 1,438 / 359."""
+  from conftest import REPO
+
+  source = get_source("sklearn:digits")
+  train, test = len(source.split("train")), len(source.split("test"))
+  assert (train, test) == (1438, 359)
+  for path, text in [
+    ("README.md", f"{train:,} train / {test:,} test"),
+    ("configs/lenet5_digits.py", f"{train:,} for training and {test:,} held out"),
+    ("vision_jax/data/formats/sklearn_digits.py", f"{test:,} of the 1,797"),
+  ]:
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+      assert text in f.read(), path
+
+
+def test_split_settings_that_do_not_fit_the_dataset_are_dataset_errors():
+  with pytest.raises(DatasetError, match=r"no split 'trian' \(data.train_split\); it has train"):
+    get_splits(_data_config(train_split="trian", validation_size=100))
+  with pytest.raises(DatasetError, match=r"data.train_size 5000 is more than the 1438 examples"):
+    get_splits(_data_config(train_size=5000))
+
+
+def test_validation_size_does_not_replace_a_dataset_s_own_validation_split(tmp_path):
+  for split in ("train", "validation"):
+    for cls in ("cat", "dog"):
+      os.makedirs(tmp_path / "pics" / split / cls)
+      for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(
+          tmp_path / "pics" / split / cls / f"{i}.png"
+        )
+  config = _data_config(dataset=f"image_folder:{tmp_path / 'pics'}", eval_splits=("validation",))
+  assert len(get_splits(config)[1]["validation"]) == 8
+  with pytest.raises(DatasetError, match="has a 'validation' split of its own"):
+    get_splits(_data_config(**{**config.to_dict(), "validation_size": 2}))
+
+
+# transfer_pets checks both its datasets and its settings before it pretrains.
+
+
+def _transfer_config(dataset, **format_options):
+  from vision_jax.config import load_config
+
+  config = load_config("transfer_pets", "smoke")
+  config.data.dataset = dataset
+  config.data.format_options.update(format_options)
+  config.train.batch_size = 2  # the toy pets have 3 trainval images
+  return config
+
+
+def _no_training(monkeypatch):
+  from experiments import transfer_pets
+
+  def train(*args):
+    raise AssertionError("a run started training before every dataset and setting was checked")
+
+  monkeypatch.setattr(transfer_pets, "train_and_evaluate", train)
+  return transfer_pets
+
+
+@pytest.mark.parametrize("problem", ["wrong path", "truncated images", "image_size 0"])
+def test_transfer_pets_finds_a_bad_pets_dataset_before_pretraining(tmp_path, monkeypatch, problem):
+  transfer_pets = _no_training(monkeypatch)
+  _pets_archives(tmp_path / "pets")
+  options, match = {}, r"pets"
+  if problem == "wrong path":
+    dataset, match = f"oxford_pets:{tmp_path / 'no_pets'}", r"no_pets does not exist"
+  else:
+    dataset = f"oxford_pets:{tmp_path / 'pets'}"
+  if problem == "truncated images":
+    data = (tmp_path / "pets" / "images.tar.gz").read_bytes()
+    (tmp_path / "pets" / "images.tar.gz").write_bytes(data[: len(data) // 2])
+    match = r"images.tar.gz: corrupt or truncated tarball"
+  if problem == "image_size 0":
+    options, match = {"image_size": 0}, r"image_size must be a positive int, got 0"
+  with pytest.raises(DatasetError, match=match):
+    transfer_pets.run(_transfer_config(dataset, **options), str(tmp_path / "run"))
+  assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no checkpoint, no metrics
+  _assert_no_partial_cache(tmp_path / "cache")
+
+
+def test_transfer_pets_checks_the_pretraining_dataset_and_batch_before_training(
+  tmp_path, monkeypatch
+):
+  transfer_pets = _no_training(monkeypatch)
+  _pets_archives(tmp_path / "pets")
+  config = _transfer_config(f"oxford_pets:{tmp_path / 'pets'}")
+  monkeypatch.setenv("VISION_JAX_DATASETS", str(tmp_path / "no_datasets"))
+  with pytest.raises(DatasetError, match=r"image_folder:cifar10: .*no_datasets/cifar10 does not"):
+    transfer_pets.run(config, str(tmp_path / "run"))
+  config.train.batch_size = 4
+  with pytest.raises(ConfigError, match=r"train.batch_size 4 is larger than the 3 training"):
+    transfer_pets.run(config, str(tmp_path / "run"))
+  assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no checkpoint, no metrics

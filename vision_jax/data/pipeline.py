@@ -79,7 +79,17 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
     whole = splits[source.spec.splits[0]]
     positions = apply_protocol(data.protocol, whole.arrays()["label"])
     splits = {name: Split(whole.source, whole.indices[p]) for name, p in positions.items()}
+  if data.train_split not in splits:
+    raise DatasetError(
+      f"{data.dataset}: no split {data.train_split!r} (data.train_split); it has {', '.join(splits)}"
+    )
   if data.get("validation_size", 0):
+    if "validation" in splits:
+      raise DatasetError(
+        f"{data.dataset}: data.validation_size holds out training examples as split "
+        "'validation', but the dataset has a 'validation' split of its own; set "
+        "data.validation_size=0 to use it"
+      )
     train = splits[data.train_split]
     n = data.validation_size
     if not 0 < n < len(train):
@@ -93,6 +103,13 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
     splits[data.train_split] = Split(train.source, train.indices[np.sort(perm[:-n])])
   if data.get("train_size", 0):
     train = splits[data.train_split]
+    if data.train_size > len(train):
+      raise DatasetError(
+        f"{data.dataset}: data.train_size {data.train_size} is more than the {len(train)} "
+        f"examples of split {data.train_split!r}"
+        + (" left after data.validation_size" if data.get("validation_size", 0) else "")
+        + " (0 = all of them)"
+      )
     splits[data.train_split] = Split(train.source, train.indices[: data.train_size])
   for name in [data.train_split, *data.eval_splits]:
     if name not in splits:
@@ -163,7 +180,7 @@ class DeviceData:
   """
 
   def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int):
-    _check_batch(batch_size, len(split), mesh)
+    check_batch(batch_size, len(split), mesh)
     self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
     self.steps_per_epoch = len(split) // batch_size
     self._batch_sharding = NamedSharding(mesh, P("data"))
@@ -187,7 +204,7 @@ class StreamData:
   """A split streamed from its source, each process reading its share of every global batch."""
 
   def __init__(self, split: Split, batch_size: int, mesh: Mesh, seed: int, threads: int = 4):
-    _check_batch(batch_size, len(split), mesh)
+    check_batch(batch_size, len(split), mesh)
     self.batch_size, self.seed, self.num_examples = batch_size, seed, len(split)
     self.steps_per_epoch = len(split) // batch_size
     self.data = None
@@ -267,7 +284,8 @@ def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[Batch]:
     }
 
 
-def _check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
+def check_batch(batch_size: int, num_examples: int, mesh: Mesh) -> None:
+  """Refuses a training batch that the devices and processes cannot share or the split cannot fill."""
   n_dev = mesh.devices.size
   if batch_size % n_dev:
     raise ConfigError(f"train.batch_size {batch_size} must be a multiple of the {n_dev} devices")

@@ -32,8 +32,14 @@ import fcntl
 import functools
 import json
 import os
+import queue
 import re
 import shutil
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
 from typing import Any, Sequence
 
 import numpy as np
@@ -119,13 +125,7 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
 
     def _generate_examples(self, split):
       for key, ex in fmt.examples(root, split):
-        source = ex.pop("_source", root)
-        label = ex["label"]
-        if not 0 <= label < spec.num_classes:
-          raise DatasetError(
-            f"{source}: label {label} of example {key} is outside the class range "
-            f"[0, {spec.num_classes})"
-          )
+        _check_example(ex, ex.pop("_source", root), split, key, spec)
         yield key, ex
 
   slug = (
@@ -134,6 +134,33 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
   )
   Builder.name = f"{fmt.name}_{slug}"
   return Builder(data_dir=data_dir, file_format="array_record")
+
+
+def _check_example(ex: dict, source: str, split: str, key: str, spec: DatasetSpec) -> None:
+  """Refuses an example that contradicts the spec: every format's examples pass through here, so
+  no format can prepare an image of another size or a label outside the classes."""
+  image, label = ex.get("image"), ex.get("label")
+  shape = tuple(spec.image_shape)
+  if (
+    not isinstance(image, np.ndarray)
+    or image.dtype != np.uint8
+    or image.ndim != len(shape)
+    or any(want is not None and got != want for got, want in zip(image.shape, shape))
+  ):
+    got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+    raise DatasetError(
+      f"{source}: example {key} of split {split!r} has an image of {got}, expected uint8 "
+      f"{shape} like the rest of the dataset"
+    )
+  if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+    raise DatasetError(
+      f"{source}: example {key} of split {split!r} has label {label!r}, expected a class index"
+    )
+  if not 0 <= label < spec.num_classes:
+    raise DatasetError(
+      f"{source}: label {label} of example {key} (split {split!r}) is outside the class range "
+      f"[0, {spec.num_classes})"
+    )
 
 
 def resolve_path(path: str) -> str:
@@ -170,6 +197,11 @@ def get_source(name: str, **options) -> Source:
   fingerprint = fmt.fingerprint(root)
   spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fingerprint}.json")
   spec = _load_spec(spec_path) or fmt.spec(root)
+  if spec.num_classes < 2:
+    raise DatasetError(
+      f"{name}: {spec.num_classes} class ({', '.join(spec.class_names) or 'none'}); a dataset "
+      "of labelled images needs two classes or more"
+    )
   builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
   if not builder.is_prepared():
     with _preparation_lock(builder.data_dir):
@@ -301,26 +333,178 @@ def _clear_incomplete(data_dir: str) -> None:
         shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
+# How long the check that a TFDS download can reach its servers waits: without a network, TFDS
+# itself retries each file 10 times with growing pauses (3.5 minutes for tfds:mnist) before failing.
+PROBE_TIMEOUT_S = 2.0
+_GCS = ("storage.googleapis.com", 443)  # TFDS's own host, probed when a dataset lists no URLs
+
+
 def _tfds_source(name: str) -> Source:
-  """A TFDS catalogue dataset, prepared as ArrayRecord (downloads need internet)."""
+  """A TFDS catalogue dataset, prepared as ArrayRecord (downloads need internet).
+
+  Before anything is downloaded: the name must be in TFDS's catalogue, its examples images of one
+  size with class labels, and, if it is not prepared yet, its download servers must answer within
+  PROBE_TIMEOUT_S. A failed preparation leaves nothing behind (see `_remove_new_temporaries`).
+  """
   data_dir = os.path.join(cache_dir(), "tfds")
-  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  builder = _tfds_builder(name, data_dir)
+  image_key, label_key, shape, names = _tfds_features(name, builder.info)
   if not builder.is_prepared():
-    try:
-      builder.download_and_prepare()
-    except Exception as e:
+    unreachable = _unreachable(_download_hosts(builder))
+    if unreachable:
       raise DatasetError(
-        f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
-        "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10"
-      ) from e
-  info = builder.info
-  image_key, label_key = info.supervised_keys or ("image", "label")
-  shape = tuple(info.features[image_key].shape)
-  names = tuple(info.features[label_key].names)
-  splits = {s: _Renamed(builder.as_data_source(split=s), image_key, label_key) for s in info.splits}
+        f"tfds:{name}: not prepared in {data_dir}, and its download server "
+        f"({', '.join(f'{h}:{p}' for h, p in unreachable)}) cannot be reached (tried for up "
+        f"to {PROBE_TIMEOUT_S:g} s): no network? Without internet, use a local format, e.g. "
+        "idx:mnist or image_folder:cifar10, or copy a prepared TFDS folder into the cache"
+      )
+    with _preparation_lock(builder.data_dir):
+      builder = _tfds_builder(name, data_dir)  # another process may have prepared it meanwhile
+      if not builder.is_prepared():
+        # TFDS downloads into downloads/<name>/, extracts into downloads/extracted/ (shared with
+        # other datasets) and prepares beside builder.data_dir.
+        downloads = os.path.join(data_dir, "downloads", builder.name)
+        roots = [downloads, os.path.dirname(builder.data_dir)]
+        extracted = os.path.join(data_dir, "downloads", "extracted")
+        before = _entries([*roots, extracted])
+        try:
+          builder.download_and_prepare()
+        except Exception as e:
+          _remove_new_temporaries(roots, extracted, before)
+          raise DatasetError(
+            f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
+            "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10"
+          ) from e
+  splits = {
+    s: _Renamed(builder.as_data_source(split=s), image_key, label_key) for s in builder.info.splits
+  }
   return Source(
-    name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(info.splits)), _splits=splits
+    name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(builder.info.splits)), _splits=splits
   )
+
+
+def _tfds_builder(name: str, data_dir: str):
+  """TFDS's builder for `name`; a name it does not know is a DatasetError."""
+  try:
+    return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  except Exception as e:  # DatasetNotFoundError, or a config or version it does not have
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    hint = [line for line in lines if line.startswith("Did you mean")]
+    raise DatasetError(
+      f"tfds:{name}: not in TFDS's catalogue ({'; '.join((lines or [type(e).__name__])[:1] + hint)})"
+    ) from None
+
+
+def _tfds_features(name: str, info) -> tuple[str, str, tuple, tuple]:
+  """(image key, label key, image shape, class names), checked before anything is downloaded."""
+  image_key, label_key = info.supervised_keys or ("image", "label")
+  features = info.features
+  if not isinstance(image_key, str) or not isinstance(label_key, str):
+    raise DatasetError(f"tfds:{name}: its examples are not (image, label) pairs")
+  image = features[image_key] if image_key in features.keys() else None
+  label = features[label_key] if label_key in features.keys() else None
+  if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
+    raise DatasetError(
+      f"tfds:{name}: expected examples of an image and a class label, got {image_key}: "
+      f"{type(image).__name__}, {label_key}: {type(label).__name__}"
+    )
+  shape = tuple(image.shape)
+  if any(d is None for d in shape):
+    raise DatasetError(
+      f"tfds:{name}: its images vary in size ({shape}), and batches need one size; use a "
+      "local format that resizes them (e.g. oxford_pets:<folder> with format_options.image_size)"
+    )
+  return image_key, label_key, shape, tuple(label.names)
+
+
+def _download_hosts(builder) -> list[tuple[str, int]]:
+  """(host, port) of the servers the builder downloads from (or the proxy that reaches them)."""
+  try:
+    urls = sorted(builder.url_infos or ())
+  except Exception:  # a dataset without registered checksums
+    urls = []
+  proxies = urllib.request.getproxies()
+  hosts = []
+  for url in urls:
+    parsed = urllib.parse.urlparse(url)
+    if not parsed.hostname:
+      continue
+    proxy = proxies.get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname):
+      parsed = urllib.parse.urlparse(proxy if "//" in proxy else "//" + proxy)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if parsed.hostname and (parsed.hostname, port) not in hosts:
+      hosts.append((parsed.hostname, port))
+  return hosts[:4] or [_GCS]
+
+
+def _unreachable(hosts: list[tuple[str, int]], timeout: float = PROBE_TIMEOUT_S) -> list:
+  """`hosts` if none of them accepts a TCP connection within `timeout` seconds in all, else [].
+
+  Each is tried in a daemon thread: name resolution has no timeout of its own, and a thread
+  still waiting on it when the time is up is left behind rather than waited for.
+  """
+  answers: queue.Queue = queue.Queue()
+
+  def probe(host: str, port: int) -> None:
+    try:
+      socket.create_connection((host, port), timeout=timeout).close()
+      answers.put(True)
+    except OSError:
+      answers.put(False)
+
+  for host, port in hosts:
+    threading.Thread(target=probe, args=(host, port), daemon=True).start()
+  deadline = time.monotonic() + timeout
+  for _ in hosts:
+    try:
+      if answers.get(timeout=max(0.0, deadline - time.monotonic())):
+        return []
+    except queue.Empty:
+      break
+  return hosts
+
+
+def _entries(roots: list[str]) -> set[str]:
+  """The existing paths among `roots` and up to two levels below them (downloads/<dataset>/<file>)."""
+  found = set()
+  for root in roots:
+    if os.path.isdir(root):
+      found.add(root)
+      for entry in os.listdir(root):
+        path = os.path.join(root, entry)
+        found.add(path)
+        if os.path.isdir(path):
+          found.update(os.path.join(path, e) for e in os.listdir(path))
+  return found
+
+
+def _remove_new_temporaries(roots: list[str], extracted: str, before: set[str]) -> None:
+  """Removes what a failed TFDS preparation left that was not there `before`: partial downloads
+  (`*.tmp.*`) and `incomplete.*` folders under `roots` (the dataset's own folders, held under its
+  preparation lock, so none of them belongs to a live preparation) and the folders made for them
+  that are now empty; in the shared `extracted` folder, only the partial extractions of this
+  dataset's downloads."""
+  downloads = {os.path.basename(p) for p in _entries(roots[:1])}
+  new = sorted(_entries([*roots, extracted]) - before, key=len, reverse=True)  # deepest first
+  own = [p for p in new if any(p == r or p.startswith(r + os.sep) for r in roots)]
+  for path in new:
+    name = os.path.basename(path)
+    if path in own:
+      partial = ".tmp." in name or name.startswith("incomplete.")
+    else:
+      partial = (
+        os.path.dirname(path) == extracted
+        and name.startswith("incomplete.")
+        and any(name.endswith(f".{d}") for d in downloads)
+      )
+    if partial and os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif partial and os.path.exists(path):
+      os.remove(path)
+  for path in own:
+    if os.path.isdir(path) and not os.listdir(path):
+      os.rmdir(path)
 
 
 class _Renamed:

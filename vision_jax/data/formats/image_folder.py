@@ -2,7 +2,9 @@
 
 CIFAR-10 as JPEGs (`cifar10/{train,test}/<class>/<n>.jpg`) is one. A tree without split folders
 (`<class>/<image>` directly) is a single "train" split. Images are decoded with Pillow; all images
-of a dataset must share one size (the first image's), as greyscale or RGB.
+of a dataset must share one size (the first image's), as greyscale or RGB. The classes are the
+class folders (sorted by name): each must hold images in every split, and there must be two or
+more. Files of other types (a README, Thumbs.db) are ignored, as torchvision's ImageFolder does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import io
 import os
 import tarfile
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -44,32 +47,48 @@ def _resolve(root: str) -> str:
   return root
 
 
-def _list_images(root: str) -> list[str]:
-  """Relative paths of all images under `root` (a folder or a tarball), sorted."""
+def _list_tree(root: str) -> tuple[list[str], list[str]]:
+  """(files, folders) under `root` (a folder or a tarball), as sorted relative paths."""
   if os.path.isdir(root):
-    paths = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs]
+    files, folders = [], []
+    for d, ds, fs in os.walk(root):
+      rel = os.path.relpath(d, root)
+      prefix = "" if rel == "." else rel + "/"
+      files.extend(prefix + f for f in fs)
+      folders.extend(prefix + f for f in ds)
   elif tarfile.is_tarfile(root):
     try:
       with tarfile.open(root) as tar:
-        paths = [m.name for m in tar.getmembers() if m.isfile()]
-    except (tarfile.TarError, OSError, EOFError) as e:
+        members = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
       raise DatasetError(f"{root}: corrupt or truncated tarball ({e})") from None
+    files = [m.name for m in members if m.isfile()]
+    folders = [m.name.rstrip("/") for m in members if m.isdir() and m.name.strip("./")]
   elif os.path.exists(root):
     raise DatasetError(f"{root}: expected a folder or a tarball of <split>/<class>/<image> files")
   else:
     raise DatasetError(f"{root}: no such file or folder")
-  images = sorted(
-    p
-    for p in paths
-    if p.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(p).startswith(".")
-  )
-  if not images:
-    raise DatasetError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
-  return images
+  return sorted(files), sorted(folders)
 
 
-def _layout(paths: list[str], root: str) -> dict[str, dict[str, list[str]]]:
-  """{split: {class: [paths]}} from the common directory structure of `paths`."""
+def _is_image(path: str) -> bool:
+  return path.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(path).startswith(".")
+
+
+def _layout(files: list[str], folders: list[str], root: str) -> dict[str, dict[str, list[str]]]:
+  """{split: {class: [image paths]}} from the common directory structure of the images.
+
+  The classes are the class folders, those without images too: every class must have images in
+  every split, and there must be two classes or more. Dropping an empty class folder would
+  renumber the classes after it; one class would make a classifier that cannot be wrong.
+  """
+  paths = [p for p in files if _is_image(p)]
+  if not paths:
+    others = [p for p in files if not os.path.basename(p).startswith(".")]
+    raise DatasetError(
+      f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found"
+      + (f"; it holds {len(others)} other files, e.g. {others[0]}" if others else "")
+    )
   parts = [p.split("/") for p in paths]
   depth = {len(p) for p in parts}
   if len(depth) != 1:
@@ -80,27 +99,73 @@ def _layout(paths: list[str], root: str) -> dict[str, dict[str, list[str]]]:
   depth = depth.pop()
   # Strip a common top folder (the archive's name) if there is one above the split level.
   tops = {p[0] for p in parts}
-  if depth >= 3 and len(tops) == 1 and tops.pop() not in SPLIT_NAMES:
+  top = None
+  if depth >= 3 and len(tops) == 1 and next(iter(tops)) not in SPLIT_NAMES:
+    top = tops.pop()
     parts = [p[1:] for p in parts]
     depth -= 1
+  if depth not in (2, 3):
+    raise DatasetError(
+      f"{root}: expected [top/]<split>/<class>/<image> or <class>/<image>, got {paths[0]}"
+    )
+
+  def split_and_class(p: list[str]) -> tuple[str, str]:
+    return (p[0], p[1]) if depth == 3 else ("train", p[0])
+
   layout: dict[str, dict[str, list[str]]] = {}
   for full, p in zip(paths, parts):
-    if depth == 3:
-      split, cls = p[0], p[1]
-    elif depth == 2:
-      split, cls = "train", p[0]
-    else:
-      raise DatasetError(
-        f"{root}: expected [top/]<split>/<class>/<image> or <class>/<image>, got {full}"
-      )
+    split, cls = split_and_class(p)
     layout.setdefault(split, {}).setdefault(cls, []).append(full)
-  classes = sorted(next(iter(layout.values())))
-  for split, by_class in layout.items():
-    if sorted(by_class) != classes:
+  # Class folders without images: empty, or holding other files only.
+  others: dict[tuple[str, str], list[str]] = {}
+  for path, is_folder in [(f, True) for f in folders] + [(f, False) for f in files]:
+    p = path.split("/")
+    if top is not None:
+      if p[0] != top:
+        continue
+      p = p[1:]
+    if len(p) != depth - is_folder or any(c.startswith((".", "__")) for c in p[: depth - 1]):
+      continue
+    split, cls = split_and_class(p)
+    if split in layout and cls not in layout[split]:
+      others.setdefault((split, cls), [])
+      if not is_folder:
+        others[(split, cls)].append(path)
+
+  def folder(split: str, cls: str) -> str:
+    rel = "/".join(([top] if top else []) + ([split] if depth == 3 else []) + [cls])
+    return f"{root}:{rel}" if os.path.isfile(root) else os.path.join(root, rel)
+
+  classes = sorted({c for by_class in layout.values() for c in by_class} | {c for _, c in others})
+  for split in _split_order(layout):
+    for cls in classes:
+      if cls in layout[split]:
+        continue
+      if (split, cls) in others:
+        files_there = others[(split, cls)]
+        raise DatasetError(
+          f"{folder(split, cls)}: a class folder with no images ({', '.join(IMAGE_EXTENSIONS)})"
+          + (f", only {len(files_there)} other files, e.g. {files_there[0]}" if files_there else "")
+          + "; every class needs images in every split: add them, or remove the folder"
+          + (" from every split" if depth == 3 else "")
+        )
       raise DatasetError(
-        f"{root}: split {split!r} has classes {sorted(by_class)}, expected {classes}"
+        f"{folder(split, cls)}: missing; the other splits have class {cls!r}, and every class "
+        "needs images in every split"
       )
+  if len(classes) < 2:
+    raise DatasetError(
+      f"{folder(_split_order(layout)[0], classes[0])}: the only class folder; a classifier needs two "
+      "classes or more, each a folder of images"
+    )
   return layout
+
+
+def _split_order(layout: dict) -> tuple[str, ...]:
+  """The splits of `layout`: train, validation, val, test, then any others by name."""
+  return tuple(
+    [s for s in SPLIT_NAMES if s in layout] + sorted(s for s in layout if s not in SPLIT_NAMES)
+  )
 
 
 def decode_image(data: bytes, name: str, mode: str | None = None) -> np.ndarray:
@@ -140,7 +205,7 @@ def read_files(root: str, names: list[str]) -> Iterator[tuple[str, bytes]]:
           found[m.name] = tar.extractfile(m).read()
           if len(found) == len(wanted):
             break  # a gzipped tarball is read sequentially: stop at the last wanted file
-  except (tarfile.TarError, OSError, EOFError) as e:
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
     raise DatasetError(f"{root}: corrupt or truncated tarball ({e})") from None
   for n in names:
     if n not in found:
@@ -153,16 +218,13 @@ def _scan(root: str, fingerprint: str) -> tuple[dict[str, dict[str, list[str]]],
   """(layout, spec) of `root`, listed once per version of its files (`fingerprint`): a gzipped
   tarball is read from its start for every listing, and preparing its splits needs it each time."""
   del fingerprint  # the cache key
-  layout = _layout(_list_images(root), root)
+  layout = _layout(*_list_tree(root), root)
   classes = tuple(sorted(next(iter(layout.values()))))
   first_split = sorted(layout)[0]
   first = layout[first_split][classes[0]][0]
   name, data = next(read_files(root, [first]))
   shape = decode_image(data, f"{root}:{name}").shape
-  order = [s for s in SPLIT_NAMES if s in layout] + sorted(
-    s for s in layout if s not in SPLIT_NAMES
-  )
-  return layout, DatasetSpec(image_shape=shape, class_names=classes, splits=tuple(order))
+  return layout, DatasetSpec(image_shape=shape, class_names=classes, splits=_split_order(layout))
 
 
 @register_format

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tarfile
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -202,5 +203,5 @@ def _members(container: str, prefix: str) -> set[str]:
   try:
     with tarfile.open(container) as tar:
       return {m.name for m in tar if m.isfile() and m.name.startswith(prefix)}
-  except (tarfile.TarError, OSError, EOFError) as e:
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
     raise DatasetError(f"{container}: corrupt or truncated tarball ({e})") from None

@@ -1,7 +1,8 @@
 """scikit-learn's bundled handwritten digits (`load_digits`): 1,797 real 8x8 images, 0-16 grey.
 
 Brought to 32x32 uint8 (bilinear, 0-255) so that LeNet-5 takes them as it takes padded MNIST,
-and split deterministically (stratified, fixed seed) into 1,437 train and 360 test images.
+and split deterministically (stratified, fixed seed): round(20%) of each digit's images for the
+test, 359 of the 1,797 (the rounding, per digit, is why not 360), and 1,438 for training.
 It needs no files: the data ships with scikit-learn, which is why `make demo` runs on it.
 """
 
