@@ -1,5 +1,6 @@
-"""YOLOv1's output format: its target encoding, its loss against a hand computation term by term,
-where the loss's gradients go, and decoding back to boxes."""
+"""YOLOv1: its target encoding, its loss against a hand computation term by term, where the loss's
+gradients go, decoding back to boxes; its networks' sizes against the paper's layer list, and a
+small detector trained end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import optax
 import pytest
 
 from vision_jax.detection.boxes import box_iou
+from vision_jax.errors import ConfigError
 from vision_jax.losses.yolo import yolo_decode, yolo_loss, yolo_targets
+from vision_jax.models import get_model
+from vision_jax.models.yolo import YOLOV1_STAGES
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
@@ -263,3 +267,149 @@ def test_minimising_the_loss_over_the_predictions_recovers_the_boxes():
     _assert_detected(
       detections, image, GROUND_TRUTH[image][valid], GROUND_TRUTH_LABELS[image][valid], 0.95
     )
+
+
+# The paper's Figure 3, written out again here so that the model is checked against it:
+# (kernel, in channels, out channels, stride) of the 24 convolutions, "pool" for a 2x2 max pool.
+FIGURE_3 = (
+  [(7, 3, 64, 2), "pool", (3, 64, 192, 1), "pool"]
+  + [(1, 192, 128, 1), (3, 128, 256, 1), (1, 256, 256, 1), (3, 256, 512, 1), "pool"]
+  + [(1, 512, 256, 1), (3, 256, 512, 1)] * 4
+  + [(1, 512, 512, 1), (3, 512, 1024, 1), "pool"]
+  + [(1, 1024, 512, 1), (3, 512, 1024, 1)] * 2
+  + [(3, 1024, 1024, 1), (3, 1024, 1024, 2), (3, 1024, 1024, 1), (3, 1024, 1024, 1)]
+)
+FAST_YOLO = [(3, 3, 16, 1), "pool", (3, 16, 32, 1), "pool", (3, 32, 64, 1), "pool"]
+FAST_YOLO += [(3, 64, 128, 1), "pool", (3, 128, 256, 1), "pool", (3, 256, 512, 1), "pool"]
+FAST_YOLO += [(3, 512, 1024, 1), (3, 1024, 1024, 1), (3, 1024, 1024, 1)]
+
+
+def _conv_parameters(layers) -> int:
+  return sum(
+    k * k * c_in * c_out + c_out for k, c_in, c_out, _ in (l for l in layers if l != "pool")
+  )
+
+
+def _param_count(model, size: int) -> int:
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize("name,layers", [("yolov1", FIGURE_3), ("fast_yolo", FAST_YOLO)])
+def test_parameter_count_at_the_papers_configuration(name, layers):
+  """448x448, S=7, B=2, C=20, the 4096 hidden layer: shapes only, nothing materialised."""
+  assert len([l for l in layers if l != "pool"]) == {"yolov1": 24, "fast_yolo": 9}[name]
+  head = (7 * 7 * 1024 * 4096 + 4096) + (4096 * 7 * 7 * 30 + 7 * 7 * 30)
+  expected = _conv_parameters(layers) + head
+  assert _param_count(get_model(name), 448) == expected
+  if name == "yolov1":  # The published darknet model: about 2.7e8.
+    assert expected == 271_703_550
+
+
+def _valid_taps(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """Output size, and the (output, kernel tap) pairs along one axis that read the image rather
+  than its zero padding."""
+  pad = (kernel - 1) // 2
+  out = (size + 2 * pad - kernel) // stride + 1
+  return out, sum(0 <= o * stride - pad + t < size for o in range(out) for t in range(kernel))
+
+
+def test_flop_count_at_448():
+  """XLA's count of the forward pass (traced, not compiled) against the layer list's: XLA counts
+  2 flops per multiply-add that reads the image, not the padding (38.5 GFLOPs; 40.6 with every
+  tap of the padding), plus the elementwise work."""
+  size, multiply_adds = 448, 0
+  for layer in FIGURE_3:
+    if layer == "pool":
+      size = math.ceil(size / 2)
+      continue
+    kernel, c_in, c_out, stride = layer
+    size, taps = _valid_taps(size, kernel, stride)
+    multiply_adds += taps * taps * c_in * c_out
+  multiply_adds += 7 * 7 * 1024 * 4096 + 4096 * 1470
+  model = get_model("yolov1")
+  x = jax.ShapeDtypeStruct((1, 448, 448, 3), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  flops = jax.jit(model.apply).lower(variables, x).cost_analysis()["flops"]
+  assert 2 * multiply_adds <= flops <= 1.005 * 2 * multiply_adds
+
+
+def test_layer_list_gives_yolov2s_operation_count_of_the_pretraining_network():
+  """YOLOv2 (Redmon & Farhadi 2017, section 3) gives YOLOv1's ImageNet network, its first 20
+  convolutions at 224x224, 8.52 billion operations: darknet counts 2 per multiply-add of every
+  tap (padding included), and its classifier is a 1x1 convolution to 1000 classes at 7x7."""
+  size, c_in, multiply_adds = 224, 3, 0
+  convs = [layer for stage in YOLOV1_STAGES for layer in stage]
+  convs = convs[: [i for i, l in enumerate(convs) if l != "maxpool"][19] + 1]  # 20 convolutions
+  for layer in convs:
+    if layer == "maxpool":
+      size //= 2
+      continue
+    kernel, c_out, stride = layer
+    size = (size + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
+    multiply_adds += size * size * kernel * kernel * c_in * c_out
+    c_in = c_out
+  multiply_adds += 7 * 7 * 1024 * 1000
+  assert f"{2 * multiply_adds / 1e9:.2f}" == "8.52"
+
+
+def _small(name: str, **kwargs):
+  return get_model(name, backbone_kwargs={"width": 1 / 16, "batch_norm": True}, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["yolov1", "fast_yolo"])
+def test_every_parameter_gets_a_gradient_from_the_loss(name):
+  """A small detector (1/16 of the filters, BatchNorm) end to end: the output layout, BatchNorm
+  statistics updated in training, and a gradient of the loss in every parameter."""
+  model = _small(name, num_classes=3, head_features=32)
+  x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  targets = yolo_targets(
+    np.array([[[4, 8, 40, 60], [30, 30, 60, 50]]] * 2, np.float32),
+    np.array([[0, 2]] * 2),
+    np.array([[True, True], [True, False]]),
+    64,
+    7,
+    3,
+  )
+
+  def loss(params):
+    (predictions, features), state = model.apply(
+      {**variables, "params": params},
+      x,
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": jax.random.key(1)},
+    )
+    assert predictions.shape == (2, 7, 7, 2 * 5 + 3)
+    assert features["pre_logits"].shape == (2, 32) and features["stage6"].shape[1:3] == (1, 1)
+    return sum(yolo_loss(predictions, targets).values()), state
+
+  grads, state = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
+  without = [
+    jax.tree_util.keystr(path)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads)
+    if not np.any(np.asarray(g))
+  ]
+  assert not without, f"parameters without gradient: {without}"
+  changed = jax.tree.map(
+    lambda a, b: not np.array_equal(a, b), variables["batch_stats"], state["batch_stats"]
+  )
+  assert all(jax.tree.leaves(changed))
+
+
+def test_conv_head_reads_an_s_by_s_feature_map_of_any_backbone():
+  x = np.zeros((2, 32, 32, 3), np.float32)
+  model = get_model(
+    "yolov1", backbone="resnet20", feature="stage3", grid_size=8, head="conv", head_features=16
+  )
+  (predictions, features), _ = jax.eval_shape(
+    lambda x: model.init_with_output(jax.random.key(0), x), x
+  )
+  assert predictions.shape == (2, 8, 8, 30) and features["pre_logits"].shape == (2, 8, 8, 16)
+  with pytest.raises(ConfigError, match=r"'stage3' to be 7x7 \(grid_size\), got 8x8 from 32x32"):
+    model = get_model("yolov1", backbone="resnet20", feature="stage3", head="conv")
+    jax.eval_shape(model.init, jax.random.key(0), x)
+  with pytest.raises(ConfigError, match=r"no feature map 'stage4'.* stage1, stage2, stage3"):
+    model = get_model("yolov1", backbone="resnet20", feature="stage4")
+    jax.eval_shape(model.init, jax.random.key(0), x)
