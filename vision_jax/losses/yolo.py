@@ -243,7 +243,8 @@ def yolo_decode(
     predictions: [batch, S, S, B * 5 + C] float.
     num_classes: C (B follows from the last dimension).
     image_size: (height, width) in pixels of the images the predictions are for, or one int.
-    score_threshold: the lowest class-specific confidence kept (strictly above).
+    score_threshold: the class-specific confidence a detection must exceed. Low by default, as
+      average precision counts every detection in the ranking; raise it (~0.2) for pictures.
     iou_threshold: NMS suppresses a box whose IoU with a better one of its class is above this.
     max_detections: K, the detections per image.
 
