@@ -46,6 +46,8 @@ FEATURES = {
   "CifarResNet": ["stage1", "stage2", "stage3"],
   "LeNet5": ["C1", "S2", "C3", "S4", "C5", "F6"],
   "MLP": ["fc1", "fc2"],
+  "Darknet": [f"stage{i}" for i in range(1, 7)],
+  "YOLOv1": [f"stage{i}" for i in range(1, 7)],  # Its default backbone's.
 }
 
 # Representative models for the (slower) gradient check: every family and block type.
@@ -118,6 +120,14 @@ def _classifier(name: str) -> nn.Module:
   return get_model(name, num_classes=7)
 
 
+def _output_shape(model: nn.Module) -> tuple[int, ...]:
+  """[batch, 7 classes]; a detector's grid of boxes and classes for YOLOv1 (models/yolo.py)."""
+  if type(model).__name__ == "YOLOv1":
+    s = model.grid_size
+    return (BATCH, s, s, model.boxes_per_cell * 5 + 7)
+  return (BATCH, 7)
+
+
 def _all_finite(tree) -> bool:
   return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
@@ -131,7 +141,7 @@ def test_forward_contract(name):
   batch_stats = variables.get("batch_stats", {})
 
   (logits, features), state = _apply(model, variables, x, train=True)
-  assert logits.shape == (BATCH, 7)
+  assert logits.shape == _output_shape(model)
   assert set(FEATURES.get(type(model).__name__, [])) <= set(features) and len(features) >= 2
   assert features["pre_logits"].ndim == 2 and features["pre_logits"].shape[0] == BATCH
   assert _all_finite((logits, features)), "non-finite output in training mode"
@@ -149,7 +159,7 @@ def test_forward_contract(name):
   assert not unchanged, f"BatchNorm statistics not updated in training: {unchanged}"
 
   (logits, features), state = _apply(model, variables, x, train=False)
-  assert logits.shape == (BATCH, 7)
+  assert logits.shape == _output_shape(model)
   assert _all_finite((logits, features)), "non-finite output in evaluation mode"
   assert "aux1" not in features and "aux2" not in features
   jax.tree.map(np.testing.assert_array_equal, dict(state.get("batch_stats", {})), batch_stats)

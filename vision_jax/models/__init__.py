@@ -12,6 +12,7 @@ from vision_jax.models import (  # noqa: F401
   mlp,
   resnet,
   vgg,
+  yolo,
 )
 from vision_jax.models.registry import get_model, list_models, register
 
