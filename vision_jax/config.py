@@ -157,6 +157,14 @@ RULES: dict[str, Rule] = {
   "data.augment.crop_padding": bound(0, integer=True),
   "data.augment.noise_std": bound(0),
   "data.augment.brightness": bound(0, 1),
+  "data.augment.contrast": bound(0, 1),
+  "data.augment.saturation": bound(0, 1),
+  "data.augment.min_visible": bound(0, 1),
+  "data.augment.scale_range": checked_where_used(
+    "vision_jax/data/augment.py: (low, high) zoom factors, 0 < low <= high"
+  ),
+  "data.max_boxes": bound(0, integer=True),
+  "data.too_many_boxes": one_of("error", "keep_largest"),
   "data.format_options.image_size": checked_where_used("the data format (vision_jax/data/formats)"),
   "data.protocol.fold": checked_where_used(
     "vision_jax/data/face_protocols.py, against the number of images"

@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from vision_jax.data.face_protocols import apply_protocol
 from vision_jax.data.formats.base import DatasetSpec
-from vision_jax.data.sources import get_source
+from vision_jax.data.sources import TOO_MANY_BOXES, collate, get_source
 from vision_jax.errors import ConfigError, DatasetError
 
 Batch = dict[str, Any]
@@ -41,21 +41,26 @@ ON_DEVICE_LIMIT = 4 << 30
 
 @dataclasses.dataclass
 class Split:
-  """A random-access split, optionally restricted to a subset of its indices."""
+  """A random-access split, optionally restricted to a subset of its indices.
+
+  A detection split pads every image's boxes to `max_boxes` (`sources.collate`), so that its
+  batches have one shape whatever they hold.
+  """
 
   source: Any
   indices: np.ndarray
+  max_boxes: int = 0
+  too_many_boxes: str = "error"
 
   def __len__(self) -> int:
     return len(self.indices)
 
   def read(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-    """Examples at `positions` (into this split) as {"image": uint8 [n,h,w,c], "label": int32 [n]}."""
+    """Examples at `positions` (into this split), every feature: {"image": uint8 [n,h,w,c],
+    "label": int32 [n]}, or a detection dataset's {"image", "boxes" [n, max_boxes, 4],
+    "labels" [n, max_boxes], "box_mask" [n, max_boxes], ...} (`sources.collate`)."""
     examples = self.source.__getitems__([int(i) for i in self.indices[positions]])
-    return {
-      "image": np.stack([e["image"] for e in examples]),
-      "label": np.asarray([e["label"] for e in examples], np.int32),
-    }
+    return collate(examples, self.max_boxes, self.too_many_boxes)
 
   def arrays(self, chunk: int = 8192) -> dict[str, np.ndarray]:
     parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
@@ -114,7 +119,35 @@ def get_splits(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, dict[str, 
   for name in [data.train_split, *data.eval_splits]:
     if name not in splits:
       raise DatasetError(f"{data.dataset}: no split {name!r}; it has {', '.join(splits)}")
+  if source.spec.task == "detection":
+    splits = _pad_boxes(data, source, splits)
   return source.spec, splits
+
+
+def _pad_boxes(data: ml_collections.ConfigDict, source, splits: dict[str, Split]) -> dict:
+  """`splits` padding their boxes to `data.max_boxes` (0 or absent: the most in one image).
+
+  An image of more boxes is refused here, before training, naming it and its count, unless
+  `data.too_many_boxes` is "keep_largest" (its `max_boxes` largest boxes are kept).
+  """
+  too_many = data.get("too_many_boxes", "error")
+  if too_many not in TOO_MANY_BOXES:
+    raise ConfigError(
+      f"data.too_many_boxes must be one of {', '.join(TOO_MANY_BOXES)}, got {too_many!r}"
+    )
+  most = {s: source.most_boxes(s) for s in source.spec.splits}
+  max_boxes = data.get("max_boxes", 0) or max([count for count, _ in most.values()] + [1])
+  for split, (count, key) in most.items():
+    if count > max_boxes and too_many == "error":
+      raise DatasetError(
+        f"{data.dataset}: image {key} of split {split!r} has {count} boxes, more than "
+        f"data.max_boxes {max_boxes}; raise data.max_boxes to {count}, or set "
+        "data.too_many_boxes='keep_largest' to keep each image's largest boxes"
+      )
+  return {
+    name: dataclasses.replace(s, max_boxes=max_boxes, too_many_boxes=too_many)
+    for name, s in splits.items()
+  }
 
 
 def batch_indices(seed: int, step, num_examples: int, batch_size: int):

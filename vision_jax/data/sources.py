@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data.formats import LocalFormat, get_format
-from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.data.formats.base import BOX_FEATURES, DatasetSpec
 from vision_jax.errors import DatasetError
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,9 +66,59 @@ def cache_dir() -> str:
   )
 
 
+TOO_MANY_BOXES = ("error", "keep_largest")  # data.too_many_boxes
+PER_BOX = ("boxes", "labels", *BOX_FEATURES)  # a detection example's features with a row per box
+
+
+def collate(
+  examples: Sequence[dict], max_boxes: int = 0, too_many_boxes: str = "error"
+) -> dict[str, np.ndarray]:
+  """Examples as one batch of every feature they hold.
+
+  Classification: {"image": uint8 [n, h, w, c], "label": int32 [n]}. Detection: the per-box
+  features (boxes [n, max_boxes, 4] float32, labels [n, max_boxes] int32, and any of
+  difficult/crowd/area) zero-padded to `max_boxes` rows (0: the most in these examples), with
+  "box_mask" bool [n, max_boxes] marking the real boxes, padding after them. An example of more
+  boxes is a DatasetError, or with `too_many_boxes="keep_largest"` keeps its `max_boxes` largest
+  by area, in their order. (`get_splits` refuses a dataset holding such an image before training.)
+  """
+  first = examples[0]
+  if "boxes" not in first:
+    batch = {k: np.stack([e[k] for e in examples]) for k in first if k != "label"}
+    return (
+      {**batch, "label": np.asarray([e["label"] for e in examples], np.int32)}
+      if ("label" in first)
+      else batch
+    )
+  counts = [len(e["boxes"]) for e in examples]
+  max_boxes = max_boxes or max(counts + [1])
+  batch = {k: np.stack([e[k] for e in examples]) for k in first if k not in PER_BOX}
+  mask = np.zeros((len(examples), max_boxes), bool)
+  padded = {
+    k: np.zeros((len(examples), max_boxes, *np.shape(first[k])[1:]), np.asarray(first[k]).dtype)
+    for k in first
+    if k in PER_BOX
+  }
+  for i, (e, n) in enumerate(zip(examples, counts)):
+    keep = np.arange(n)
+    if n > max_boxes:
+      if too_many_boxes != "keep_largest":
+        raise DatasetError(
+          f"an image with {n} boxes, more than data.max_boxes {max_boxes}; raise "
+          "data.max_boxes, or set data.too_many_boxes='keep_largest'"
+        )
+      b = np.asarray(e["boxes"])
+      area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+      keep = np.sort(np.argsort(-area, kind="stable")[:max_boxes])
+    for k in padded:
+      padded[k][i, : len(keep)] = np.asarray(e[k])[keep]
+    mask[i, : len(keep)] = True
+  return {**batch, **padded, "box_mask": mask}
+
+
 @dataclasses.dataclass
 class Source:
-  """A dataset whose splits are random-access data sources of {"image", "label"} examples."""
+  """A dataset whose splits are random-access data sources of examples of `spec.features()`."""
 
   name: str
   spec: DatasetSpec
@@ -80,8 +130,24 @@ class Source:
     ""  # what it was prepared from: `name`, or for `prepared:<folder>` the name recorded there
   )
 
+  # A detection dataset's most boxes in one image, per split: {split: [count, image key]}, from
+  # its preparation (None: not recorded; `most_boxes` counts them).
+  box_counts: dict | None = None
+
   def __post_init__(self):
     self.origin = self.origin or self.name
+
+  def most_boxes(self, split: str) -> tuple[int, str]:
+    """(the most boxes any image of `split` holds, that image's key); (0, "") if no boxes."""
+    if self.spec.task != "detection":
+      return 0, ""
+    if self.box_counts is None or split not in self.box_counts:
+      src = self.split(split)
+      counts = [len(src[i]["boxes"]) for i in range(len(src))]
+      i = int(np.argmax(counts)) if counts else 0
+      self.box_counts = {**(self.box_counts or {}), split: [counts[i], f"example {i}"]}
+    count, key = self.box_counts[split]
+    return int(count), str(key)
 
   def split(self, name: str):
     if name not in self._splits:
@@ -89,18 +155,27 @@ class Source:
     return self._splits[name]
 
   def arrays(self, split: str, batch: int = 4096) -> dict[str, np.ndarray]:
-    """Reads a whole split into memory: {"image": uint8 [n, h, w, c], "label": int32 [n]}."""
+    """Reads a whole split into memory, every feature (`collate`): classification {"image":
+    uint8 [n, h, w, c], "label": int32 [n]}; detection padded to the split's most boxes."""
     src = self.split(split)
-    images, labels = [], []
-    for start in range(0, len(src), batch):
-      examples = src.__getitems__(list(range(start, min(start + batch, len(src)))))
-      images.extend(e["image"] for e in examples)
-      labels.extend(e["label"] for e in examples)
-    return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+    max_boxes = self.most_boxes(split)[0]
+    parts = [
+      collate(src.__getitems__(list(range(start, min(start + batch, len(src))))), max_boxes)
+      for start in range(0, len(src), batch)
+    ]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetSpec, data_dir: str):
-  """A TFDS builder that prepares `root` (in format `fmt`, files `fingerprint`) into ArrayRecord files."""
+def _local_builder(
+  fmt: LocalFormat,
+  root: str,
+  fingerprint: str,
+  spec: DatasetSpec,
+  data_dir: str,
+  box_counts: dict | None = None,
+):
+  """A TFDS builder that prepares `root` (in format `fmt`, files `fingerprint`) into ArrayRecord
+  files. A detection dataset's most boxes per split are recorded in `box_counts` as it is."""
 
   class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version(fmt.version)
@@ -112,11 +187,15 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
         description=f"{fmt.name} dataset from {root}",
         features=tfds.features.FeaturesDict(
           {
-            "image": tfds.features.Tensor(shape=tuple(spec.image_shape), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=list(spec.class_names)),
+            name: (
+              tfds.features.ClassLabel(names=list(spec.class_names))
+              if name == "label"
+              else tfds.features.Tensor(shape=shape, dtype=dtype)
+            )
+            for name, (shape, dtype) in spec.features().items()
           }
         ),
-        supervised_keys=("image", "label"),
+        supervised_keys=("image", "label") if spec.task == "classification" else None,
       )
 
     def _split_generators(self, dl_manager):
@@ -124,9 +203,14 @@ def _local_builder(fmt: LocalFormat, root: str, fingerprint: str, spec: DatasetS
       return {s: self._generate_examples(s) for s in spec.splits}
 
     def _generate_examples(self, split):
+      most = [0, ""]
       for key, ex in fmt.examples(root, split):
         _check_example(ex, ex.pop("_source", root), split, key, spec)
+        if "boxes" in ex and len(ex["boxes"]) > most[0]:
+          most = [len(ex["boxes"]), key]
         yield key, ex
+      if box_counts is not None:
+        box_counts[split] = most
 
   slug = (
     re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(root)).lower()).strip("_")
@@ -152,6 +236,9 @@ def _check_example(ex: dict, source: str, split: str, key: str, spec: DatasetSpe
       f"{source}: example {key} of split {split!r} has an image of {got}, expected uint8 "
       f"{shape} like the rest of the dataset"
     )
+  if spec.task == "detection":
+    _check_detection(ex, source, split, key, spec)
+    return
   if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
     raise DatasetError(
       f"{source}: example {key} of split {split!r} has label {label!r}, expected a class index"
@@ -160,6 +247,50 @@ def _check_example(ex: dict, source: str, split: str, key: str, spec: DatasetSpe
     raise DatasetError(
       f"{source}: label {label} of example {key} (split {split!r}) is outside the class range "
       f"[0, {spec.num_classes})"
+    )
+
+
+def _check_detection(ex: dict, source: str, split: str, key: str, spec: DatasetSpec) -> None:
+  """`_check_example` for a detection example: every feature of `spec.features()` and no other,
+  one row per box in each, boxes with area inside the image, labels among the classes."""
+  features = spec.features()
+  if set(ex) != set(features):
+    raise DatasetError(
+      f"{source}: example {key} of split {split!r} has features {sorted(ex)}, expected "
+      f"{sorted(features)}"
+    )
+  n = len(ex["boxes"]) if isinstance(ex["boxes"], np.ndarray) else -1
+  for name, (shape, dtype) in features.items():
+    if name == "image":
+      continue
+    value = ex[name]
+    if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != (n, *shape[1:]):
+      got = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+      raise DatasetError(
+        f"{source}: example {key} of split {split!r} has {name} {got}, expected {dtype} "
+        f"[boxes{''.join(f', {d}' for d in shape[1:])}] with one row per box"
+      )
+  height, width = ex["image"].shape[:2]
+  b = ex["boxes"]
+  bad = ~(
+    (b[:, 0] >= 0)
+    & (b[:, 1] >= 0)
+    & (b[:, 2] <= width)
+    & (b[:, 3] <= height)
+    & (b[:, 0] < b[:, 2])
+    & (b[:, 1] < b[:, 3])
+  )
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    raise DatasetError(
+      f"{source}: box {i} of example {key} (split {split!r}) is {b[i].tolist()}, expected "
+      f"x0 < x1 <= {width} and y0 < y1 <= {height} from 0 (pixels of the stored image)"
+    )
+  outside = np.flatnonzero((ex["labels"] < 0) | (ex["labels"] >= spec.num_classes))
+  if outside.size:
+    raise DatasetError(
+      f"{source}: label {int(ex['labels'][outside[0]])} of example {key} (split {split!r}) is "
+      f"outside the class range [0, {spec.num_classes})"
     )
 
 
@@ -197,16 +328,28 @@ def get_source(name: str, **options) -> Source:
   fingerprint = fmt.fingerprint(root)
   spec_path = os.path.join(cache_dir(), "tfds", "specs", f"{fmt.name}-{fingerprint}.json")
   spec = _load_spec(spec_path) or fmt.spec(root)
-  if spec.num_classes < 2:
+  # A detector may look for one kind of object (pedestrians) against the background.
+  fewest = 1 if spec.task == "detection" else 2
+  if spec.num_classes < fewest:
     raise DatasetError(
       f"{name}: {spec.num_classes} class ({', '.join(spec.class_names) or 'none'}); a dataset "
-      "of labelled images needs two classes or more"
+      + ("of labelled images needs two classes or more" if fewest == 2 else "needs a class")
     )
-  builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
+  data_dir = os.path.join(cache_dir(), "tfds")
+  builder = _local_builder(fmt, root, fingerprint, spec, data_dir)
+  record = os.path.join(builder.data_dir, SOURCE_RECORD)
+  contents = {
+    "name": name,
+    "root": root,
+    "format": fmt.name,
+    "options": fmt.options(),
+    "spec": dataclasses.asdict(spec),
+  }
   if not builder.is_prepared():
     with _preparation_lock(builder.data_dir):
       # Another process may have prepared it while this one waited for the lock.
-      builder = _local_builder(fmt, root, fingerprint, spec, os.path.join(cache_dir(), "tfds"))
+      box_counts: dict = {}
+      builder = _local_builder(fmt, root, fingerprint, spec, data_dir, box_counts)
       if not builder.is_prepared():
         _clear_incomplete(builder.data_dir)
         builder.download_and_prepare(
@@ -214,22 +357,29 @@ def get_source(name: str, **options) -> Source:
             download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
           )
         )
+        # Written under the lock, so a process that waited for it finds the box counts.
+        _write_json(record, {**contents, **({"box_counts": box_counts} if box_counts else {})})
   if not os.path.exists(spec_path):
     _save_spec(spec_path, spec)
-  record = os.path.join(builder.data_dir, SOURCE_RECORD)
   if not os.path.exists(record):
-    _write_json(
-      record,
-      {
-        "name": name,
-        "root": root,
-        "format": fmt.name,
-        "options": fmt.options(),
-        "spec": dataclasses.asdict(spec),
-      },
-    )
+    _write_json(record, contents)
   splits = {s: builder.as_data_source(split=s) for s in spec.splits}
-  return Source(name=name, spec=spec, _splits=splits, folder=builder.data_dir)
+  return Source(
+    name=name,
+    spec=spec,
+    _splits=splits,
+    folder=builder.data_dir,
+    box_counts=_read_box_counts(record),
+  )
+
+
+def _read_box_counts(record: str) -> dict | None:
+  """The box counts a prepared dataset's record holds (None: none recorded, or unreadable)."""
+  try:
+    with open(record) as f:
+      return json.load(f).get("box_counts")
+  except (OSError, ValueError, AttributeError):
+    return None
 
 
 SOURCE_RECORD = (
@@ -252,11 +402,7 @@ def _prepared_source(name: str, folder: str, options: dict) -> Source:
     with open(record_path) as f:
       record = json.load(f)
     origin, fmt_name, recorded = record["name"], record["format"], record["options"]
-    spec = DatasetSpec(
-      image_shape=tuple(record["spec"]["image_shape"]),
-      class_names=tuple(record["spec"]["class_names"]),
-      splits=tuple(record["spec"]["splits"]),
-    )
+    spec = DatasetSpec.from_dict(record["spec"])
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise DatasetError(
       f"{name}: {record_path} is unreadable or incomplete ({e}); copy the prepared folder again"
@@ -279,6 +425,7 @@ def _prepared_source(name: str, folder: str, options: dict) -> Source:
     _splits={s: builder.as_data_source(split=s) for s in spec.splits},
     folder=folder,
     origin=origin,
+    box_counts=record.get("box_counts"),
   )
 
 
@@ -286,12 +433,7 @@ def _load_spec(path: str) -> DatasetSpec | None:
   """The spec saved when the dataset was prepared; None if there is none or it does not parse."""
   try:
     with open(path) as f:
-      d = json.load(f)
-    return DatasetSpec(
-      image_shape=tuple(d["image_shape"]),
-      class_names=tuple(d["class_names"]),
-      splits=tuple(d["splits"]),
-    )
+      return DatasetSpec.from_dict(json.load(f))
   except (OSError, ValueError, KeyError, TypeError):
     return None
 

@@ -269,7 +269,7 @@ def train_and_evaluate(
     batch = {
       **eval_fn(batch),
       "raw_image": batch["image"],
-      "mask": jnp.ones(len(host["label"]), bool),
+      "mask": jnp.ones(len(host["image"]), bool),
     }
     prefix = "final_" if final else f"step{step:07d}_"
     writer.write_images(

@@ -5,7 +5,13 @@ It says which splits a root path holds, what the examples look like, and yields 
 builder in `vision_jax.data.local` does the rest (validation, caching, atomic preparation).
 """
 
-from vision_jax.data.formats import idx, image_folder, oxford_pets, sklearn_digits  # noqa: F401  (registration)
+from vision_jax.data.formats import (  # noqa: F401  (registration)
+  idx,
+  image_folder,
+  mnist_detection,
+  oxford_pets,
+  sklearn_digits,
+)
 from vision_jax.data.formats.base import LocalFormat, get_format, list_formats, register_format
 
 __all__ = ["LocalFormat", "get_format", "list_formats", "register_format"]

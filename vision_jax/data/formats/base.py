@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from vision_jax.errors import DatasetError
+
+TASKS = ("classification", "detection")
+# The per-box features a detection format may add to `boxes` and `labels`, with their dtypes.
+BOX_FEATURES = {"difficult": np.bool_, "crowd": np.bool_, "area": np.float32}
+DETECTION_RESIZES = ("stretch", "letterbox")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,15 +27,107 @@ class DatasetSpec:
     image_shape: (height, width, channels) of every image; None for a varying dimension.
     class_names: the label names, index = label.
     splits: the split names.
+    task: "classification": examples {"image", "label"}; "detection": examples {"image",
+      "boxes", "labels"} and `box_features`, one row per object (see `features`).
+    box_features: a detection dataset's per-box features besides boxes and labels, from
+      BOX_FEATURES (e.g. VOC's "difficult", COCO's "crowd" and "area").
   """
 
   image_shape: tuple
   class_names: tuple[str, ...]
   splits: tuple[str, ...]
+  task: str = "classification"
+  box_features: tuple[str, ...] = ()
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+  def features(self) -> dict[str, tuple[tuple, np.dtype]]:
+    """name -> (shape, dtype) of a prepared example; None for a varying dimension.
+
+    Detection: image uint8 [h, w, c]; boxes float32 [n, 4], pixels x0, y0, x1, y1 in the stored
+    image (x1, y1 exclusive edges: a box of one pixel at column 3 is 3.0 to 4.0); labels int32
+    [n]; each box feature [n]. n varies (0: an image without objects, a negative example); the
+    pipeline pads them to `data.max_boxes` with a `box_mask` (pipeline.Split.read).
+    """
+    features = {"image": (tuple(self.image_shape), np.dtype(np.uint8))}
+    if self.task == "classification":
+      return {**features, "label": ((), np.dtype(np.int64))}
+    features["boxes"] = ((None, 4), np.dtype(np.float32))
+    features["labels"] = ((None,), np.dtype(np.int32))
+    for name in self.box_features:
+      features[name] = ((None,), np.dtype(BOX_FEATURES[name]))
+    return features
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "DatasetSpec":
+    """The spec saved as `dataclasses.asdict` JSON (specs saved before `task` read as
+    classification)."""
+    return cls(
+      image_shape=tuple(d["image_shape"]),
+      class_names=tuple(d["class_names"]),
+      splits=tuple(d["splits"]),
+      task=d.get("task", "classification"),
+      box_features=tuple(d.get("box_features", ())),
+    )
+
+
+def resize_with_boxes(
+  image: Image.Image, boxes: np.ndarray, size: int, resize: str, resample: int = Image.BILINEAR
+) -> tuple[np.ndarray, np.ndarray]:
+  """`image` as `size` x `size` and its boxes [n, 4] (x0, y0, x1, y1 pixels) moved with it.
+
+  "stretch" scales each axis on its own; "letterbox" scales both by size / longer side and pads
+  the shorter one with zeros, the picture centred. Pixel edges map exactly: an edge at x maps to
+  x * new_width / width (+ the letterbox offset), as PIL's resize maps them.
+  Returns (uint8 [size, size, c], float32 [n, 4]).
+  """
+  w, h = image.size
+  if resize == "stretch":
+    new_w, new_h, left, top = size, size, 0, 0
+  else:
+    scale = size / max(w, h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+  pixels = np.asarray(image.resize((new_w, new_h), resample))
+  if pixels.ndim == 2:
+    pixels = pixels[..., None]
+  out = np.zeros((size, size, pixels.shape[-1]), np.uint8)
+  out[top : top + new_h, left : left + new_w] = pixels
+  factor = np.asarray([new_w / w, new_h / h, new_w / w, new_h / h], np.float32)
+  offset = np.asarray([left, top, left, top], np.float32)
+  return out, (np.asarray(boxes, np.float32).reshape(-1, 4) * factor + offset).astype(np.float32)
+
+
+def check_boxes(boxes: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
+  """`boxes` [n, 4] (x0, y0, x1, y1 pixels of an image `width` x `height`) as float32, checked.
+
+  A box reaching outside the image is clipped to it, with a warning naming the file and the
+  count (annotation tools often draw a pixel past the edge); a box of no area, after clipping,
+  is refused as a DatasetError naming the file: it is a mistake, not an object.
+  """
+  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+  limits = np.asarray([width, height, width, height], np.float32)
+  clipped = np.clip(boxes, 0, limits)
+  outside = int(np.any(clipped != boxes, axis=1).sum())
+  if outside:
+    logging.warning(
+      "%s: %d box%s reach outside the %dx%d image; clipped to it",
+      where,
+      outside,
+      "" if outside == 1 else "es",
+      width,
+      height,
+    )
+  empty = np.flatnonzero((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+  if empty.size:
+    i = int(empty[0])
+    raise DatasetError(
+      f"{where}: box {i} ({', '.join(f'{v:g}' for v in boxes[i])}, as x0, y0, x1, y1) has no "
+      f"area inside the {width}x{height} image; expected x0 < x1 and y0 < y1"
+    )
+  return clipped
 
 
 class LocalFormat:
@@ -47,7 +146,9 @@ class LocalFormat:
     raise NotImplementedError
 
   def examples(self, root: str, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """Yields (unique key, {"image": uint8 [h, w, c], "label": int}) for `split`."""
+    """Yields (unique key, example) for `split`: {"image": uint8 [h, w, c], "label": int} for
+    classification, the arrays of `DatasetSpec.features` for detection. An optional "_source"
+    entry names the file in errors."""
     raise NotImplementedError
 
   def fingerprint(self, root: str) -> str:
