@@ -1,6 +1,7 @@
 """The data layer for detection: boxes through preparation, padding, batches and augmentation."""
 
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -237,3 +238,99 @@ def test_detection_preprocessing_is_a_function_of_its_rng_and_moves_only_images_
   jitter_only = augment.make_preprocess(c)[0](batch, jax.random.key(7))
   np.testing.assert_array_equal(jitter_only["boxes"], batch["boxes"])
   assert not np.array_equal(jitter_only["image"], evaluated["image"])
+
+
+def test_penn_fudan_counts_split_and_box_convention():
+  require_dataset("penn_fudan")
+  source = get_source("penn_fudan:penn_fudan", image_size=128)
+  assert source.spec.class_names == ("person",) and source.spec.image_shape == (128, 128, 3)
+  train, test = source.arrays("train"), source.arrays("test")
+  assert (len(train["image"]), len(test["image"])) == (120, 50)
+  assert int(train["box_mask"].sum() + test["box_mask"].sum()) == 423  # the README's count
+  assert not (train["labels"][train["box_mask"]]).any()
+
+
+_ANNOTATION = """# Compatible with PASCAL Annotation Version 1.00
+Image filename : "PennFudanPed/PNGImages/{name}.png"
+Image size (X x Y x C) : {width} x {height} x 3
+Objects with ground truth : {count} {{ }}
+# Top left pixel co-ordinates : (1, 1)
+"""
+_OBJECT = 'Bounding box for object {i} "{label}" (Xmin, Ymin) - (Xmax, Ymax) : ({x0}, {y0}) - ({x1}, {y1})\n'
+
+
+def _penn_fudan(root, images):
+  """A Penn-Fudan folder of `images`: {name: (pixels [h, w, 3], [(x0, y0, x1, y1, label)])}, the
+  boxes in the annotation's convention (from 1, ends included)."""
+  os.makedirs(root / "PennFudanPed" / "PNGImages")
+  os.makedirs(root / "PennFudanPed" / "Annotation")
+  for name, (pixels, objects) in images.items():
+    if isinstance(pixels, bytes):
+      (root / "PennFudanPed" / "PNGImages" / f"{name}.png").write_bytes(pixels)
+      height, width = 40, 60
+    else:
+      Image.fromarray(pixels).save(root / "PennFudanPed" / "PNGImages" / f"{name}.png")
+      height, width = pixels.shape[:2]
+    text = _ANNOTATION.format(name=name, width=width, height=height, count=len(objects))
+    for i, (x0, y0, x1, y1, label) in enumerate(objects, 1):
+      text += _OBJECT.format(i=i, label=label, x0=x0, y0=y0, x1=x1, y1=y1)
+    (root / "PennFudanPed" / "Annotation" / f"{name}.txt").write_text(text)
+  return str(root)
+
+
+def _person(x0, y0, x1, y1, size=(40, 60)):
+  """An image with a white rectangle on the 0-based pixels [x0, x1) x [y0, y1), annotated as
+  PASCAL 1.00 does: from 1, ends included."""
+  pixels = np.zeros(size + (3,), np.uint8)
+  pixels[y0:y1, x0:x1] = 255
+  return pixels, [(x0 + 1, y0 + 1, x1, y1, "PASpersonWalking")]
+
+
+def test_penn_fudan_boxes_cover_exactly_the_pixels_they_name(tmp_path):
+  root = _penn_fudan(tmp_path, {f"P{i}": _person(5 + i, 4, 30, 20 + i) for i in range(4)})
+  source = get_source(f"penn_fudan:{root}", image_size=60, resize="letterbox", test_size=1)
+  train = source.arrays("train")
+  for image, boxes in zip(train["image"], train["boxes"]):
+    x0, y0, x1, y1 = boxes[0]
+    rows, cols = np.nonzero(image[..., 0] > 127)
+    assert (cols.min(), cols.max() + 1, rows.min(), rows.max() + 1) == (x0, x1, y0, y1)
+  assert len(train["image"]) == 3 and len(source.arrays("test")["image"]) == 1
+
+
+@pytest.mark.parametrize(
+  "problem, match",
+  [
+    ("zero area", r"P1\.txt: box 0 \(9, 4, 9, 20.*has no area"),
+    ("unknown class", r"P1\.txt: object label 'PAScar' is not a pedestrian"),
+    ("corrupt image", r"P1\.png: corrupt or unreadable image"),
+    ("count", r"P1\.txt: says 2 objects with ground truth but has 1"),
+  ],
+)
+def test_penn_fudan_bad_input_names_the_file_and_leaves_no_cache(tmp_path, problem, match):
+  images = {f"P{i}": _person(5, 4, 30, 20) for i in range(3)}
+  if problem == "zero area":
+    images["P1"] = (images["P1"][0], [(10, 5, 9, 20, "PASpersonWalking")])
+  elif problem == "unknown class":
+    images["P1"] = (images["P1"][0], [(10, 5, 20, 20, "PAScar")])
+  elif problem == "corrupt image":
+    images["P1"] = (b"not a png", images["P1"][1])
+  root = _penn_fudan(tmp_path / "data", images)
+  if problem == "count":
+    path = tmp_path / "data" / "PennFudanPed" / "Annotation" / "P1.txt"
+    path.write_text(path.read_text().replace("ground truth : 1", "ground truth : 2"))
+  with pytest.raises(DatasetError, match=match):
+    get_source(f"penn_fudan:{root}", test_size=1).arrays("train")
+  cache = os.environ["VISION_JAX_CACHE"]
+  assert not [d for _, ds, _ in os.walk(cache) for d in ds if d.startswith("incomplete")]
+  assert not [f for _, _, fs in os.walk(cache) for f in fs if f.endswith(".array_record")]
+
+
+def test_penn_fudan_box_outside_the_image_is_clipped_with_a_warning(tmp_path, caplog):
+  images = {f"P{i}": _person(5, 4, 30, 20) for i in range(3)}
+  images["P0"] = (images["P0"][0], [(50, 30, 70, 45, "PASpersonWalking")])  # 60 x 40 image
+  root = _penn_fudan(tmp_path, images)
+  with caplog.at_level(logging.WARNING):
+    source = get_source(f"penn_fudan:{root}", image_size=60, test_size=1)
+  assert "P0.txt: 1 box reaches outside the 60x40 image" in caplog.text
+  boxes = np.concatenate([source.arrays(s)["boxes"][:, 0] for s in ("train", "test")])
+  assert boxes.max() <= 60

@@ -10,6 +10,7 @@ from vision_jax.data.formats import (  # noqa: F401  (registration)
   image_folder,
   mnist_detection,
   oxford_pets,
+  penn_fudan,
   sklearn_digits,
 )
 from vision_jax.data.formats.base import LocalFormat, get_format, list_formats, register_format

@@ -97,7 +97,9 @@ def resize_with_boxes(
   out[top : top + new_h, left : left + new_w] = pixels
   factor = np.asarray([new_w / w, new_h / h, new_w / w, new_h / h], np.float32)
   offset = np.asarray([left, top, left, top], np.float32)
-  return out, (np.asarray(boxes, np.float32).reshape(-1, 4) * factor + offset).astype(np.float32)
+  moved = np.asarray(boxes, np.float32).reshape(-1, 4) * factor + offset
+  # An edge on the image's border stays on it, not a rounding error beyond.
+  return out, np.clip(moved, 0, size).astype(np.float32)
 
 
 def check_boxes(boxes: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
@@ -113,10 +115,10 @@ def check_boxes(boxes: np.ndarray, width: int, height: int, where: str) -> np.nd
   outside = int(np.any(clipped != boxes, axis=1).sum())
   if outside:
     logging.warning(
-      "%s: %d box%s reach outside the %dx%d image; clipped to it",
+      "%s: %d %s outside the %dx%d image; clipped to it",
       where,
       outside,
-      "" if outside == 1 else "es",
+      "box reaches" if outside == 1 else "boxes reach",
       width,
       height,
     )
