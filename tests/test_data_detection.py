@@ -334,3 +334,33 @@ def test_penn_fudan_box_outside_the_image_is_clipped_with_a_warning(tmp_path, ca
   assert "P0.txt: 1 box reaches outside the 60x40 image" in caplog.text
   boxes = np.concatenate([source.arrays(s)["boxes"][:, 0] for s in ("train", "test")])
   assert boxes.max() <= 60
+
+
+def test_oxford_pets_boxes_of_the_pet_and_of_the_head(caplog):
+  require_dataset("oxford_pets_3breeds")
+  pets = get_source("oxford_pets:oxford_pets_3breeds", boxes="pet", resize="stretch")
+  assert pets.spec.task == "detection" and pets.spec.splits == ("trainval", "test")
+  test = pets.arrays("test")
+  assert test["boxes"].shape == (298, 1, 4) and test["box_mask"].all()
+  with caplog.at_level(logging.WARNING):
+    heads = get_source("oxford_pets:oxford_pets_3breeds", boxes="head", resize="letterbox")
+  assert heads.spec.splits == ("trainval",)  # the dataset has head boxes for trainval only
+  assert "4 of 300 images have no head box" in caplog.text
+  trainval = heads.arrays("trainval")
+  assert len(trainval["image"]) == 296
+  whole = get_source("oxford_pets:oxford_pets_3breeds", boxes="pet", resize="letterbox")
+  head_area = np.prod(trainval["boxes"][:, 0, 2:] - trainval["boxes"][:, 0, :2], axis=1)
+  pet = whole.arrays("trainval")["boxes"][:, 0]
+  assert np.median(head_area) < np.median(np.prod(pet[:, 2:] - pet[:, :2], axis=1))
+
+
+def test_oxford_pets_boxes_need_the_whole_picture_and_keep_the_classification_cache_key():
+  from vision_jax.data.formats import get_format
+
+  with pytest.raises(DatasetError, match="boxes='pet' needs the whole picture"):
+    get_format("oxford_pets", boxes="pet")
+  assert get_format("oxford_pets").options() == {
+    "image_size": 64,
+    "resize": "center_crop",
+    "label": "breed",
+  }

@@ -22,30 +22,50 @@ mostly centred, and the strip cut from the longer side is background. `resize="s
 the whole picture at the cost of its aspect ratio (what a detector needs: nothing may be cut
 from the head boxes).
 
-Segmentation (trimaps) and detection (head boxes) will read the same records: an option that
-adds them is an extra field here, reading `annotations/trimaps/<name>.png` or
-`annotations/xmls/<name>.xml` beside each image and mapping it with the same `fit_to_square`
-(nearest-neighbour for a trimap).
+`resize="letterbox"` keeps it all and its proportions, scaled by the longer side and padded
+with black.
+
+Detection, with option `boxes` (default "": classification): each example is an image with one
+box (`DatasetSpec.features`), labelled as `label` says, in the image's pixels after the resize:
+- "pet": the whole pet, the tight box of its trimap's pet and border pixels
+  (`annotations/trimaps/<name>.png`: 1 pet, 2 background, 3 border), in both splits.
+- "head": the head box of `annotations/xmls/<name>.xml` (VOC-style; xmin..xmax count pixels
+  from 1, ends included, and become 0-based edges x0 = xmin - 1, x1 = xmax). The dataset has
+  head boxes for trainval only, so the only split is "trainval" (hold out a validation split with
+  `data.validation_size`); the few trainval images without an XML (4 of the 3-breed subset's 300)
+  are left out, with a warning that counts them.
+Boxes need the whole picture: with `boxes`, `resize` must be "stretch" or "letterbox".
+Segmentation (trimaps as masks) will read the same records, mapped with nearest-neighbour.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tarfile
+import xml.etree.ElementTree as ElementTree
 import zlib
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from vision_jax.data.formats.base import DatasetSpec, LocalFormat, register_format
+from vision_jax.data.formats.base import (
+  DETECTION_RESIZES,
+  DatasetSpec,
+  LocalFormat,
+  check_boxes,
+  register_format,
+  resize_with_boxes,
+)
 from vision_jax.data.formats.image_folder import decode_image, read_files
 from vision_jax.errors import DatasetError
 
 SPLITS = ("trainval", "test")
 LABELS = ("breed", "species")
-RESIZES = ("center_crop", "stretch")
+RESIZES = ("center_crop", "stretch", "letterbox")
+BOXES = ("", "pet", "head")
 SPECIES = ("cat", "dog")
 _LAYOUT = (
   "expected the Oxford-IIIT Pet layout: images.tar.gz (images/<name>.jpg) and annotations.tar.gz "
@@ -139,12 +159,14 @@ def _breeds(entries: list[PetEntry]) -> list[tuple[int, str]]:
 @dataclasses.dataclass(frozen=True)
 class OxfordPetsFormat(LocalFormat):
   """Options (`config.data.format_options`): image_size (pixels of the square), resize
-  ("center_crop" or "stretch"), label ("breed" or "species")."""
+  ("center_crop", "stretch" or "letterbox"), label ("breed" or "species"), boxes ("", "pet"
+  or "head": detection records, see the module's docstring)."""
 
   name = "oxford_pets"
   image_size: int = 64
   resize: str = "center_crop"
   label: str = "breed"
+  boxes: str = ""
 
   def __post_init__(self):
     if not isinstance(self.image_size, int) or self.image_size < 1:
@@ -157,6 +179,19 @@ class OxfordPetsFormat(LocalFormat):
       raise DatasetError(
         f"oxford_pets: label must be one of {', '.join(LABELS)}, got {self.label!r}"
       )
+    if self.boxes not in BOXES:
+      raise DatasetError(
+        f"oxford_pets: boxes must be one of 'pet', 'head' or '' (none), got {self.boxes!r}"
+      )
+    if self.boxes and self.resize not in DETECTION_RESIZES:
+      raise DatasetError(
+        f"oxford_pets: boxes={self.boxes!r} needs the whole picture: set resize to one of "
+        f"{', '.join(DETECTION_RESIZES)} (not {self.resize!r}, which cuts the boxes)"
+      )
+
+  def options(self) -> dict:
+    # Without boxes, the options (and so the cache key) that the format had before boxes.
+    return {k: v for k, v in super().options().items() if k != "boxes" or v}
 
   def spec(self, root: str) -> DatasetSpec:
     _container(root, "images")  # fails early, naming the archive, if it is missing
@@ -166,7 +201,10 @@ class OxfordPetsFormat(LocalFormat):
       else tuple(b for _, b in _breeds(_read_list(root, "list.txt")))
     )
     return DatasetSpec(
-      image_shape=(self.image_size, self.image_size, 3), class_names=names, splits=SPLITS
+      image_shape=(self.image_size, self.image_size, 3),
+      class_names=names,
+      splits=("trainval",) if self.boxes == "head" else SPLITS,
+      task="detection" if self.boxes else "classification",
     )
 
   def examples(self, root: str, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
@@ -187,12 +225,88 @@ class OxfordPetsFormat(LocalFormat):
     for member, e in members.items():
       if member not in available:
         raise DatasetError(f"{e.where} names {e.name}, but there is no {_where(images, member)}")
+    boxes = self._boxes(root, [e.name for e in entries]) if self.boxes else {}
+    if self.boxes:
+      members = {m: e for m, e in members.items() if e.name in boxes}
     for member, data in read_files(images, sorted(members)):
       e, where = members[member], _where(images, member)
       picture = Image.fromarray(decode_image(data, where, "RGB"))
-      pixels = np.asarray(fit_to_square(picture, self.image_size, self.resize))
       label = e.species - 1 if self.label == "species" else label_of_class[e.class_id]
-      yield e.name, {"image": pixels, "label": label, "_source": where}
+      if not self.boxes:
+        if self.resize == "letterbox":
+          pixels = resize_with_boxes(picture, np.zeros((0, 4)), self.image_size, self.resize)[0]
+        else:
+          pixels = np.asarray(fit_to_square(picture, self.image_size, self.resize))
+        yield e.name, {"image": pixels, "label": label, "_source": where}
+        continue
+      box_where, size, box = boxes[e.name]
+      if size != picture.size:
+        raise DatasetError(
+          f"{box_where}: for an image of {size[0]}x{size[1]}, but {where} is "
+          f"{picture.size[0]}x{picture.size[1]}"
+        )
+      box = check_boxes(box, *size, box_where)
+      pixels, box = resize_with_boxes(picture, box, self.image_size, self.resize)
+      yield (
+        e.name,
+        {
+          "image": pixels,
+          "boxes": box,
+          "labels": np.full(len(box), label, np.int32),
+          "_source": where,
+        },
+      )
+
+  def _boxes(
+    self, root: str, names: list[str]
+  ) -> dict[str, tuple[str, tuple[int, int], np.ndarray]]:
+    """{name: (annotation file, its image's (width, height), box [1, 4] in its pixels)}, from the
+    trimaps ("pet") or the head XMLs ("head"; images without one are left out, counted)."""
+    container = _container(root, "annotations")
+    kind = "trimaps" if self.boxes == "pet" else "xmls"
+    suffix = ".png" if self.boxes == "pet" else ".xml"
+    wanted = {f"annotations/{kind}/{n}{suffix}": n for n in names}
+    available = _members(container, f"annotations/{kind}/")
+    missing = [m for m in wanted if m not in available]
+    if missing and self.boxes == "pet":
+      raise DatasetError(f"{_where(container, missing[0])}: missing; every image has a trimap")
+    if missing:
+      logging.warning(
+        "oxford_pets: %d of %d images have no head box (%s, ...); left out",
+        len(missing),
+        len(wanted),
+        _where(container, missing[0]),
+      )
+    found = {}
+    for member, data in read_files(container, sorted(m for m in wanted if m in available)):
+      where = _where(container, member)
+      if self.boxes == "pet":
+        trimap = decode_image(data, where, "L")[..., 0]
+        rows, cols = np.flatnonzero((trimap != 2).any(1)), np.flatnonzero((trimap != 2).any(0))
+        if not rows.size:
+          raise DatasetError(f"{where}: no pet pixels (1 or 3); expected a trimap of the pet")
+        box = np.asarray([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], np.float32)
+        found[wanted[member]] = (where, (trimap.shape[1], trimap.shape[0]), box)
+      else:
+        found[wanted[member]] = (where, *_head_box(data, where))
+    return found
+
+
+def _head_box(data: bytes, where: str) -> tuple[tuple[int, int], np.ndarray]:
+  """((width, height), box [1, 4] as 0-based x0, y0, x1, y1 edges) of a head box XML."""
+  try:
+    tree = ElementTree.fromstring(data)
+    size = tree.find("size")
+    width, height = int(size.findtext("width")), int(size.findtext("height"))
+    b = tree.find("object/bndbox")
+    box = [float(b.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+  except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as e:
+    raise DatasetError(
+      f"{where}: expected a VOC-style XML with size/width, size/height and "
+      f"object/bndbox/xmin..ymax ({e.__class__.__name__}: {e})"
+    ) from None
+  # From 1, ends included -> 0-based edges.
+  return (width, height), np.asarray([box], np.float32) - np.asarray([1, 1, 0, 0], np.float32)
 
 
 def _members(container: str, prefix: str) -> set[str]:
