@@ -18,6 +18,11 @@ Early stopping keeps the model it stopped for: with `early_stopping.metric` set,
 checkpoint is chosen by that metric (unless `best_metric` names another), and the run ends on the
 best evaluation's parameters and metrics, not on the last ones (`restore_best`, default on).
 A metric name that no evaluation reports is refused before the first step.
+
+Evaluation sums each metric's (sum, count) pairs over a split on the devices (`Task.eval_step`);
+a metric of the whole split that is not a mean (mAP) is scored on the host from every example's
+`Task.eval_outputs`, gathered over the split without the padding rows (`split_outputs`), by
+`Task.evaluate_outputs`. Both land in the same "<split>/<metric>" records.
 """
 
 from __future__ import annotations
@@ -145,6 +150,68 @@ def run_chunk(train_chunk: Callable, state, data, xs, scan: bool):
   return state, jax.tree.map(lambda *ms: jnp.concatenate(ms), *parts)
 
 
+def make_eval_step(task: Task, eval_fn: Callable, replicated: Any) -> Callable:
+  """The jitted eval call: `step(state, batch, sums) -> (sums, outputs)`.
+
+  `sums`: the (sum, count) pairs of `task.eval_step` added to those given (None for a split's
+  first batch). `outputs`: `task.eval_outputs` of the batch with its "mask", or {} for a task
+  without; like the sums, replicated over the mesh (gathered from the devices holding each
+  row), so that every process can read them whole.
+  """
+
+  def step(state, batch, sums):
+    batch = eval_fn(batch)
+    new = task.eval_step(state, batch)
+    if sums is not None:
+      new = jax.tree.map(jnp.add, sums, new)
+    outputs = task.eval_outputs(state, batch)
+    if outputs:
+      if "mask" in outputs:
+        raise ValueError(f"{type(task).__name__}.eval_outputs may not name an output 'mask'")
+      outputs = {**outputs, "mask": batch["mask"]}
+    return new, outputs
+
+  return jax.jit(step, out_shardings=replicated)
+
+
+def evaluate_split(
+  task: Task, state, eval_step: Callable, batches: Any, split_name: str
+) -> dict[str, float]:
+  """One split's metrics: `task.eval_metrics` of the (sum, count) pairs summed on the device and
+  read once, and `task.evaluate_outputs` of its per-example outputs (`split_outputs`)."""
+  sums, outputs = split_outputs(state, eval_step, batches)
+  results = task.eval_metrics(jax.device_get(sums))
+  if outputs:
+    scored = task.evaluate_outputs(outputs, split_name)
+    both = sorted(set(scored) & set(results))
+    if both:
+      raise ValueError(
+        f"{type(task).__name__} reports {both} from both eval_metrics and evaluate_outputs"
+      )
+    results.update(scored)
+  return results
+
+
+def split_outputs(state, eval_step: Callable, batches: Any) -> tuple[Any, dict[str, np.ndarray]]:
+  """(the split's summed (sum, count) pairs, still on the device; its per-example outputs on the
+  host: name -> [num_examples, ...], each real example once, in the split's order).
+
+  The padding rows of the last batch (copies of the first example, where "mask" is False) are
+  dropped, so that no example is scored twice. `batches`: `eval_batches` of the split;
+  `eval_step`: `make_eval_step`'s.
+  """
+  sums, parts = None, []
+  for batch in batches:
+    sums, outputs = eval_step(state, batch, sums)
+    if outputs:
+      parts.append(outputs)  # read after the last batch: the device is not kept waiting
+  if not parts:
+    return sums, {}
+  parts = jax.device_get(parts)
+  real = np.concatenate([p.pop("mask") for p in parts]).astype(bool)
+  return sums, {k: np.concatenate([p[k] for p in parts])[real] for k in parts[0]}
+
+
 def _check_metric_names(task: Task, state, batch, eval_splits, wanted: dict[str, str]) -> None:
   """Refuses a metric (config key -> "<split>/<metric>") that no evaluation reports, before the
   first step and before anything is written, not at the first evaluation."""
@@ -236,22 +303,14 @@ def train_and_evaluate(
 
   train_chunk = make_train_chunk(task, train_fn, train_data.get, rng, state_sharding, replicated)
 
-  @jax.jit
-  def eval_first(state, batch):
-    return task.eval_step(state, eval_fn(batch))
-
-  @jax.jit
-  def eval_accumulate(state, batch, sums):
-    return jax.tree.map(jnp.add, sums, task.eval_step(state, eval_fn(batch)))
+  eval_step = make_eval_step(task, eval_fn, replicated)
 
   def evaluate(state) -> dict[str, float]:
-    """Every eval split's metrics: (sum, count) pairs summed on the device, read once."""
+    """Every eval split's metrics, as "<split>/<metric>"."""
     results = {}
     for split_name in config.data.eval_splits:
-      sums = None
-      for batch in eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh):
-        sums = eval_first(state, batch) if sums is None else eval_accumulate(state, batch, sums)
-      for metric, value in task.eval_metrics(jax.device_get(sums)).items():
+      batches = eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh)
+      for metric, value in evaluate_split(task, state, eval_step, batches, split_name).items():
         results[f"{split_name}/{metric}"] = value
     return results
 
@@ -269,7 +328,7 @@ def train_and_evaluate(
     batch = {
       **eval_fn(batch),
       "raw_image": batch["image"],
-      "mask": jnp.ones(len(host["label"]), bool),
+      "mask": jnp.ones(len(host["image"]), bool),
     }
     prefix = "final_" if final else f"step{step:07d}_"
     writer.write_images(
