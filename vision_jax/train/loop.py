@@ -45,7 +45,7 @@ from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.errors import ConfigError, RunError
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
-from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.checkpoint import CheckpointStore, load_variables, restore_variables
 from vision_jax.train.metric_writers import MetricWriter, Progress, read_metrics
 
 
@@ -275,7 +275,9 @@ def train_and_evaluate(
   if (
     config.get("init_from", "") and store.latest_step() is None
   ):  # a resumed run restores its own state
-    state = _init_from(task, state, config.init_from, replicated)
+    state = _init_from(
+      task, state, config.init_from, replicated, config.get("init_from_prefix", "")
+    )
 
   early = EarlyStopping(
     **{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")}
@@ -435,75 +437,17 @@ def train_and_evaluate(
   }
 
 
-def _init_from(task: Task, state, path: str, sharding):
-  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint).
-
-  Every parameter and statistic (batch_stats) must match the model's by name and shape, except
-  the head's output dimension: a checkpoint for another number of classes gets the freshly
-  initialised head, with a warning saying so. Any other mismatch is an error listing them all.
-  The optimizer state is built afresh for the merged parameters.
+def _init_from(task: Task, state, path: str, sharding, prefix: str = ""):
+  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint),
+  placed under the module `prefix` ("" for the whole model; `config.init_from_prefix`), as
+  `checkpoint.restore_variables` merges them. The optimizer state is built afresh for the merged
+  parameters.
   """
-  from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
-
-  loaded = load_variables(path)
-  merged, mismatched, reinit = _merge(state.params, loaded.get("params", loaded), "params")
-  model_state = dict(state.model_state)
-  for collection, target in state.model_state.items():
-    if collection not in loaded:
-      mismatched.append(f"{collection}: missing in the checkpoint")
-      continue
-    model_state[collection], m, r = _merge(target, loaded[collection], collection)
-    mismatched, reinit = mismatched + m, reinit + r
-  if mismatched:
-    raise ConfigError(
-      f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched)
-    )
-  if reinit:
-    logging.warning(
-      "init_from %s: re-initialising the head for a different number of classes: %s",
-      path,
-      "; ".join(reinit),
-    )
+  variables = restore_variables(
+    {"params": state.params, **state.model_state}, load_variables(path), prefix, source=path
+  )
+  params = variables.pop("params")
   put = lambda t: jax.device_put(t, sharding)
   return state.replace(
-    params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged))
+    params=put(params), model_state=put(variables), opt_state=put(task.tx.init(params))
   )
-
-
-def _merge(target, loaded, path=""):
-  """Copies `loaded` into `target`'s structure. Returns (merged, mismatches, reinitialised head leaves).
-
-  A head leaf ("head/..." at any depth) whose shape differs from the checkpoint's only in its last
-  (class) dimension keeps `target`'s fresh value.
-  """
-  mismatched, reinit = [], []
-  if isinstance(target, dict) or isinstance(loaded, dict):
-    if not (isinstance(target, dict) and isinstance(loaded, dict)):
-      return (
-        target,
-        [
-          f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
-          f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"
-        ],
-        [],
-      )
-    out = {}
-    for k, v in target.items():
-      if k not in loaded:
-        mismatched.append(f"{path}/{k}: missing in the checkpoint")
-        out[k] = v
-        continue
-      out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
-      mismatched += m
-      reinit += r
-    mismatched += [
-      f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target
-    ]
-    return out, mismatched, reinit
-  model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
-  if model_shape == saved_shape:
-    return jnp.asarray(loaded, target.dtype), [], []
-  is_head = "/head/" in f"/{path}/"
-  if is_head and len(model_shape) == len(saved_shape) and model_shape[:-1] == saved_shape[:-1]:
-    return target, [], [f"{path} {saved_shape} -> {model_shape}"]
-  return target, [f"{path}: checkpoint {saved_shape} vs model {model_shape}"], []
