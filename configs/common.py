@@ -9,6 +9,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = ""
   c.init_from = ""  # saved variables to start from (scripts.import_torchvision, save_variables)
+  c.init_from_prefix = (
+    ""  # the module they go under, e.g. "backbone" (a classifier's, in a detector)
+  )
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = "idx:mnist"  # tfds:<name> or <format>:<path or name under $VISION_JAX_DATASETS>

@@ -11,6 +11,7 @@ import pytest
 
 from vision_jax.config import load_config
 from vision_jax.data.formats.base import DatasetSpec
+from vision_jax.errors import CheckpointError
 from vision_jax.tasks import ClassificationTask
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import CheckpointStore, save_variables
@@ -231,7 +232,7 @@ def test_init_from_other_mismatches_are_one_error_listing_them(tmp_path):
   save_variables(str(tmp_path / "vars"), variables)
   task = _task(3)
   fresh = task.init_state(jax.random.key(2), _batch(), 10)
-  with pytest.raises(ValueError) as e:
+  with pytest.raises(CheckpointError) as e:
     _init_from(task, fresh, str(tmp_path / "vars"), mesh_lib.replicated(mesh_lib.make_mesh()))
   message = str(e.value)
   assert "params/head/kernel: checkpoint (65, 10) vs model (64, 3)" in message
@@ -240,8 +241,50 @@ def test_init_from_other_mismatches_are_one_error_listing_them(tmp_path):
   deeper = _task(3, "resnet32")
   _run_checkpoint(tmp_path / "resnet32", deeper)
   with pytest.raises(
-    ValueError,
+    CheckpointError,
     match=r"(?s)params/stage1_block4: in the checkpoint, not in the model.*"
     r"params/stage3_block5: in the checkpoint, not in the model",
   ):
     _init_from(task, fresh, str(tmp_path / "resnet32"), mesh_lib.replicated(mesh_lib.make_mesh()))
+
+
+def test_init_from_prefix_puts_a_classifier_under_a_detector_s_backbone(tmp_path, caplog):
+  """A CIFAR ResNet classifier's saved variables load exactly under YOLOv1's backbone (its
+  classifier head included, unused); the detector's own layers keep their fresh values."""
+  from test_detection_task import SPEC, detection_config  # pylint: disable=g-import-not-at-top
+
+  from vision_jax.tasks import DetectionTask  # pylint: disable=g-import-not-at-top
+
+  classifier = _task(10)
+  state = classifier.init_state(jax.random.key(1), _batch(num_classes=10), 10)
+  state = state.replace(model_state=jax.tree.map(lambda x: x + 0.5, state.model_state))
+  saved = {"params": jax.device_get(state.params), **jax.device_get(state.model_state)}
+  save_variables(str(tmp_path / "resnet20"), saved)
+  detector = DetectionTask(detection_config(), SPEC)
+  images = jnp.zeros((2, 32, 32, 3), jnp.float32)
+  fresh = detector.init_state(jax.random.key(2), {"image": images}, 10)
+  sharding = mesh_lib.replicated(mesh_lib.make_mesh())
+  with caplog.at_level(logging.WARNING):
+    loaded = _init_from(detector, fresh, str(tmp_path / "resnet20"), sharding, prefix="backbone")
+  assert "re-initialising" not in caplog.text
+  assert set(loaded.params) == {"backbone", "hidden", "predictions"}
+  for name, tree in (("params", loaded.params), ("batch_stats", loaded.model_state["batch_stats"])):
+    got, want = _leaves(tree["backbone"]), _leaves(saved[name])
+    assert got.keys() == want.keys()
+    for path in want:
+      np.testing.assert_array_equal(got[path], want[path], err_msg=f"{name}/{path}")
+  for name in ("hidden", "predictions"):
+    jax.tree.map(np.testing.assert_array_equal, loaded.params[name], fresh.params[name])
+  # Without the prefix, nothing matches; with a wrong shape, one error naming the path.
+  with pytest.raises(
+    CheckpointError, match="params/conv_init: in the checkpoint, not in the model"
+  ):
+    _init_from(detector, fresh, str(tmp_path / "resnet20"), sharding)
+  saved["params"]["conv_init"]["kernel"] = np.zeros((3, 3, 3, 8), np.float32)
+  save_variables(str(tmp_path / "narrow"), saved)
+  with pytest.raises(CheckpointError) as e:
+    _init_from(detector, fresh, str(tmp_path / "narrow"), sharding, prefix="backbone")
+  assert str(e.value).count("\n  ") == 1 and (
+    "params/backbone/conv_init/kernel: checkpoint (3, 3, 3, 8) vs model (3, 3, 3, 16)"
+    in str(e.value)
+  )

@@ -587,6 +587,25 @@ def roc_curves(
   return _save(fig, path)
 
 
+def precision_recall_curves(
+  curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = ""
+) -> str:
+  """Precision-recall curves {name: (recall [d], precision [d])}, e.g. one per class of a
+  detector, each point a detection taken in descending score."""
+  fig, ax = plt.subplots(figsize=(5.6, 4.2))
+  for name, (recall, precision) in curves.items():
+    ax.plot(np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision]), lw=1.2, label=name)
+  ax.set_xlim(0.0, 1.0)
+  ax.set_ylim(0.0, 1.01)
+  ax.set_xlabel("recall")
+  ax.set_ylabel("precision")
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6, loc="lower left", ncol=2 if len(curves) > 10 else 1)
+  return _save(fig, path)
+
+
 def to_unit_range(images: np.ndarray) -> np.ndarray:
   """Rescales each image [n, ...] to [0, 1] by its own minimum and maximum (for eigenfaces)."""
   images = np.asarray(images, np.float64)

@@ -4,7 +4,15 @@ functions over (state, batch); the loop in `vision_jax.train.loop` owns everythi
 from vision_jax.tasks.autoencoding import AutoencodingTask
 from vision_jax.tasks.base import Task
 from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.tasks.detection import DetectionTask
 from vision_jax.tasks.embedding import EmbeddingTask
 from vision_jax.tasks.gan import GANTask
 
-__all__ = ["Task", "GANTask", "AutoencodingTask", "ClassificationTask", "EmbeddingTask"]
+__all__ = [
+  "Task",
+  "GANTask",
+  "AutoencodingTask",
+  "ClassificationTask",
+  "DetectionTask",
+  "EmbeddingTask",
+]

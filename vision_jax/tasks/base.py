@@ -28,6 +28,11 @@ class Task:
 
   `eval_step` returns (sum, count) pairs per metric so that they average correctly across
   batches, padding and devices; `batch["mask"]` marks the real examples.
+
+  A metric of the whole split that is neither a mean nor a sum (average precision, a median)
+  comes from `eval_outputs`: per-example arrays of each eval batch, gathered on the host over
+  the split in order, the padding rows dropped, and scored once by `evaluate_outputs`. Its
+  metrics join `eval_metrics`' under the same `<split>/<metric>` names.
   """
 
   # The bounds of the task's own settings (`config.bound`, `one_of`, `each`, `checked_where_used`),
@@ -81,9 +86,26 @@ class Task:
     """
     return {k: float(total) / max(float(count), 1.0) for k, (total, count) in sums.items()}
 
+  def eval_outputs(self, state: TrainState, batch: Batch) -> dict[str, jnp.ndarray]:
+    """Per-example outputs of one eval batch for `evaluate_outputs`: name -> [batch, ...]; none
+    by default.
+
+    Traced in the same jitted call as `eval_step`, so a model applied in both runs once (XLA
+    merges the identical computations). Rows where `batch["mask"]` is False are padding (copies
+    of the split's first example) and never reach `evaluate_outputs`. The name "mask" is the
+    loop's.
+    """
+    return {}
+
+  def evaluate_outputs(self, outputs: dict[str, np.ndarray], split: str) -> dict[str, float]:
+    """A split's metrics from its `eval_outputs`, on the host: name -> [num_examples, ...] numpy,
+    every real example once, in the split's order (`split` is its name). None by default."""
+    return {}
+
   def eval_metric_names(self, state: TrainState, batch: Batch) -> list[str]:
-    """The names `eval_metrics` reports, found without evaluating: `eval_step` is only traced
-    (`jax.eval_shape`). A task whose `eval_metrics` derives other names overrides this."""
+    """The names `eval_metrics` and `evaluate_outputs` report, found without evaluating:
+    `eval_step` is only traced (`jax.eval_shape`). A task whose `eval_metrics` derives other
+    names, or that has `eval_outputs`, overrides this."""
     return sorted(jax.eval_shape(self.eval_step, state, batch))
 
   def visuals(self, state: TrainState, batch: Batch, directory: str, prefix: str) -> dict[str, str]:

@@ -73,6 +73,98 @@ def load_variables(path: str) -> Any:
   return variables
 
 
+def restore_variables(target: dict, loaded: dict, prefix: str = "", source: str = "") -> dict:
+  """`target`, model variables {collection: tree} ("params", "batch_stats", ...), with the values
+  of the saved variables `loaded` placed under the module path `prefix`.
+
+  prefix: "" for the whole model; "backbone" (or "a/b" deeper) puts a classifier's variables
+  under a detector's backbone submodule, leaving the rest of the model (its head) as it is, as
+  scenic's init_from_pretrain_state with a model prefix path. Every parameter and statistic
+  under the prefix must match the saved ones by name and shape, except a classifier head's
+  output dimension: saved variables for another number of classes leave the fresh head, with a
+  warning saying so. Any other mismatch is one CheckpointError listing every path ("source" in
+  it names the saved variables). Saved variables without a "params" collection are parameters.
+  """
+  if "params" not in loaded:
+    loaded = {"params": loaded}
+  keys = [k for k in prefix.split("/") if k]
+  merged, reinit = dict(target), []
+  mismatched = [f"{c}: in the checkpoint, not in the model" for c in loaded if c not in target]
+  for collection, tree in target.items():
+    inner = tree
+    for key in keys:
+      inner = inner.get(key) if isinstance(inner, dict) else None
+    if inner is None:  # nothing of this collection under the prefix: nothing to load
+      if collection in loaded:
+        mismatched.append(f"{collection}/{prefix}: in the checkpoint, not in the model")
+      continue
+    path = "/".join([collection, *keys])
+    if collection not in loaded:
+      mismatched.append(f"{path}: missing in the checkpoint")
+      continue
+    value, m, r = _merge(inner, loaded[collection], path)
+    mismatched, reinit = mismatched + m, reinit + r
+    merged[collection] = _replace_at(tree, keys, value)
+  if mismatched:
+    raise CheckpointError(
+      f"init_from {source}{f' (under {prefix!r})' if prefix else ''}: the checkpoint does not "
+      "match the model:\n  " + "\n  ".join(mismatched)
+    )
+  if reinit:
+    logging.warning(
+      "init_from %s: re-initialising the head for a different number of classes: %s",
+      source,
+      "; ".join(reinit),
+    )
+  return merged
+
+
+def _replace_at(tree: dict, keys: list[str], value: Any) -> Any:
+  """A copy of the nested dict `tree` with its subtree at `keys` replaced by `value`."""
+  if not keys:
+    return value
+  return {**tree, keys[0]: _replace_at(tree[keys[0]], keys[1:], value)}
+
+
+def _merge(target, loaded, path=""):
+  """Copies `loaded` into `target`'s structure. Returns (merged, mismatches, reinitialised head leaves).
+
+  A head leaf ("head/..." at any depth) whose shape differs from the checkpoint's only in its last
+  (class) dimension keeps `target`'s fresh value.
+  """
+  mismatched, reinit = [], []
+  if isinstance(target, dict) or isinstance(loaded, dict):
+    if not (isinstance(target, dict) and isinstance(loaded, dict)):
+      return (
+        target,
+        [
+          f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
+          f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"
+        ],
+        [],
+      )
+    out = {}
+    for k, v in target.items():
+      if k not in loaded:
+        mismatched.append(f"{path}/{k}: missing in the checkpoint")
+        out[k] = v
+        continue
+      out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
+      mismatched += m
+      reinit += r
+    mismatched += [
+      f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target
+    ]
+    return out, mismatched, reinit
+  model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
+  if model_shape == saved_shape:
+    return np.asarray(loaded, target.dtype), [], []
+  is_head = "/head/" in f"/{path}/"
+  if is_head and len(model_shape) == len(saved_shape) and model_shape[:-1] == saved_shape[:-1]:
+    return target, [], [f"{path} {saved_shape} -> {model_shape}"]
+  return target, [f"{path}: checkpoint {saved_shape} vs model {model_shape}"], []
+
+
 def _run_step(path: str) -> str | None:
   """The run checkpoint step directory that `path` names (itself, or a workdir's latest), or None."""
   if os.path.isdir(os.path.join(path, "state")):

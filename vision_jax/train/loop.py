@@ -18,6 +18,11 @@ Early stopping keeps the model it stopped for: with `early_stopping.metric` set,
 checkpoint is chosen by that metric (unless `best_metric` names another), and the run ends on the
 best evaluation's parameters and metrics, not on the last ones (`restore_best`, default on).
 A metric name that no evaluation reports is refused before the first step.
+
+Evaluation sums each metric's (sum, count) pairs over a split on the devices (`Task.eval_step`);
+a metric of the whole split that is not a mean (mAP) is scored on the host from every example's
+`Task.eval_outputs`, gathered over the split without the padding rows (`split_outputs`), by
+`Task.evaluate_outputs`. Both land in the same "<split>/<metric>" records.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from vision_jax.data.pipeline import eval_batches, get_splits, make_train_data
 from vision_jax.errors import ConfigError, RunError
 from vision_jax.tasks.base import Task
 from vision_jax.train import mesh as mesh_lib
-from vision_jax.train.checkpoint import CheckpointStore
+from vision_jax.train.checkpoint import CheckpointStore, load_variables, restore_variables
 from vision_jax.train.metric_writers import MetricWriter, Progress, read_metrics
 
 
@@ -145,6 +150,68 @@ def run_chunk(train_chunk: Callable, state, data, xs, scan: bool):
   return state, jax.tree.map(lambda *ms: jnp.concatenate(ms), *parts)
 
 
+def make_eval_step(task: Task, eval_fn: Callable, replicated: Any) -> Callable:
+  """The jitted eval call: `step(state, batch, sums) -> (sums, outputs)`.
+
+  `sums`: the (sum, count) pairs of `task.eval_step` added to those given (None for a split's
+  first batch). `outputs`: `task.eval_outputs` of the batch with its "mask", or {} for a task
+  without; like the sums, replicated over the mesh (gathered from the devices holding each
+  row), so that every process can read them whole.
+  """
+
+  def step(state, batch, sums):
+    batch = eval_fn(batch)
+    new = task.eval_step(state, batch)
+    if sums is not None:
+      new = jax.tree.map(jnp.add, sums, new)
+    outputs = task.eval_outputs(state, batch)
+    if outputs:
+      if "mask" in outputs:
+        raise ValueError(f"{type(task).__name__}.eval_outputs may not name an output 'mask'")
+      outputs = {**outputs, "mask": batch["mask"]}
+    return new, outputs
+
+  return jax.jit(step, out_shardings=replicated)
+
+
+def evaluate_split(
+  task: Task, state, eval_step: Callable, batches: Any, split_name: str
+) -> dict[str, float]:
+  """One split's metrics: `task.eval_metrics` of the (sum, count) pairs summed on the device and
+  read once, and `task.evaluate_outputs` of its per-example outputs (`split_outputs`)."""
+  sums, outputs = split_outputs(state, eval_step, batches)
+  results = task.eval_metrics(jax.device_get(sums))
+  if outputs:
+    scored = task.evaluate_outputs(outputs, split_name)
+    both = sorted(set(scored) & set(results))
+    if both:
+      raise ValueError(
+        f"{type(task).__name__} reports {both} from both eval_metrics and evaluate_outputs"
+      )
+    results.update(scored)
+  return results
+
+
+def split_outputs(state, eval_step: Callable, batches: Any) -> tuple[Any, dict[str, np.ndarray]]:
+  """(the split's summed (sum, count) pairs, still on the device; its per-example outputs on the
+  host: name -> [num_examples, ...], each real example once, in the split's order).
+
+  The padding rows of the last batch (copies of the first example, where "mask" is False) are
+  dropped, so that no example is scored twice. `batches`: `eval_batches` of the split;
+  `eval_step`: `make_eval_step`'s.
+  """
+  sums, parts = None, []
+  for batch in batches:
+    sums, outputs = eval_step(state, batch, sums)
+    if outputs:
+      parts.append(outputs)  # read after the last batch: the device is not kept waiting
+  if not parts:
+    return sums, {}
+  parts = jax.device_get(parts)
+  real = np.concatenate([p.pop("mask") for p in parts]).astype(bool)
+  return sums, {k: np.concatenate([p[k] for p in parts])[real] for k in parts[0]}
+
+
 def _check_metric_names(task: Task, state, batch, eval_splits, wanted: dict[str, str]) -> None:
   """Refuses a metric (config key -> "<split>/<metric>") that no evaluation reports, before the
   first step and before anything is written, not at the first evaluation."""
@@ -208,7 +275,9 @@ def train_and_evaluate(
   if (
     config.get("init_from", "") and store.latest_step() is None
   ):  # a resumed run restores its own state
-    state = _init_from(task, state, config.init_from, replicated)
+    state = _init_from(
+      task, state, config.init_from, replicated, config.get("init_from_prefix", "")
+    )
 
   early = EarlyStopping(
     **{k: tc.early_stopping[k] for k in ("metric", "mode", "patience", "min_delta")}
@@ -236,22 +305,14 @@ def train_and_evaluate(
 
   train_chunk = make_train_chunk(task, train_fn, train_data.get, rng, state_sharding, replicated)
 
-  @jax.jit
-  def eval_first(state, batch):
-    return task.eval_step(state, eval_fn(batch))
-
-  @jax.jit
-  def eval_accumulate(state, batch, sums):
-    return jax.tree.map(jnp.add, sums, task.eval_step(state, eval_fn(batch)))
+  eval_step = make_eval_step(task, eval_fn, replicated)
 
   def evaluate(state) -> dict[str, float]:
-    """Every eval split's metrics: (sum, count) pairs summed on the device, read once."""
+    """Every eval split's metrics, as "<split>/<metric>"."""
     results = {}
     for split_name in config.data.eval_splits:
-      sums = None
-      for batch in eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh):
-        sums = eval_first(state, batch) if sums is None else eval_accumulate(state, batch, sums)
-      for metric, value in task.eval_metrics(jax.device_get(sums)).items():
+      batches = eval_batches(splits[split_name], tc.get("eval_batch_size", 1000), mesh)
+      for metric, value in evaluate_split(task, state, eval_step, batches, split_name).items():
         results[f"{split_name}/{metric}"] = value
     return results
 
@@ -376,75 +437,17 @@ def train_and_evaluate(
   }
 
 
-def _init_from(task: Task, state, path: str, sharding):
-  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint).
-
-  Every parameter and statistic (batch_stats) must match the model's by name and shape, except
-  the head's output dimension: a checkpoint for another number of classes gets the freshly
-  initialised head, with a warning saying so. Any other mismatch is an error listing them all.
-  The optimizer state is built afresh for the merged parameters.
+def _init_from(task: Task, state, path: str, sharding, prefix: str = ""):
+  """Starts from saved variables (`load_variables`: saved variables, or a run's checkpoint),
+  placed under the module `prefix` ("" for the whole model; `config.init_from_prefix`), as
+  `checkpoint.restore_variables` merges them. The optimizer state is built afresh for the merged
+  parameters.
   """
-  from vision_jax.train.checkpoint import load_variables  # pylint: disable=g-import-not-at-top
-
-  loaded = load_variables(path)
-  merged, mismatched, reinit = _merge(state.params, loaded.get("params", loaded), "params")
-  model_state = dict(state.model_state)
-  for collection, target in state.model_state.items():
-    if collection not in loaded:
-      mismatched.append(f"{collection}: missing in the checkpoint")
-      continue
-    model_state[collection], m, r = _merge(target, loaded[collection], collection)
-    mismatched, reinit = mismatched + m, reinit + r
-  if mismatched:
-    raise ConfigError(
-      f"init_from {path}: the checkpoint does not match the model:\n  " + "\n  ".join(mismatched)
-    )
-  if reinit:
-    logging.warning(
-      "init_from %s: re-initialising the head for a different number of classes: %s",
-      path,
-      "; ".join(reinit),
-    )
+  variables = restore_variables(
+    {"params": state.params, **state.model_state}, load_variables(path), prefix, source=path
+  )
+  params = variables.pop("params")
   put = lambda t: jax.device_put(t, sharding)
   return state.replace(
-    params=put(merged), model_state=put(model_state), opt_state=put(task.tx.init(merged))
+    params=put(params), model_state=put(variables), opt_state=put(task.tx.init(params))
   )
-
-
-def _merge(target, loaded, path=""):
-  """Copies `loaded` into `target`'s structure. Returns (merged, mismatches, reinitialised head leaves).
-
-  A head leaf ("head/..." at any depth) whose shape differs from the checkpoint's only in its last
-  (class) dimension keeps `target`'s fresh value.
-  """
-  mismatched, reinit = [], []
-  if isinstance(target, dict) or isinstance(loaded, dict):
-    if not (isinstance(target, dict) and isinstance(loaded, dict)):
-      return (
-        target,
-        [
-          f"{path}: {'a module' if isinstance(target, dict) else 'an array'} in the model, "
-          f"{'a module' if isinstance(loaded, dict) else 'an array'} in the checkpoint"
-        ],
-        [],
-      )
-    out = {}
-    for k, v in target.items():
-      if k not in loaded:
-        mismatched.append(f"{path}/{k}: missing in the checkpoint")
-        out[k] = v
-        continue
-      out[k], m, r = _merge(v, loaded[k], f"{path}/{k}")
-      mismatched += m
-      reinit += r
-    mismatched += [
-      f"{path}/{k}: in the checkpoint, not in the model" for k in loaded if k not in target
-    ]
-    return out, mismatched, reinit
-  model_shape, saved_shape = tuple(np.shape(target)), tuple(np.shape(loaded))
-  if model_shape == saved_shape:
-    return jnp.asarray(loaded, target.dtype), [], []
-  is_head = "/head/" in f"/{path}/"
-  if is_head and len(model_shape) == len(saved_shape) and model_shape[:-1] == saved_shape[:-1]:
-    return target, [], [f"{path} {saved_shape} -> {model_shape}"]
-  return target, [f"{path}: checkpoint {saved_shape} vs model {model_shape}"], []
