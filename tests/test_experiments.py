@@ -413,3 +413,34 @@ def test_transfer_pets_asks_for_weights_for_an_imagenet_backbone(tmp_path):
     match=r"error: .*not 'resnet18'.*--config.init_from=DIR.*import_torchvision resnet18",
   ):
     run_experiment("transfer_pets", tmp_path / "run", "--variant", "imagenet,smoke")
+
+
+def test_yolov1_mnist_detection_smoke(tmp_path):
+  """The detection experiment runs end to end: result.json with its mAP on canvases without a
+  shared cell beside the all-canvas one, curves, pictures and a COCO results file; a rerun
+  resumes and reports the same."""
+  require_dataset("mnist")
+  workdir = tmp_path / "run"
+  result = run_experiment("yolov1_mnist_detection", workdir, "--variant", "smoke")
+  assert result["steps"] == 4 and 0 <= result["value"] <= 100
+  assert 0 < result["canvases_without_a_shared_cell"] <= result["canvases"] == 32
+  assert {"test/mAP50", "test/coco_AP", "test/loss_xy"} <= set(result["eval"])
+  assert result["forward_gflop_per_image"] > 0
+  assert set(result["inference_images_per_s"]) == {"batch_1", "batch_32"}
+  detections = json.loads((workdir / "test_detections.json").read_text())
+  assert all({"image_id", "category_id", "bbox", "score"} <= set(d) for d in detections)
+  assert (workdir / "curves.png").exists()
+  assert any(p.name.endswith(".png") for p in (workdir / "pictures").iterdir())
+  again = run_experiment("yolov1_mnist_detection", workdir, "--variant", "smoke")
+  assert again["map50_all_canvases"] == result["map50_all_canvases"]
+
+
+def test_a_cell_shared_by_two_centres_is_found():
+  from experiments.yolov1_mnist_detection import shares_a_cell
+
+  boxes = np.zeros((3, 2, 4), np.float32)
+  boxes[0] = [[0, 0, 10, 10], [2, 2, 12, 12]]  # centres 5 and 7 px: one cell of 128 / 7 px
+  boxes[1] = [[0, 0, 10, 10], [100, 100, 120, 120]]  # far apart
+  boxes[2] = [[0, 0, 10, 10], [2, 2, 12, 12]]  # as the first, but the second box is padding
+  valid = np.array([[True, True], [True, True], [True, False]])
+  np.testing.assert_array_equal(shares_a_cell(boxes, valid, 128, 7), [True, False, False])
