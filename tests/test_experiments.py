@@ -444,3 +444,11 @@ def test_a_cell_shared_by_two_centres_is_found():
   boxes[2] = [[0, 0, 10, 10], [2, 2, 12, 12]]  # as the first, but the second box is padding
   valid = np.array([[True, True], [True, True], [True, False]])
   np.testing.assert_array_equal(shares_a_cell(boxes, valid, 128, 7), [True, False, False])
+
+
+def test_yolov1_pets_smoke(tmp_path):
+  """YOLOv1 on real photos: the pets' whole-pet boxes, flipped and zoomed with their images."""
+  require_dataset("oxford_pets_3breeds")
+  result = run_experiment("yolov1_pets", tmp_path / "run", "--variant", "smoke")
+  assert result["steps"] == 4 and 0 <= result["value"] <= 100
+  assert {"test/mAP50", "test/coco_AP"} <= set(result["eval"])
