@@ -1,11 +1,12 @@
 """YOLOv1 on MNIST digit canvases: the detection workload a 2-core CPU trains in minutes.
 
-Redmon et al. 2016 ("You only look once") on `mnist_detection:mnist`: 128x128 canvases of 1-6 real
+Redmon et al. 2016 ("You only look once") on `mnist_detection:mnist`: 112x112 canvases of 1-6 real
 MNIST digits at 14-40 px (train canvases from MNIST's training digits, test canvases from its
-test digits), 10 classes. The detector is Fast YOLO's darknet (its 9 convolutions, at half their
-filters, with BatchNorm for training from scratch) under the paper's fully connected head: S = 7,
-B = 2, the paper's loss (lambda_coord 5, lambda_noobj 0.5). A 128-px input is not 7 x 64 px, so
-the fully connected head (as the paper's) maps the 2x2 feature map to the 7x7 grid.
+test digits), 10 classes. The detector is Fast YOLO's darknet (its first convolutions, at half
+their filters, with BatchNorm for training from scratch) read at stride 16, where 112 px make the
+7x7 grid itself, under the convolutional variant of the paper's head (a 3x3 hidden layer of 256,
+dropout 0.5, a 1x1 prediction per cell): S = 7, B = 2, the paper's loss (lambda_coord 5,
+lambda_noobj 0.5).
 
 Command: python -m experiments.yolov1_mnist_detection --workdir runs/yolov1_mnist_detection
 Expect (the issue's goal): mAP@0.5 at or above 0.90 on the test canvases where no two digits'
@@ -39,16 +40,21 @@ def get_config(arg=None):
   c.data.dataset = "mnist_detection:mnist"
   c.data.mean = (0.1,)
   c.data.std = (0.3,)
+  # 112 = 7 cells x 16 px, so that Fast YOLO's stride-16 map is the 7x7 grid itself and the
+  # convolutional head predicts each cell from that cell's neighbourhood. At 128 px (not a
+  # multiple of 7 x 16) only the paper's fully connected head fits; from scratch on this CPU it
+  # learnt no classes in 550 steps (docs/results/yolov1_mnist_detection.md).
+  c.data.format_options = ml_collections.ConfigDict({"canvas_size": 112})
   c.data.max_boxes = 6
   c.data.too_many_boxes = "error"
   c.model = ml_collections.ConfigDict()
   c.model.name = "fast_yolo"
   c.model.backbone_kwargs = {"width": 0.5, "batch_norm": True}
-  c.model.feature = "stage5"
+  c.model.feature = "stage3"
   c.model.grid_size = 7
   c.model.boxes_per_cell = 2
-  c.model.head = "fc"
-  c.model.head_features = 512
+  c.model.head = "conv"
+  c.model.head_features = 256
   c.model.dropout = 0.5
   c.detection = detection_settings()
   c.optim.name = "adam"
@@ -60,13 +66,14 @@ def get_config(arg=None):
   c.train.steps = 1500
   c.train.eval_batch_size = 250
   c.train.log_every = 50
-  c.train.eval_every = 500
+  c.train.eval_every = 250
   c.train.checkpoint_every = 250
   c.train.visuals_every = 500
   c.train.best_metric = ""
   c.wandb.group = "yolov1_mnist_detection"
   if arg.smoke:
-    c.data.format_options = ml_collections.ConfigDict({"train_size": 64, "test_size": 32})
+    c.data.format_options.train_size = 64
+    c.data.format_options.test_size = 32
     c.model.backbone_kwargs = {"width": 0.125, "batch_norm": True}
     c.model.head_features = 32
     c.train.batch_size = 16
