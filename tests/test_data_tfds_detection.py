@@ -239,3 +239,30 @@ def test_tfds_detection_offline_fails_at_once_with_one_dataset_error(name, tmp_p
 def test_coco_without_tensorflow_is_one_dataset_error_naming_the_module():
   with pytest.raises(DatasetError, match=r"tfds:coco/2017: TFDS's builder .*tensorflow"):
     get_source("tfds:coco/2017", image_size=448)
+
+
+@pytest.mark.parametrize("variant", [None, "smoke"])
+def test_yolov1_voc07_config_checks_and_builds_the_papers_detector_without_internet(variant):
+  import jax
+  import jax.numpy as jnp
+
+  from configs import yolov1_voc07
+  from experiments.yolov1_voc07 import RULES
+  from vision_jax.config import check_config
+  from vision_jax.models.registry import build_model
+  from vision_jax.train.optimizers import make_schedule, schedule_problems
+
+  config = check_config(yolov1_voc07.get_config(variant), RULES)
+  assert config.data.dataset == "tfds:voc/2007" and config.data.train_split == "train+validation"
+  assert not schedule_problems(config.optim, config.train.steps, "optim", "train.steps")
+  if variant is None:
+    assert config.train.steps == 135 * (5011 // 64) and config.train.batch_size == 64
+    schedule = make_schedule(config.optim, config.train.steps)
+    epoch = 5011 // 64
+    rates = [float(schedule(s)) for s in (0, 2 * epoch, 74 * epoch, 76 * epoch, 106 * epoch)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-2, 1e-2, 1e-3, 1e-4], rtol=1e-5)
+  size = config.data.format_options.image_size
+  model = build_model(config.model, num_classes=20)
+  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
+  assert count == 271_703_550  # the paper's network (vision_jax/models/yolo.py)
