@@ -4,6 +4,7 @@
     source = get_source("image_folder:cifar10")
     source = get_source("sklearn:digits")
     source = get_source("tfds:cifar10")       # needs internet the first time (and tensorflow)
+    source = get_source("tfds:voc/2007", image_size=448, resize="stretch")   # detection, resized
     source = get_source("oxford_pets:oxford_pets_3breeds", image_size=64)   # a format's options
     source = get_source("prepared:/elsewhere/oxford_pets_oxford_pets_3breeds/0fedc6294013/1.0.0", image_size=64)
 
@@ -44,9 +45,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from vision_jax.data.formats import LocalFormat, get_format
-from vision_jax.data.formats.base import BOX_FEATURES, DatasetSpec
+from vision_jax.data.formats.base import (
+  BOX_FEATURES,
+  DETECTION_RESIZES,
+  DatasetSpec,
+  resize_with_boxes,
+)
 from vision_jax.errors import DatasetError
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -143,7 +150,11 @@ class Source:
       return 0, ""
     if self.box_counts is None or split not in self.box_counts:
       src = self.split(split)
-      counts = [len(src[i]["boxes"]) for i in range(len(src))]
+      counts = (
+        src.box_counts()
+        if hasattr(src, "box_counts")
+        else [len(src[i]["boxes"]) for i in range(len(src))]
+      )
       i = int(np.argmax(counts)) if counts else 0
       self.box_counts = {**(self.box_counts or {}), split: [counts[i], f"example {i}"]}
     count, key = self.box_counts[split]
@@ -305,17 +316,14 @@ def resolve_path(path: str) -> str:
 def get_source(name: str, **options) -> Source:
   """The dataset named `name` ("tfds:mnist", "idx:mnist", "image_folder:cifar10", ...).
 
-  `options` are the local format's preparation options (`config.data.format_options`).
+  `options` are `config.data.format_options`: a local format's preparation options, or a TFDS
+  detection dataset's `TfdsDetectionOptions` (its images' size).
   """
   kind, sep, rest = name.partition(":")
   if not sep or not rest:
     raise DatasetError(f"dataset {name!r}: expected '<format>:<path or name>' or 'tfds:<name>'")
   if kind == "tfds":
-    if options:
-      raise DatasetError(
-        f"{name}: format options {sorted(options)} apply to local formats, not to TFDS datasets"
-      )
-    return _tfds_source(rest)
+    return _tfds_source(rest, options)
   if kind == "prepared":
     return _prepared_source(name, rest, options)
   fmt = get_format(kind, **options)
@@ -481,16 +489,24 @@ PROBE_TIMEOUT_S = 2.0
 _GCS = ("storage.googleapis.com", 443)  # TFDS's own host, probed when a dataset lists no URLs
 
 
-def _tfds_source(name: str) -> Source:
+def _tfds_source(name: str, options: dict) -> Source:
   """A TFDS catalogue dataset, prepared as ArrayRecord (downloads need internet).
 
   Before anything is downloaded: the name must be in TFDS's catalogue, its examples images of one
-  size with class labels, and, if it is not prepared yet, its download servers must answer within
-  PROBE_TIMEOUT_S. A failed preparation leaves nothing behind (see `_remove_new_temporaries`).
+  size with class labels, or a detection dataset's images with `objects` (`_tfds_detection`) and
+  `options` giving their size, and, if it is not prepared yet, its download servers must answer
+  within PROBE_TIMEOUT_S. A failed preparation leaves nothing behind (`_remove_new_temporaries`).
   """
   data_dir = os.path.join(cache_dir(), "tfds")
   builder = _tfds_builder(name, data_dir)
-  image_key, label_key, shape, names = _tfds_features(name, builder.info)
+  detection = _tfds_detection(name, builder, options)
+  if detection is None:
+    if options:
+      raise DatasetError(
+        f"tfds:{name}: format options {sorted(options)} apply to local formats and to TFDS "
+        "detection datasets, not to a TFDS dataset of labelled images"
+      )
+    image_key, label_key, shape, _ = _tfds_features(name, builder.info)
   if not builder.is_prepared():
     unreachable = _unreachable(_download_hosts(builder))
     if unreachable:
@@ -517,11 +533,104 @@ def _tfds_source(name: str) -> Source:
             f"tfds:{name}: could not download and prepare it into {data_dir} ({e}); "
             "without internet, use a local format, e.g. idx:mnist or image_folder:cifar10"
           ) from e
+  if detection is not None:
+    return _tfds_detection_source(name, builder, *detection)
   splits = {
     s: _Renamed(builder.as_data_source(split=s), image_key, label_key) for s in builder.info.splits
   }
+  names = tuple(builder.info.features[label_key].names)  # prepared: COCO-like names are known
   return Source(
     name=f"tfds:{name}", spec=DatasetSpec(shape, names, tuple(builder.info.splits)), _splits=splits
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsDetectionOptions:
+  """`data.format_options` of a `tfds:` detection dataset (voc, coco, ...).
+
+  Its images vary in size, and batches need one: each is resized as it is read to `image_size` x
+  `image_size` by `resize` ("letterbox": scaled by the longer side and padded with black;
+  "stretch"), its boxes with it (`formats.base.resize_with_boxes`, as the local detection formats
+  resize theirs when they prepare them).
+  """
+
+  image_size: int = 0
+  resize: str = "letterbox"
+
+  def __post_init__(self):
+    if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
+      raise DatasetError(f"image_size must be a positive int, got {self.image_size!r}")
+    if self.image_size < 1:
+      raise DatasetError(
+        "its images vary in size, and batches need one: set data.format_options.image_size "
+        f"(and resize: {' or '.join(DETECTION_RESIZES)})"
+      )
+    if self.resize not in DETECTION_RESIZES:
+      raise DatasetError(
+        f"resize must be one of {', '.join(DETECTION_RESIZES)}, got {self.resize!r}"
+      )
+
+
+# TFDS's per-object features that become box features (formats.base.BOX_FEATURES).
+TFDS_BOX_FEATURES = {"is_difficult": "difficult", "is_crowd": "crowd", "area": "area"}
+# Builders whose boxes' near edges count pixels from 1: TFDS divides VOC's XML corners (1-based
+# pixels, both ends included) by the image size as they are, so x0 = xmin * width - 1, while the
+# far edge x1 = xmax * width already is the last pixel's far edge. COCO's boxes are continuous.
+TFDS_ONE_BASED_BOXES = ("voc",)
+# A TFDS split of this name combines two of its splits (TFDS's split syntax): VOC's "trainval".
+TFDS_COMBINED_SPLIT = "train+validation"
+
+
+def _tfds_detection(name: str, builder, options: dict) -> tuple | None:
+  """(options, {TFDS box feature: ours}) of a detection dataset: TFDS's `objects` sequence of
+  `bbox` (BBoxFeature) and `label` (ClassLabel) beside an `image`; None for any other dataset."""
+  features = builder.info.features
+  objects = features["objects"] if "objects" in features.keys() else None
+  if not isinstance(objects, tfds.features.Sequence) or "image" not in features.keys():
+    return None
+  per_object = objects.feature
+  keys = per_object.keys() if isinstance(per_object, tfds.features.FeaturesDict) else ()
+  if "bbox" not in keys or not isinstance(per_object["bbox"], tfds.features.BBoxFeature):
+    return None
+  if "label" not in keys or not isinstance(per_object["label"], tfds.features.ClassLabel):
+    raise DatasetError(f"tfds:{name}: its objects have boxes but no class label (objects/label)")
+  try:
+    resize = TfdsDetectionOptions(**options)
+  except TypeError:
+    valid = [f.name for f in dataclasses.fields(TfdsDetectionOptions)]
+    raise DatasetError(
+      f"tfds:{name}: a TFDS detection dataset has no option "
+      f"{', '.join(map(repr, sorted(set(options) - set(valid))))}; its options: {', '.join(valid)}"
+    ) from None
+  except DatasetError as e:
+    raise DatasetError(f"tfds:{name}: {e}") from None
+  return resize, {k: v for k, v in TFDS_BOX_FEATURES.items() if k in keys}
+
+
+def _tfds_detection_source(
+  name: str, builder, options: TfdsDetectionOptions, box_features: dict[str, str]
+) -> Source:
+  """The prepared TFDS detection dataset's splits as `_TfdsDetections` (and TFDS_COMBINED_SPLIT
+  where it has both of its parts)."""
+  splits = list(builder.info.splits)
+  if all(part in splits for part in TFDS_COMBINED_SPLIT.split("+")):
+    splits.append(TFDS_COMBINED_SPLIT)
+  one_based = builder.name in TFDS_ONE_BASED_BOXES
+  spec = DatasetSpec(
+    image_shape=(options.image_size, options.image_size, 3),
+    # Read after preparation: COCO's builder names its classes only as it prepares them.
+    class_names=tuple(builder.info.features["objects"]["label"].names),
+    splits=tuple(splits),
+    task="detection",
+    box_features=tuple(b for b in BOX_FEATURES if b in box_features.values()),
+  )
+  return Source(
+    name=f"tfds:{name}",
+    spec=spec,
+    _splits={
+      s: _TfdsDetections(builder.as_data_source(split=s), options, box_features, one_based)
+      for s in splits
+    },
   )
 
 
@@ -530,6 +639,11 @@ def _tfds_builder(name: str, data_dir: str):
   try:
     return tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except Exception as e:  # DatasetNotFoundError, or a config or version it does not have
+    if isinstance(e.__cause__ or e, ModuleNotFoundError):  # coco's builder imports tensorflow
+      raise DatasetError(
+        f"tfds:{name}: TFDS's builder for it needs a module that is not installed "
+        f"({e.__cause__ or e}); install it (e.g. pip install tensorflow), or use a local format"
+      ) from None
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     hint = [line for line in lines if line.startswith("Did you mean")]
     raise DatasetError(
@@ -666,3 +780,52 @@ class _Renamed:
 
   def __getitems__(self, indices: Sequence[int]):
     return [self._rename(e) for e in self._src.__getitems__(indices)]
+
+
+class _TfdsDetections:
+  """A TFDS detection split's examples as the project's (`DatasetSpec.features`), converted as
+  they are read: the image resized to `options.image_size` (`TfdsDetectionOptions`), the boxes
+  from TFDS's normalised [ymin, xmin, ymax, xmax] to pixels x0, y0, x1, y1 of the resized image
+  (x1, y1 exclusive edges), labels int32 [n], and the box features TFDS has (VOC's is_difficult
+  as "difficult", COCO's is_crowd as "crowd" and area as "area": COCO's own, in the original
+  image's pixels, where its small/medium/large ranges are defined)."""
+
+  def __init__(self, src, options: TfdsDetectionOptions, box_features: dict, one_based: bool):
+    self._src, self._options, self._box_features = src, options, box_features
+    self._near = np.asarray([1, 1, 0, 0], np.float32) if one_based else np.zeros(4, np.float32)
+
+  def __len__(self) -> int:
+    return len(self._src)
+
+  def convert(self, ex: dict) -> dict[str, np.ndarray]:
+    """One TFDS example ({"image": uint8 [h, w, 3], "objects": {"bbox": [n, 4], ...}}) as ours."""
+    image = np.asarray(ex["image"])
+    height, width = image.shape[:2]
+    objects = ex["objects"]
+    size = np.asarray([width, height, width, height], np.float32)
+    normalised = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
+    boxes = np.clip(normalised[:, [1, 0, 3, 2]] * size - self._near, 0, size)
+    pixels, boxes = resize_with_boxes(
+      Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image),
+      boxes,
+      self._options.image_size,
+      self._options.resize,
+    )
+    out = {
+      "image": pixels,
+      "boxes": boxes,
+      "labels": np.asarray(objects["label"], np.int32).reshape(-1),
+    }
+    for key, name in self._box_features.items():
+      out[name] = np.asarray(objects[key]).astype(BOX_FEATURES[name]).reshape(-1)
+    return out
+
+  def __getitem__(self, i):
+    return self.convert(self._src[i])
+
+  def __getitems__(self, indices: Sequence[int]):
+    return [self.convert(e) for e in self._src.__getitems__(indices)]
+
+  def box_counts(self) -> list[int]:
+    """Each example's number of boxes, without resizing its image."""
+    return [len(self._src[i]["objects"]["label"]) for i in range(len(self._src))]
