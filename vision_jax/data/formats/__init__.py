@@ -6,12 +6,14 @@ builder in `vision_jax.data.local` does the rest (validation, caching, atomic pr
 """
 
 from vision_jax.data.formats import (  # noqa: F401  (registration)
+  coco,
   idx,
   image_folder,
   mnist_detection,
   oxford_pets,
   penn_fudan,
   sklearn_digits,
+  voc,
 )
 from vision_jax.data.formats.base import LocalFormat, get_format, list_formats, register_format
 

@@ -31,6 +31,9 @@ class DatasetSpec:
       "boxes", "labels"} and `box_features`, one row per object (see `features`).
     box_features: a detection dataset's per-box features besides boxes and labels, from
       BOX_FEATURES (e.g. VOC's "difficult", COCO's "crowd" and "area").
+    class_ids: the source's own id of each class, index = label (COCO's category ids, which
+      skip numbers: `metrics.detection.coco_results(..., category_ids=spec.class_ids)` maps
+      labels back); () where the labels are the ids.
   """
 
   image_shape: tuple
@@ -38,6 +41,7 @@ class DatasetSpec:
   splits: tuple[str, ...]
   task: str = "classification"
   box_features: tuple[str, ...] = ()
+  class_ids: tuple[int, ...] = ()
 
   @property
   def num_classes(self) -> int:
@@ -70,7 +74,19 @@ class DatasetSpec:
       splits=tuple(d["splits"]),
       task=d.get("task", "classification"),
       box_features=tuple(d.get("box_features", ())),
+      class_ids=tuple(d.get("class_ids", ())),
     )
+
+
+def resized_extent(width: int, height: int, size: int, resize: str) -> tuple[int, int, int, int]:
+  """(new width, new height, left, top): where `resize_with_boxes` puts a `width` x `height`
+  picture in the `size` x `size` image. An area scales by new width * new height / (width *
+  height)."""
+  if resize == "stretch":
+    return size, size, 0, 0
+  scale = size / max(width, height)
+  new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+  return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
 
 
 def resize_with_boxes(
@@ -84,12 +100,7 @@ def resize_with_boxes(
   Returns (uint8 [size, size, c], float32 [n, 4]).
   """
   w, h = image.size
-  if resize == "stretch":
-    new_w, new_h, left, top = size, size, 0, 0
-  else:
-    scale = size / max(w, h)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    left, top = (size - new_w) // 2, (size - new_h) // 2
+  new_w, new_h, left, top = resized_extent(w, h, size, resize)
   pixels = np.asarray(image.resize((new_w, new_h), resample))
   if pixels.ndim == 2:
     pixels = pixels[..., None]
