@@ -225,3 +225,20 @@ def test_settings_are_checked():
     DetectionTask.check_settings(detection_config(iou_threshold=1.5))
   with pytest.raises(ConfigError, match="detection.max_detections"):
     DetectionTask.check_settings(detection_config(max_detections=0))
+
+
+def test_a_stored_area_reaches_the_coco_size_ranges():
+  """COCO's small/medium/large go by each annotation's stored area (a `coco:` dataset keeps it):
+  the ground truth a task scores carries the batch's "area", not the box's own."""
+  outputs = {
+    "true_boxes": np.array([[[0, 0, 50, 50]]], np.float32),
+    "true_labels": np.array([[1]], np.int32),
+    "true_valid": np.array([[True]]),
+    "true_area": np.array([[100.0]], np.float32),  # a 50x50 box whose object is small
+    "boxes": np.array([[[0, 0, 50, 50]]], np.float32),
+    "scores": np.array([[0.9]], np.float32),
+    "labels": np.array([[1]], np.int32),
+    "valid": np.array([[True]]),
+  }
+  truths, _ = DetectionTask.images_of(outputs)
+  np.testing.assert_array_equal(truths[0].areas, [100.0])

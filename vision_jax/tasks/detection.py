@@ -49,7 +49,9 @@ from vision_jax.train.state import TrainState
 SPLIT_METRICS = ("mAP50", "mAP50_11point", "coco_AP", "coco_AP50", "coco_AP75", "coco_AR100")
 # Ground truth travels with the detections to the host under these names (eval_outputs).
 _TRUTH = {"boxes": "true_boxes", "labels": "true_labels", "box_mask": "true_valid"}
-_TRUTH_FLAGS = {"difficult": "true_difficult", "crowd": "true_crowd"}
+# Optional per-box ground truth: VOC's difficult, COCO's crowd and stored area (COCO's
+# small/medium/large go by the stored area, not the box's).
+_TRUTH_FLAGS = {"difficult": "true_difficult", "crowd": "true_crowd", "area": "true_area"}
 
 
 class DetectionTask(Task):
@@ -174,6 +176,7 @@ class DetectionTask(Task):
       outputs["true_valid"],
       crowd=outputs.get("true_crowd"),
       difficult=outputs.get("true_difficult"),
+      areas=outputs.get("true_area"),
     )
     detections = detection_metrics.detections_from_batch(
       outputs["boxes"], outputs["scores"], outputs["labels"], outputs["valid"]
