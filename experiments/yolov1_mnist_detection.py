@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import cli
+from vision_jax.config import checked_where_used
 from vision_jax.data.augment import make_preprocess
 from vision_jax.data.pipeline import eval_batches, get_splits
 from vision_jax.metrics import detection as detection_metrics
@@ -31,7 +32,13 @@ from vision_jax.tasks import DetectionTask
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.loop import make_eval_step, split_outputs, train_and_evaluate
 
-RULES = DetectionTask.RULES  # the bounds of this experiment's settings: its task's
+RULES = {  # the bounds of this experiment's settings: its task's, and its canvases'
+  **DetectionTask.RULES,
+  **{
+    f"data.format_options.{key}": checked_where_used("the mnist_detection format, with its others")
+    for key in ("canvas_size", "train_size", "test_size")
+  },
+}
 
 
 def shares_a_cell(boxes: np.ndarray, valid: np.ndarray, image_size: int, grid_size: int):

@@ -65,6 +65,11 @@ class DetectionTask(Task):
     "detection.lambda_noobj": config_lib.bound(0),
     "detection.visual_score_threshold": config_lib.bound(0),
     "detection.train_on_difficult": config_lib.one_of(True, False),
+    # The detector's own model settings (vision_jax/models/yolo.py).
+    "model.grid_size": config_lib.bound(1, integer=True),
+    "model.boxes_per_cell": config_lib.bound(1, integer=True),
+    "model.head_features": config_lib.bound(0, integer=True),
+    "model.backbone_kwargs.width": config_lib.bound(0, low_open=True),
   }
 
   def __init__(self, config, spec):
