@@ -2,8 +2,8 @@
 
 Redmon et al. 2016 on `oxford_pets:oxford_pets_3breeds` with `boxes=pet` (the tight box of each
 trimap's pet and border pixels; one box per image, labelled with the breed: Abyssinian,
-american_bulldog, Bengal), 300 trainval / 298 test images, letterboxed to 128x128 (the whole
-picture kept, in its proportions). The detector and loss are configs/yolov1_mnist_detection.py's
+american_bulldog, Bengal), 300 trainval / 298 test images, letterboxed to 112x112 (the whole
+picture kept, in its proportions; 7 cells of 16 px, for the convolutional head). The detector and loss are configs/yolov1_mnist_detection.py's
 on three colour channels, with flips and a random zoom that keeps a box while half of it remains.
 
 Command: python -m experiments.yolov1_pets --workdir runs/yolov1_pets
@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.data.dataset = "oxford_pets:oxford_pets_3breeds"
   c.data.train_split = "trainval"
   c.data.format_options = ml_collections.ConfigDict(
-    {"boxes": "pet", "resize": "letterbox", "image_size": 128, "label": "breed"}
+    {"boxes": "pet", "resize": "letterbox", "image_size": 112, "label": "breed"}
   )
   c.data.mean = (0.48, 0.45, 0.40)
   c.data.std = (0.23, 0.23, 0.23)
@@ -36,7 +36,6 @@ def get_config(arg=None):
   c.train.eval_batch_size = 100
   c.wandb.group = "yolov1_pets"
   if arg.smoke:
-    c.data.format_options.image_size = 64
     c.train.batch_size = 8
   else:
     c.train.batch_size = 32
