@@ -75,6 +75,18 @@ def forward_gflop(task: DetectionTask, state, image_shape) -> float:
   return float(cost["flops"]) / 1e9
 
 
+def cost_report(task: DetectionTask, state, image_shape) -> dict:
+  """What result.json reports of a detector's cost: forward GFLOP per image, and inference
+  images/s at batch 1 and 32."""
+  return {
+    "forward_gflop_per_image": round(forward_gflop(task, state, image_shape), 4),
+    "inference_images_per_s": {
+      "batch_1": round(inference_speed(task, state, image_shape, 1, repeats=20), 1),
+      "batch_32": round(inference_speed(task, state, image_shape, 32), 1),
+    },
+  }
+
+
 def run(config, workdir: str) -> dict:
   summary = train_and_evaluate(config, workdir, DetectionTask)
   task, state = summary["task"], summary["state"]
@@ -86,7 +98,8 @@ def run(config, workdir: str) -> dict:
   eval_step = make_eval_step(task, eval_fn, mesh_lib.replicated(mesh))
   batches = eval_batches(splits[split], config.train.eval_batch_size, mesh)
   _, outputs = split_outputs(state, eval_step, batches)
-  size = splits[split].read(np.arange(1))["image"].shape[1]
+  example = splits[split].read(np.arange(1))
+  size = example["image"].shape[1]
   shared = shares_a_cell(outputs["true_boxes"], outputs["true_valid"], size, config.model.grid_size)
   truths, detections = task.images_of(outputs)
   classes = range(task.spec.num_classes)
@@ -95,7 +108,7 @@ def run(config, workdir: str) -> dict:
     [truths[i] for i in apart], [detections[i] for i in apart], class_ids=classes
   )
   task.coco_results(outputs, os.path.join(workdir, "test_detections.json"))
-  image_shape = tuple(int(d) for d in eval_fn(splits[split].read(np.arange(1)))["image"].shape[1:])
+  image_shape = tuple(int(d) for d in eval_fn(example)["image"].shape[1:])
   final = summary["eval"]
   return {
     "value": 100 * voc_apart.mean_average_precision,
@@ -105,11 +118,7 @@ def run(config, workdir: str) -> dict:
     "coco_ap_all_canvases": 100 * final[f"{split}/coco_AP"],
     "canvases_without_a_shared_cell": len(apart),
     "canvases": len(truths),
-    "forward_gflop_per_image": round(forward_gflop(task, state, image_shape), 4),
-    "inference_images_per_s": {
-      "batch_1": round(inference_speed(task, state, image_shape, 1, repeats=20), 1),
-      "batch_32": round(inference_speed(task, state, image_shape, 32), 1),
-    },
+    **cost_report(task, state, image_shape),
   }
 
 

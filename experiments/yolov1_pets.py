@@ -11,7 +11,7 @@ pass, and inference images/s at batch 1 and 32.
 
 from __future__ import annotations
 
-from experiments.yolov1_mnist_detection import forward_gflop, inference_speed
+from experiments.yolov1_mnist_detection import cost_report
 from vision_jax import cli
 from vision_jax.tasks import DetectionTask
 from vision_jax.train.loop import train_and_evaluate
@@ -29,11 +29,7 @@ def run(config, workdir: str) -> dict:
     "value": 100 * summary["eval"][f"{split}/mAP50"],
     **cli.loop_result(config, summary),
     "coco_ap": 100 * summary["eval"][f"{split}/coco_AP"],
-    "forward_gflop_per_image": round(forward_gflop(task, state, image_shape), 4),
-    "inference_images_per_s": {
-      "batch_1": round(inference_speed(task, state, image_shape, 1, repeats=20), 1),
-      "batch_32": round(inference_speed(task, state, image_shape, 32), 1),
-    },
+    **cost_report(task, state, image_shape),
   }
 
 

@@ -19,6 +19,17 @@ BOX_FEATURES = {"difficult": np.bool_, "crowd": np.bool_, "area": np.float32}
 DETECTION_RESIZES = ("stretch", "letterbox")
 
 
+def check_image_options(
+  format_name: str, image_size, resize: str, resizes=DETECTION_RESIZES
+) -> None:
+  """One DatasetError for a format's `image_size` that is not a positive int, or a `resize` that
+  is not one of `resizes`: the options every resizing format takes."""
+  if not isinstance(image_size, int) or image_size < 1:
+    raise DatasetError(f"{format_name}: image_size must be a positive int, got {image_size!r}")
+  if resize not in resizes:
+    raise DatasetError(f"{format_name}: resize must be one of {', '.join(resizes)}, got {resize!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   """What a prepared dataset holds.

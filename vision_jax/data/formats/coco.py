@@ -36,10 +36,10 @@ import numpy as np
 from PIL import Image
 
 from vision_jax.data.formats.base import (
-  DETECTION_RESIZES,
   DatasetSpec,
   LocalFormat,
   check_boxes,
+  check_image_options,
   register_format,
   resize_with_boxes,
   resized_extent,
@@ -151,12 +151,7 @@ class CocoFormat(LocalFormat):
   images: str = "{split}"
 
   def __post_init__(self):
-    if not isinstance(self.image_size, int) or self.image_size < 1:
-      raise DatasetError(f"coco: image_size must be a positive int, got {self.image_size!r}")
-    if self.resize not in DETECTION_RESIZES:
-      raise DatasetError(
-        f"coco: resize must be one of {', '.join(DETECTION_RESIZES)}, got {self.resize!r}"
-      )
+    check_image_options("coco", self.image_size, self.resize)
 
   def spec(self, root: str) -> DatasetSpec:
     splits = _splits(root)

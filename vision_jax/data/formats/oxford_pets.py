@@ -56,6 +56,7 @@ from vision_jax.data.formats.base import (
   DatasetSpec,
   LocalFormat,
   check_boxes,
+  check_image_options,
   register_format,
   resize_with_boxes,
 )
@@ -169,12 +170,7 @@ class OxfordPetsFormat(LocalFormat):
   boxes: str = ""
 
   def __post_init__(self):
-    if not isinstance(self.image_size, int) or self.image_size < 1:
-      raise DatasetError(f"oxford_pets: image_size must be a positive int, got {self.image_size!r}")
-    if self.resize not in RESIZES:
-      raise DatasetError(
-        f"oxford_pets: resize must be one of {', '.join(RESIZES)}, got {self.resize!r}"
-      )
+    check_image_options("oxford_pets", self.image_size, self.resize, RESIZES)
     if self.label not in LABELS:
       raise DatasetError(
         f"oxford_pets: label must be one of {', '.join(LABELS)}, got {self.label!r}"

@@ -31,10 +31,10 @@ import numpy as np
 from PIL import Image
 
 from vision_jax.data.formats.base import (
-  DETECTION_RESIZES,
   DatasetSpec,
   LocalFormat,
   check_boxes,
+  check_image_options,
   register_format,
   resize_with_boxes,
 )
@@ -131,12 +131,7 @@ class PennFudanFormat(LocalFormat):
   seed: int = 0
 
   def __post_init__(self):
-    if not isinstance(self.image_size, int) or self.image_size < 1:
-      raise DatasetError(f"penn_fudan: image_size must be a positive int, got {self.image_size!r}")
-    if self.resize not in DETECTION_RESIZES:
-      raise DatasetError(
-        f"penn_fudan: resize must be one of {', '.join(DETECTION_RESIZES)}, got {self.resize!r}"
-      )
+    check_image_options("penn_fudan", self.image_size, self.resize)
     if not isinstance(self.test_size, int) or self.test_size < 1:
       raise DatasetError(f"penn_fudan: test_size must be a positive int, got {self.test_size!r}")
 

@@ -43,10 +43,10 @@ import numpy as np
 from PIL import Image
 
 from vision_jax.data.formats.base import (
-  DETECTION_RESIZES,
   DatasetSpec,
   LocalFormat,
   check_boxes,
+  check_image_options,
   register_format,
   resize_with_boxes,
 )
@@ -237,12 +237,7 @@ class VocFormat(LocalFormat):
   seed: int = 0
 
   def __post_init__(self):
-    if not isinstance(self.image_size, int) or self.image_size < 1:
-      raise DatasetError(f"voc: image_size must be a positive int, got {self.image_size!r}")
-    if self.resize not in DETECTION_RESIZES:
-      raise DatasetError(
-        f"voc: resize must be one of {', '.join(DETECTION_RESIZES)}, got {self.resize!r}"
-      )
+    check_image_options("voc", self.image_size, self.resize)
     if not isinstance(self.classes, str):  # a tuple from a config: kept as the string it means
       object.__setattr__(self, "classes", ",".join(self.classes))
     names = self.class_list()
